@@ -1,0 +1,5 @@
+import sys
+
+from sparserl.cli import main
+
+sys.exit(main())

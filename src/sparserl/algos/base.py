@@ -1,0 +1,139 @@
+"""What every off-policy actor-critic agent shares: networks, target copies, optimisers, the
+optimisation step, Polyak averaging, training statistics and checkpoint state.
+
+An algorithm subclass builds its networks with `add_network` / `add_optimizer` and writes its
+`update` with `optimize` and `soft_update`; it never loops over parameters itself.
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+
+import numpy as np
+import torch
+from torch import nn
+
+from sparserl.config import Config
+from sparserl.envs import EnvInfo
+from sparserl.replay import Batch
+
+
+def make_adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """Adam with the fused (single-kernel) step, falling back to foreach where fused is unavailable."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, foreach=True)
+
+
+class Agent(ABC):
+    """Base of TD3 and SAC. Subclasses define `stat_names`, `act` and `update`."""
+
+    stat_names: tuple[str, ...] = ()
+
+    def __init__(self, info: EnvInfo, config: Config):
+        self.info, self.config = info, config
+        self.networks: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.updates = 0  # gradient updates done (the iteration counter of TD3's policy delay)
+        self._stat_sums = torch.zeros(len(self.stat_names), dtype=torch.float64)
+        self._stat_counts = [0] * len(self.stat_names)
+
+    # --- construction ------------------------------------------------------------------------
+    def add_network(self, name: str, module: nn.Module, target: bool = False) -> nn.Module:
+        """Register `module`; with `target=True` also a frozen copy registered as `<name>_target`."""
+        self.networks[name] = module
+        if target:
+            clone = copy.deepcopy(module).requires_grad_(False)
+            self.networks[f"{name}_target"] = clone
+        return module
+
+    def add_optimizer(self, name: str, params, lr: float) -> torch.optim.Optimizer:
+        self.optimizers[name] = make_adam(params, lr)
+        return self.optimizers[name]
+
+    def target_pairs(self, *names: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(target parameters, online parameters) of the named networks, flattened for one lerp."""
+        targets, online = [], []
+        for name in names:
+            targets += list(self.networks[f"{name}_target"].parameters())
+            online += list(self.networks[name].parameters())
+        return targets, online
+
+    # --- the training step -------------------------------------------------------------------
+    @staticmethod
+    def optimize(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        """One gradient step of `optimizer` on `loss`."""
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    @staticmethod
+    @torch.no_grad()
+    def soft_update(pairs: tuple[list[torch.Tensor], list[torch.Tensor]], tau: float) -> None:
+        """Polyak averaging target <- (1 - tau) target + tau online, as one foreach op."""
+        torch._foreach_lerp_(pairs[0], pairs[1], tau)
+
+    def record(self, first: int, values: torch.Tensor) -> None:
+        """Accumulate detached scalar statistics stat_names[first:first+len(values)] (no host sync)."""
+        count = values.shape[0]
+        self._stat_sums[first:first + count] += values.detach()
+        for i in range(first, first + count):
+            self._stat_counts[i] += 1
+
+    def pop_stats(self) -> dict[str, float]:
+        """Means of the statistics recorded since the last call (unrecorded ones are left out)."""
+        sums = self._stat_sums.tolist()
+        out = {name: s / c for name, s, c in zip(self.stat_names, sums, self._stat_counts) if c}
+        self._stat_sums.zero_()
+        self._stat_counts = [0] * len(self.stat_names)
+        return out
+
+    def stats_finite(self) -> bool:
+        """True unless a statistic recorded since the last `pop_stats` is NaN or infinite."""
+        return bool(torch.isfinite(self._stat_sums).all())
+
+    # --- acting ------------------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def policy(self) -> nn.Module:
+        """The actor; its forward(obs) is the deterministic evaluation action in [-1, 1]."""
+
+    @torch.no_grad()
+    def act_deterministic(self, obs: np.ndarray) -> np.ndarray:
+        return self.policy(torch.as_tensor(obs).unsqueeze(0))[0].numpy()
+
+    @abstractmethod
+    def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exploration action and the policy's noise-free action for one observation."""
+
+    @abstractmethod
+    def update(self, batch: Batch) -> None:
+        """One gradient update from a minibatch."""
+
+    # --- checkpointing -----------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "networks": {k: m.state_dict() for k, m in self.networks.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "updates": self.updates,
+            "stat_sums": self._stat_sums.clone(),
+            "stat_counts": list(self._stat_counts),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, module in self.networks.items():
+            module.load_state_dict(state["networks"][name])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        self.updates = int(state["updates"])
+        self._stat_sums.copy_(state["stat_sums"])
+        self._stat_counts = list(state["stat_counts"])
+
+    def all_finite(self) -> bool:
+        """True if every parameter of every network is finite (one reduction per network)."""
+        with torch.no_grad():
+            return all(bool(torch.isfinite(torch.cat([p.reshape(-1) for p in m.parameters()])).all())
+                       for m in self.networks.values())

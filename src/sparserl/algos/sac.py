@@ -1,0 +1,85 @@
+"""SAC with a learned temperature (Haarnoja et al. 2018, "SAC Algorithms and Applications").
+
+Per update, in order: critic regression on
+    y = r + gamma * (1 - terminal) * (min_i Q'_i(s', a') - alpha * log pi(a'|s')),  a' ~ pi(.|s');
+an actor step on E[alpha * log pi(a|s) - min_i Q_i(s, a)]; a temperature step on
+-log(alpha) * (log pi(a|s) + target_entropy) with target_entropy = -|A|; and Polyak averaging
+(tau 0.005) of the critics. The actor is updated every step and has no target copy.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from sparserl.algos.base import Agent
+from sparserl.config import Config
+from sparserl.envs import EnvInfo
+from sparserl.nets import GaussianActor, QEnsemble
+from sparserl.replay import Batch
+
+
+class Temperature(nn.Module):
+    """alpha = exp(log_alpha), learned."""
+
+    def __init__(self, init_alpha: float):
+        super().__init__()
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(init_alpha)))
+
+    def forward(self) -> torch.Tensor:
+        return self.log_alpha.exp()
+
+
+class SAC(Agent):
+    stat_names = ("critic_loss", "q", "actor_loss", "alpha_loss", "alpha", "entropy")
+
+    def __init__(self, info: EnvInfo, config: Config):
+        super().__init__(info, config)
+        c = config
+        self.actor = self.add_network("actor", GaussianActor(info.obs_dim, info.act_dim, c.hidden,
+                                                             c.log_std_min, c.log_std_max))
+        self.critic = self.add_network("critic", QEnsemble(info.obs_dim, info.act_dim, c.hidden, 2),
+                                       target=True)
+        self.critic_target = self.networks["critic_target"]
+        self.temperature = self.add_network("temperature", Temperature(c.init_alpha))
+        self.actor_opt = self.add_optimizer("actor", self.actor.parameters(), c.actor_lr)
+        self.critic_opt = self.add_optimizer("critic", self.critic.parameters(), c.critic_lr)
+        self.alpha_opt = self.add_optimizer("temperature", self.temperature.parameters(), c.alpha_lr)
+        self._targets = self.target_pairs("critic")
+        self.gamma, self.tau = c.gamma, c.tau
+        self.target_entropy = float(-info.act_dim if c.target_entropy is None else c.target_entropy)
+
+    @property
+    def policy(self) -> GaussianActor:
+        return self.actor
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = torch.as_tensor(obs).unsqueeze(0)
+        action, _ = self.actor.sample(x)
+        return action[0].numpy(), self.actor(x)[0].numpy()
+
+    def update(self, batch: Batch) -> None:
+        self.updates += 1
+        alpha = self.temperature().detach()
+        with torch.no_grad():
+            next_action, next_log_prob = self.actor.sample(batch.next_obs)
+            next_q = self.critic_target(batch.next_obs, next_action).amin(dim=0) - alpha * next_log_prob
+            target = batch.reward + self.gamma * (1.0 - batch.terminated) * next_q
+        q = self.critic(batch.obs, batch.action)  # (2, B): both critics in one pass
+        critic_loss = (q - target).square().mean(dim=1).sum()
+        self.optimize(self.critic_opt, critic_loss)
+
+        action, log_prob = self.actor.sample(batch.obs)
+        q_pi = self.critic(batch.obs, action, detach=True).amin(dim=0)
+        actor_loss = (alpha * log_prob - q_pi).mean()
+        self.optimize(self.actor_opt, actor_loss)
+
+        log_prob = log_prob.detach()
+        alpha_loss = -(self.temperature.log_alpha * (log_prob + self.target_entropy)).mean()
+        self.optimize(self.alpha_opt, alpha_loss)
+        self.soft_update(self._targets, self.tau)
+        self.record(0, torch.stack((critic_loss, q.mean(), actor_loss, alpha_loss, alpha, -log_prob.mean())))

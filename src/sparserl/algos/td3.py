@@ -1,0 +1,66 @@
+"""TD3 (Fujimoto, van Hoof, Meger 2018), as in sfujim/TD3 and RLx2.
+
+Per update: critic regression on the clipped double-Q target with target-policy smoothing
+    y = r + gamma * (1 - terminal) * min_i Q'_i(s', clip(pi'(s') + clip(N(0, 0.2), -0.5, 0.5), -1, 1));
+every `policy_delay` (2) updates, an actor step on -Q_1(s, pi(s)) and Polyak averaging (tau 0.005)
+of actor and critics. Exploration: pi(s) + N(0, 0.1), clipped to the action bounds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sparserl.algos.base import Agent
+from sparserl.config import Config
+from sparserl.envs import EnvInfo
+from sparserl.nets import DeterministicActor, QEnsemble
+from sparserl.replay import Batch
+
+
+class TD3(Agent):
+    stat_names = ("critic_loss", "q", "actor_loss")
+
+    def __init__(self, info: EnvInfo, config: Config):
+        super().__init__(info, config)
+        c = config
+        self.actor = self.add_network("actor", DeterministicActor(info.obs_dim, info.act_dim, c.hidden),
+                                      target=True)
+        self.critic = self.add_network("critic", QEnsemble(info.obs_dim, info.act_dim, c.hidden, 2),
+                                       target=True)
+        self.actor_target = self.networks["actor_target"]
+        self.critic_target = self.networks["critic_target"]
+        self.actor_opt = self.add_optimizer("actor", self.actor.parameters(), c.actor_lr)
+        self.critic_opt = self.add_optimizer("critic", self.critic.parameters(), c.critic_lr)
+        self._targets = self.target_pairs("actor", "critic")
+        self.gamma, self.tau, self.policy_delay = c.gamma, c.tau, c.policy_delay
+        self.policy_noise, self.noise_clip, self.exploration_noise = c.policy_noise, c.noise_clip, \
+            c.exploration_noise
+
+    @property
+    def policy(self) -> DeterministicActor:
+        return self.actor
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mean = self.actor(torch.as_tensor(obs).unsqueeze(0))[0]
+        action = (mean + self.exploration_noise * torch.randn_like(mean)).clamp_(-1.0, 1.0)
+        return action.numpy(), mean.numpy()
+
+    def update(self, batch: Batch) -> None:
+        self.updates += 1
+        with torch.no_grad():
+            noise = (torch.randn_like(batch.action) * self.policy_noise).clamp_(-self.noise_clip, self.noise_clip)
+            next_action = (self.actor_target(batch.next_obs) + noise).clamp_(-1.0, 1.0)
+            next_q = self.critic_target(batch.next_obs, next_action).amin(dim=0)
+            target = batch.reward + self.gamma * (1.0 - batch.terminated) * next_q
+        q = self.critic(batch.obs, batch.action)  # (2, B): both critics in one pass
+        critic_loss = (q - target).square().mean(dim=1).sum()
+        self.optimize(self.critic_opt, critic_loss)
+        self.record(0, torch.stack((critic_loss, q.mean())))
+
+        if self.updates % self.policy_delay == 0:
+            actor_loss = -self.critic(batch.obs, self.actor(batch.obs), detach=True, member=0).mean()
+            self.optimize(self.actor_opt, actor_loss)
+            self.record(2, actor_loss.reshape(1))
+            self.soft_update(self._targets, self.tau)

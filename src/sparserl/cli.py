@@ -1,0 +1,179 @@
+"""The `sparserl` command.
+
+    sparserl train [--preset NAME] [--config FILE] [--<key> VALUE ...]
+    sparserl train --resume RUN_DIR [--total-steps N] [--checkpoint FILE]
+    sparserl eval RUN_DIR [--episodes N] [--seed S]
+    sparserl presets
+
+Flags of `train` are generated from sparserl.config.Config (its field docstrings are the help).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import tyro
+from rich.console import Console
+
+from sparserl.config import Config, coerce_fields, list_presets, load_preset, load_yaml
+from sparserl.errors import ConfigError, EnvError, SparserlError
+
+#: Config fields that may change when a run is resumed.
+RESUMABLE_CHANGES = ("total_steps", "progress")
+
+_console = Console(highlight=False, soft_wrap=True)
+_errors = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@dataclass
+class TrainArgs:
+    """Train an agent. Values resolve as: defaults < --preset < --config file < flags."""
+
+    cfg: tyro.conf.OmitArgPrefixes[Config]
+    preset: str | None = None
+    """A preset shipped with sparserl (list them with `sparserl presets`)."""
+    config: Path | None = None
+    """A YAML file of config keys (the same names as the flags, with underscores)."""
+    resume: Path | None = None
+    """Continue the run in this directory from its newest checkpoint (only --total-steps and
+    --progress may change)."""
+    checkpoint: Path | None = None
+    """With --resume: continue from this checkpoint file instead of the newest one."""
+
+
+@dataclass
+class EvalArgs:
+    """Re-evaluate the saved policy of a run directory."""
+
+    run_dir: tyro.conf.Positional[Path]
+    """A run directory written by `sparserl train`."""
+    episodes: int | None = None
+    """Episodes to run (default: the run's eval_episodes)."""
+    seed: int | None = None
+    """Seed of the evaluation environment (default: the run's evaluation seed)."""
+
+
+def _prescan(argv: list[str]) -> argparse.Namespace:
+    pre = argparse.ArgumentParser(add_help=False)
+    for flag in ("--preset", "--config", "--resume", "--checkpoint"):
+        pre.add_argument(flag)
+    known, _ = pre.parse_known_args(argv)
+    return known
+
+
+def _parse_train(argv: list[str]) -> TrainArgs:
+    known = _prescan(argv)
+    if known.resume:
+        from sparserl.runs.trainer import load_run_config
+        base = load_run_config(Path(known.resume))
+    else:
+        values = {}
+        if known.preset:
+            values.update(load_preset(known.preset))
+        if known.config:
+            values.update(load_yaml(known.config))
+        base = Config(**coerce_fields(values, "preset/config"))
+    defaults = TrainArgs(cfg=base)
+    args = tyro.cli(TrainArgs, default=defaults, args=argv, prog="sparserl train")
+    if args.resume:
+        if args.preset or args.config:
+            raise ConfigError("--resume continues a run with its saved configuration; "
+                              "it cannot be combined with --preset or --config")
+        changed = [f.name for f in dataclasses.fields(Config)
+                   if getattr(args.cfg, f.name) != getattr(base, f.name) and f.name not in RESUMABLE_CHANGES]
+        if changed:
+            flags = ", ".join("--" + name.replace("_", "-") for name in changed)
+            raise ConfigError(f"cannot change {flags} when resuming {args.resume}; only "
+                              f"{', '.join('--' + n.replace('_', '-') for n in RESUMABLE_CHANGES)} may change")
+    elif args.checkpoint:
+        raise ConfigError("--checkpoint selects the checkpoint to resume from; use it with --resume RUN_DIR")
+    return args
+
+
+def _print_result(result) -> None:
+    _console.print(f"Run saved to {result.run_dir}")
+    if result.final_eval is not None:
+        _console.print(f"Final evaluation at step {result.step:,}: {result.final_eval}")
+    n = len(result.evaluations)
+    if n:
+        window = min(n, _score_window(result.run_dir))
+        _console.print(f"Score (mean of the last {window} evaluations): {result.score:.1f}")
+
+
+def _score_window(run_dir: Path) -> int:
+    from sparserl.runs.trainer import load_run_config
+    return load_run_config(run_dir).score_window
+
+
+def cmd_train(argv: list[str]) -> int:
+    from sparserl.runs.trainer import resume, train
+
+    args = _parse_train(argv)
+    if args.resume:
+        result = resume(args.resume, checkpoint=args.checkpoint, total_steps=args.cfg.total_steps)
+    else:
+        config = args.cfg.validate()
+        result = train(config)
+    _print_result(result)
+    return 0
+
+
+def cmd_eval(argv: list[str]) -> int:
+    from sparserl.runs.eval_run import evaluate_run
+
+    args = tyro.cli(EvalArgs, args=argv, prog="sparserl eval")
+    result, step = evaluate_run(args.run_dir, args.episodes, args.seed)
+    at = f" (policy saved at step {step:,})" if step >= 0 else ""
+    _console.print(f"Evaluation of {args.run_dir}{at}: {result}")
+    return 0
+
+
+def cmd_presets(argv: list[str]) -> int:
+    from importlib import resources
+
+    for name in list_presets():
+        text = (resources.files("sparserl") / "presets" / f"{name}.yaml").read_text()
+        first = next((line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("#")), "")
+        _console.print(f"[bold]{name:<18}[/] {first}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "presets": cmd_presets}
+USAGE = """usage: sparserl {train,eval,presets} ...
+
+  train    train an agent (sparserl train --help for every flag)
+  eval     re-evaluate the saved policy of a run directory
+  presets  list the shipped presets
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        _console.print(USAGE, markup=False)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        hint = difflib.get_close_matches(command, COMMANDS, n=1)
+        _errors.print(f"error: unknown command {command!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""),
+                      markup=False)
+        _errors.print(USAGE, markup=False)
+        return 2
+    try:
+        return COMMANDS[command](rest)
+    except SparserlError as exc:
+        _errors.print("error:", style="bold red", end=" ")
+        _errors.print(str(exc), markup=False)
+        return 2 if isinstance(exc, (ConfigError, EnvError)) else 1
+    except KeyboardInterrupt:
+        _errors.print("interrupted: continue with `sparserl train --resume RUN_DIR`")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""The run configuration: one dataclass that drives the Python API, the CLI and YAML files.
+
+Every field is a CLI flag (``total_steps`` -> ``--total-steps``) and a YAML key. Defaults are the
+papers' settings (TD3: Fujimoto et al. 2018 / sfujim/TD3; SAC: Haarnoja et al. 2018 with a learned
+temperature), not Stable-Baselines3's. Values are resolved in this order, later wins:
+dataclass defaults < ``--preset NAME`` < ``--config FILE`` < explicit flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from dataclasses import dataclass, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from sparserl.errors import ConfigError
+
+ALGOS = ("td3", "sac")
+
+
+@dataclass
+class Config:
+    """One training run. Field docstrings are the CLI help."""
+
+    # --- what to train -------------------------------------------------------------------------
+    env: str = "Hopper-v5"
+    """Gymnasium id (e.g. Hopper-v5) or dm_control/<domain>-<task>-v0 (needs the dmc extra)."""
+    algo: Literal["td3", "sac"] = "td3"
+    """Algorithm."""
+    seed: int = 0
+    """Seed for networks, exploration, replay sampling and training episodes."""
+    total_steps: int = 1_000_000
+    """Environment steps to train for."""
+    start_steps: int = 25_000
+    """Uniform-random actions for this many steps before learning starts (TD3 paper, RLx2: 25 000)."""
+    updates_per_step: int = 1
+    """Gradient updates per environment step once learning has started (update-to-data ratio)."""
+    batch_size: int = 256
+    """Minibatch size."""
+    buffer_size: int = 1_000_000
+    """Replay capacity in transitions."""
+
+    # --- networks and optimisation -------------------------------------------------------------
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of actor and critics (ReLU MLP)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Polyak rate of the target networks."""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the actor."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the twin critics."""
+
+    # --- TD3 -----------------------------------------------------------------------------------
+    exploration_noise: float = 0.1
+    """TD3: std of the Gaussian exploration noise, in units of the max action."""
+    policy_noise: float = 0.2
+    """TD3: std of the target-policy smoothing noise, in units of the max action."""
+    noise_clip: float = 0.5
+    """TD3: clip of the target-policy smoothing noise, in units of the max action."""
+    policy_delay: int = 2
+    """TD3: critic updates per actor and target update."""
+
+    # --- SAC -----------------------------------------------------------------------------------
+    alpha_lr: float = 3e-4
+    """SAC: Adam learning rate of log(alpha)."""
+    init_alpha: float = 1.0
+    """SAC: initial temperature alpha."""
+    target_entropy: float | None = None
+    """SAC: entropy target; None means -|A| (Haarnoja et al. 2018)."""
+    log_std_min: float = -20.0
+    """SAC: lower clamp of the policy's log standard deviation."""
+    log_std_max: float = 2.0
+    """SAC: upper clamp of the policy's log standard deviation."""
+
+    # --- evaluation ----------------------------------------------------------------------------
+    eval_every: int = 5_000
+    """Evaluate the deterministic policy every this many environment steps (TD3 protocol)."""
+    eval_episodes: int = 10
+    """Episodes per evaluation."""
+    eval_seed: int | None = None
+    """Seed of the separate evaluation environment; None means seed + 100 (sfujim/TD3)."""
+    score_window: int = 30
+    """The run's headline score is the mean of its last this-many evaluations (RLx2: 30)."""
+
+    # --- run directory, checkpoints, output ----------------------------------------------------
+    run_dir: str | None = None
+    """Where the run is written; None means <runs_root>/<env>__<algo>__s<seed>__<time>."""
+    runs_root: str = "runs"
+    """Parent folder of generated run directories."""
+    checkpoint_every: int = 50_000
+    """Checkpoint at the first episode end after every this-many steps, and at the end of the run."""
+    keep_checkpoints: int = 2
+    """How many checkpoints to keep (oldest are deleted once a newer one is safely written)."""
+    threads: int = 0
+    """Torch intra-op threads; 0 means all cores. Use 1 per process when running runs side by side."""
+    tensorboard: bool = True
+    """Write TensorBoard event files next to metrics.csv."""
+    progress: bool = True
+    """Show a progress bar (on a terminal) and print one line per evaluation."""
+
+    # ---------------------------------------------------------------------------------------------
+    def validate(self) -> Config:
+        """Check every value and raise one ConfigError listing all problems; returns self."""
+        problems: list[str] = []
+
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                problems.append(message)
+
+        for name in ("total_steps", "batch_size", "buffer_size", "updates_per_step", "eval_every",
+                     "eval_episodes", "checkpoint_every", "keep_checkpoints", "policy_delay", "score_window"):
+            value = getattr(self, name)
+            need(isinstance(value, int) and value > 0, f"{name} must be a positive integer, got {value!r}")
+        need(self.start_steps >= 0, f"start_steps must be >= 0, got {self.start_steps!r}")
+        need(self.threads >= 0, f"threads must be >= 0 (0 = all cores), got {self.threads!r}")
+        need(self.algo in ALGOS, f"algo must be one of {', '.join(ALGOS)}; got {self.algo!r}")
+        if self.batch_size > 0 and self.buffer_size > 0:
+            need(self.batch_size <= self.buffer_size,
+                 f"batch_size ({self.batch_size}) must not exceed buffer_size ({self.buffer_size})")
+        need(len(self.hidden) >= 1 and all(isinstance(h, int) and h > 0 for h in self.hidden),
+             f"hidden must be one or more positive layer widths, got {self.hidden!r}")
+        need(0.0 < self.gamma <= 1.0, f"gamma must be in (0, 1], got {self.gamma!r}")
+        need(0.0 < self.tau <= 1.0, f"tau must be in (0, 1], got {self.tau!r}")
+        for name in ("actor_lr", "critic_lr", "alpha_lr", "init_alpha"):
+            value = getattr(self, name)
+            need(math.isfinite(value) and value > 0, f"{name} must be a positive number, got {value!r}")
+        for name in ("exploration_noise", "policy_noise", "noise_clip"):
+            value = getattr(self, name)
+            need(math.isfinite(value) and value >= 0, f"{name} must be >= 0, got {value!r}")
+        need(self.log_std_min < self.log_std_max,
+             f"log_std_min ({self.log_std_min}) must be below log_std_max ({self.log_std_max})")
+        need(self.target_entropy is None or math.isfinite(self.target_entropy),
+             f"target_entropy must be a finite number or None, got {self.target_entropy!r}")
+        need(bool(self.env), "env must name an environment, e.g. Hopper-v5")
+        if problems:
+            raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+        return self
+
+    # --- conversion ----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML-friendly dict (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> Config:
+        """Build a Config from a mapping, with clear errors for unknown keys and wrong types."""
+        return cls(**coerce_fields(data, source))
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+# --- field coercion (YAML values -> typed fields) ------------------------------------------------
+
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(Config)
+
+
+def coerce_fields(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Validate keys against Config and convert YAML values to the declared field types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of config keys, got {type(data).__name__}")
+    types_ = _field_types()
+    known = [f.name for f in fields(Config)]
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in types_:
+            hint = difflib.get_close_matches(str(key), known, n=3)
+            did_you_mean = f"; did you mean {', '.join(hint)}?" if hint else ""
+            raise ConfigError(f"{source}: unknown config key {key!r}{did_you_mean} "
+                              f"(run `sparserl train --help` for all keys)")
+        out[key] = _coerce(key, value, types_[key], source)
+    return out
+
+
+def _coerce(name: str, value: Any, tp: Any, source: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    bad = ConfigError(f"{source}: {name} must be {_describe(tp)}, got {value!r}")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(name, value, inner[0], source)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{source}: {name} must be one of {', '.join(map(str, args))}; got {value!r}")
+        return value
+    if origin is tuple:
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        return tuple(_coerce(name, v, args[0], source) for v in value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if tp is int:
+        number = _number(value)
+        if number is None or float(number) != int(number):
+            raise bad
+        return int(number)
+    if tp is float:
+        number = _number(value)
+        if number is None:
+            raise bad
+        return float(number)
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise bad
+    return value
+
+
+def _number(value: Any) -> float | int | None:
+    """Numbers, plus strings such as '1e6' that YAML 1.1 leaves as text."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str):
+        try:
+            return float(value.replace("_", ""))
+        except ValueError:
+            return None
+    return None
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin is tuple:
+        return f"a list of {_describe(args[0])}"
+    if tp is type(None):
+        return "null"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
+
+
+# --- YAML files and presets -----------------------------------------------------------------------
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping of config keys; errors name the file, line and problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of config keys, "
+                          f"got {type(data).__name__}")
+    return coerce_fields(data, str(path))
+
+
+def list_presets() -> list[str]:
+    """Names of the presets shipped with sparserl."""
+    folder = resources.files("sparserl") / "presets"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    names = list_presets()
+    if name not in names:
+        hint = difflib.get_close_matches(name, names, n=3)
+        did_you_mean = f" Did you mean {', '.join(hint)}?" if hint else ""
+        raise ConfigError(f"unknown preset {name!r}.{did_you_mean} Available presets: {', '.join(names)}")
+    with resources.as_file(resources.files("sparserl") / "presets" / f"{name}.yaml") as path:
+        return load_yaml(path)
+
+
+def resolve_config(preset: str | None = None, config_file: str | Path | None = None,
+                   **overrides: Any) -> Config:
+    """Defaults < preset < config file < overrides, validated."""
+    values: dict[str, Any] = {}
+    if preset:
+        values.update(load_preset(preset))
+    if config_file:
+        values.update(load_yaml(config_file))
+    values.update(coerce_fields(overrides, "arguments"))
+    return Config(**values).validate()

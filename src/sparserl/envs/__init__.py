@@ -1,0 +1,107 @@
+"""Environments: any Gymnasium id, and DeepMind Control through Shimmy.
+
+Every environment sparserl builds has a flat float32 Box observation and a Box action space
+rescaled to [-1, 1], so algorithms never see the original action bounds (max_action = 1).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+from sparserl.errors import EnvError
+
+DMC_PREFIX = "dm_control/"
+
+
+@dataclass(frozen=True)
+class EnvInfo:
+    """What networks and buffers need to know about an environment."""
+
+    env_id: str
+    obs_dim: int
+    act_dim: int
+    max_episode_steps: int | None
+
+
+def _register_dmc() -> None:
+    if not os.environ.get("DISPLAY"):  # no screen: skip dm_control's GLFW probe (training never renders)
+        os.environ.setdefault("MUJOCO_GL", "disable")
+    try:
+        import shimmy
+    except ImportError:
+        raise EnvError("DeepMind Control ids need the dmc extra: pip install 'sparserl[dmc]'") from None
+    gym.register_envs(shimmy)
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise EnvError (with close names) unless Gymnasium knows env_id."""
+    if env_id.startswith(DMC_PREFIX):
+        _register_dmc()
+    if env_id in gym.registry:
+        return
+    known = sorted(gym.registry)
+    hint = difflib.get_close_matches(env_id, known, n=5, cutoff=0.5)
+    if not hint:  # fall back to case-insensitive matching of the name without version
+        stem = env_id.split("-v")[0].lower()
+        hint = [k for k in known if stem and stem in k.lower()][:5]
+    did_you_mean = f" Did you mean: {', '.join(hint)}?" if hint else ""
+    extra = "" if env_id.startswith(DMC_PREFIX) else \
+        f" (DeepMind Control tasks are named {DMC_PREFIX}<domain>-<task>-v0 and need the dmc extra.)"
+    raise EnvError(f"unknown environment id {env_id!r}.{did_you_mean}{extra}")
+
+
+def make_env(env_id: str, seed: int | None = None, **kwargs) -> gym.Env:
+    """Build `env_id` with flat float32 observations and actions rescaled to [-1, 1].
+
+    If `seed` is given the environment is reset once with it and its action space is seeded.
+    """
+    check_env_id(env_id)
+    env = gym.make(env_id, **kwargs)
+    if isinstance(env.observation_space, gym.spaces.Dict):
+        env = gym.wrappers.FlattenObservation(env)
+    if not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
+        env.close()
+        raise EnvError(f"{env_id}: sparserl needs a flat Box observation space, got {env.observation_space}")
+    space = env.action_space
+    if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+        env.close()
+        raise EnvError(f"{env_id}: TD3 and SAC need a continuous 1-D Box action space, got {space}")
+    if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+        env.close()
+        raise EnvError(f"{env_id}: action bounds must be finite to rescale them to [-1, 1], got {space}")
+    if not (np.all(space.low == -1.0) and np.all(space.high == 1.0)):
+        ones = np.ones(space.shape, dtype=space.dtype)
+        env = gym.wrappers.RescaleAction(env, -ones, ones)
+    if env.observation_space.dtype != np.float32:
+        box = env.observation_space
+        space = gym.spaces.Box(box.low.astype(np.float32), box.high.astype(np.float32), dtype=np.float32)
+        env = gym.wrappers.TransformObservation(env, lambda obs: np.asarray(obs, dtype=np.float32), space)
+    if seed is not None:
+        env.reset(seed=seed)
+        env.action_space.seed(seed)
+    return env
+
+
+def env_info(env: gym.Env) -> EnvInfo:
+    spec = env.spec
+    return EnvInfo(
+        env_id=spec.id if spec is not None else type(env.unwrapped).__name__,
+        obs_dim=int(env.observation_space.shape[0]),
+        act_dim=int(env.action_space.shape[0]),
+        max_episode_steps=spec.max_episode_steps if spec is not None else None,
+    )
+
+
+def episode_seed(run_seed: int, episode: int) -> int:
+    """Seed of training episode `episode`: every reset is seeded, so a run's environment state at
+    an episode boundary is a function of (seed, episode index) alone. This is what lets a resumed
+    run continue exactly, for Gymnasium and dm_control environments alike."""
+    return int(np.random.SeedSequence([run_seed, episode]).generate_state(1, np.uint32)[0])
+
+
+__all__ = ["EnvInfo", "check_env_id", "env_info", "episode_seed", "make_env"]

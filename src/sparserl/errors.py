@@ -1,0 +1,21 @@
+"""Errors sparserl raises for things a user can fix; the CLI prints their message without a traceback."""
+
+
+class SparserlError(Exception):
+    """Base class: a problem with the user's input or run, explained in the message."""
+
+
+class ConfigError(SparserlError, ValueError):
+    """A configuration value, YAML file or preset is invalid."""
+
+
+class EnvError(SparserlError, ValueError):
+    """An environment id is unknown or an environment is unsuitable."""
+
+
+class CheckpointError(SparserlError):
+    """A checkpoint or run directory is missing, corrupt or incompatible."""
+
+
+class TrainingDiverged(SparserlError):
+    """A loss or parameter became NaN or infinite; the last good checkpoint is kept."""

@@ -1,0 +1,12 @@
+"""Networks: MLP actors and batched critic ensembles."""
+
+from sparserl.nets.mlp import (
+    POLICY_CLASSES,
+    DeterministicActor,
+    EnsembleLinear,
+    GaussianActor,
+    QEnsemble,
+    mlp,
+)
+
+__all__ = ["POLICY_CLASSES", "DeterministicActor", "EnsembleLinear", "GaussianActor", "QEnsemble", "mlp"]

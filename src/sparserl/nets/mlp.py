@@ -1,0 +1,128 @@
+"""MLP actors and critics (default 256-256 ReLU, as in TD3, SAC and RLx2).
+
+Twin critics are one `QEnsemble`: every layer holds the weights of all members as one
+(E, out, in) tensor and runs them in one batched matmul, so both critics cost one op per layer.
+Each member is initialised exactly like an ``nn.Linear`` of the same shape.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+class EnsembleLinear(nn.Module):
+    """E independent linear maps: weight (E, out, in), bias (E, out).
+
+    Input (B, in) is shared by all members; input (E, B, in) gives each member its own.
+    Output is (E, B, out). Each weight row is one output unit's fan-in (as in ``nn.Linear``).
+    """
+
+    def __init__(self, in_features: int, out_features: int, ensemble_size: int):
+        super().__init__()
+        self.in_features, self.out_features, self.ensemble_size = in_features, out_features, ensemble_size
+        self.weight = nn.Parameter(torch.empty(ensemble_size, out_features, in_features))
+        self.bias = nn.Parameter(torch.empty(ensemble_size, out_features))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.in_features)
+        for member in range(self.ensemble_size):  # nn.Linear's default init, per member
+            nn.init.kaiming_uniform_(self.weight[member], a=math.sqrt(5))
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor, detach: bool = False, member: int | None = None) -> torch.Tensor:
+        """`detach` uses the weights without recording their gradient (e.g. a critic inside the
+        actor's loss); `member` runs only that member (output (1, B, out))."""
+        weight, bias = self.weight, self.bias
+        if member is not None:
+            weight, bias = weight[member:member + 1], bias[member:member + 1]
+        if detach:
+            weight, bias = weight.detach(), bias.detach()
+        if x.dim() == 2:
+            x = x.expand(weight.shape[0], *x.shape)
+        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, " \
+               f"ensemble_size={self.ensemble_size}"
+
+
+def mlp(in_dim: int, out_dim: int, hidden: tuple[int, ...]) -> nn.Sequential:
+    """ReLU MLP of nn.Linear layers."""
+    sizes = (in_dim, *hidden, out_dim)
+    layers: list[nn.Module] = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(fan_in, fan_out))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class QEnsemble(nn.Module):
+    """E independent Q(s, a) networks evaluated together; forward returns (E, B)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], ensemble_size: int = 2):
+        super().__init__()
+        sizes = (obs_dim + act_dim, *hidden, 1)
+        self.layers = nn.ModuleList(
+            EnsembleLinear(i, o, ensemble_size) for i, o in zip(sizes[:-1], sizes[1:]))
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor, detach: bool = False,
+                member: int | None = None) -> torch.Tensor:
+        x = torch.cat((obs, action), dim=-1)
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            x = layer(x, detach=detach, member=member)
+            if i < last:
+                x = F.relu(x)
+        return x.squeeze(-1)
+
+
+class DeterministicActor(nn.Module):
+    """TD3 actor: tanh(MLP(s)), actions in [-1, 1]."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...]):
+        super().__init__()
+        self.init_kwargs = {"obs_dim": obs_dim, "act_dim": act_dim, "hidden": list(hidden)}
+        self.net = mlp(obs_dim, act_dim, hidden)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(obs))
+
+
+class GaussianActor(nn.Module):
+    """SAC actor: tanh-squashed Gaussian with state-dependent mean and clamped log-std."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...],
+                 log_std_min: float = -20.0, log_std_max: float = 2.0):
+        super().__init__()
+        self.init_kwargs = {"obs_dim": obs_dim, "act_dim": act_dim, "hidden": list(hidden),
+                            "log_std_min": log_std_min, "log_std_max": log_std_max}
+        self.net = mlp(obs_dim, 2 * act_dim, hidden)
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """The deterministic (mean) action tanh(mu), used for evaluation."""
+        mean, _ = self.net(obs).chunk(2, dim=-1)
+        return torch.tanh(mean)
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised action a = tanh(mu + sigma * eps) and its log-probability (B,)."""
+        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        log_std = log_std.clamp(self.log_std_min, self.log_std_max)
+        eps = torch.randn_like(mean)
+        u = mean + log_std.exp() * eps
+        # log N(u; mean, std) minus the tanh Jacobian log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u))
+        log_prob = (-0.5 * eps.square() - log_std - LOG_SQRT_2PI
+                    - 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
+        return torch.tanh(u), log_prob
+
+
+#: Actor classes a saved policy can name (see sparserl.runs.policy).
+POLICY_CLASSES: dict[str, type[nn.Module]] = {c.__name__: c for c in (DeterministicActor, GaussianActor)}

@@ -1,0 +1,135 @@
+"""Uniform replay over a preallocated ring of transitions.
+
+Each transition is one row of a single float32 tensor, laid out as
+``[obs | action | reward | next_obs | policy_action | terminated | truncated]``, so a minibatch is
+one gather and its fields are views. ``terminated`` (a true terminal: no bootstrap) and
+``truncated`` (a time-limit end: bootstrap) are kept apart, and ``policy_action`` is the policy's
+noise-free action (the random action itself during warm-up), which RLx2's dynamic buffer compares
+against the current policy.
+
+The live window is ``[start, start + size)`` modulo the capacity, so dropping the oldest
+transitions (RLx2's dynamic capacity) only moves ``start``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+
+class Batch(NamedTuple):
+    """A minibatch. With ``n == 1`` fields are (B, dim) / (B,); with ``n > 1`` they are
+    (B, n, dim) / (B, n): n consecutive transitions in insertion order."""
+
+    obs: torch.Tensor
+    action: torch.Tensor
+    reward: torch.Tensor
+    next_obs: torch.Tensor
+    policy_action: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+
+
+class ReplayBuffer:
+    """Preallocated FIFO replay buffer with its own sampling generator (checkpointed)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, capacity: int, seed: int = 0):
+        if capacity < 1:
+            raise ValueError(f"capacity must be positive, got {capacity}")
+        self.obs_dim, self.act_dim, self.capacity = obs_dim, act_dim, capacity
+        o, a = obs_dim, act_dim
+        widths = {"obs": o, "action": a, "reward": 1, "next_obs": o, "policy_action": a,
+                  "terminated": 1, "truncated": 1}
+        self._slices: dict[str, slice] = {}
+        col = 0
+        for name, width in widths.items():
+            self._slices[name] = slice(col, col + width)
+            col += width
+        self.row_width = col
+        self._storage = torch.zeros(capacity, col, dtype=torch.float32)
+        self._rows = self._storage.numpy()  # shares memory: cheap per-step writes
+        self._start = 0
+        self.size = 0
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray,
+            terminated: bool, truncated: bool, policy_action: np.ndarray) -> None:
+        """Append one transition, overwriting the oldest when full."""
+        s = self._slices
+        row = self._rows[(self._start + self.size) % self.capacity]
+        row[s["obs"]] = obs
+        row[s["action"]] = action
+        row[s["reward"]] = reward
+        row[s["next_obs"]] = next_obs
+        row[s["policy_action"]] = policy_action
+        row[s["terminated"]] = terminated
+        row[s["truncated"]] = truncated
+        if self.size < self.capacity:
+            self.size += 1
+        else:
+            self._start = (self._start + 1) % self.capacity
+
+    def drop_oldest(self, count: int) -> None:
+        """Forget the `count` oldest transitions (RLx2's dynamic capacity)."""
+        count = max(0, min(count, self.size))
+        self._start = (self._start + count) % self.capacity
+        self.size -= count
+
+    def _physical(self, logical: torch.Tensor) -> torch.Tensor:
+        return (logical + self._start) % self.capacity
+
+    def sample(self, batch_size: int, n: int = 1) -> Batch:
+        """Uniform minibatch of `batch_size` windows of `n` consecutive transitions.
+
+        Window starts are uniform over the live window such that a window never runs past the
+        newest transition (RLx2's rule). Windows may cross episode boundaries: the flags say where.
+        """
+        if self.size < n:
+            raise ValueError(f"cannot sample windows of {n} from a buffer holding {self.size}")
+        starts = torch.randint(0, self.size - n + 1, (batch_size,), generator=self.generator)
+        if n == 1:
+            rows = self._storage.index_select(0, self._physical(starts))
+        else:
+            logical = starts.unsqueeze(1) + torch.arange(n)
+            rows = self._storage.index_select(0, self._physical(logical).reshape(-1))
+            rows = rows.view(batch_size, n, self.row_width)
+        return self._fields(rows)
+
+    def _fields(self, rows: torch.Tensor) -> Batch:
+        s = self._slices
+        return Batch(
+            obs=rows[..., s["obs"]],
+            action=rows[..., s["action"]],
+            reward=rows[..., s["reward"].start],
+            next_obs=rows[..., s["next_obs"]],
+            policy_action=rows[..., s["policy_action"]],
+            terminated=rows[..., s["terminated"].start],
+            truncated=rows[..., s["truncated"].start],
+        )
+
+    def oldest(self, count: int) -> Batch:
+        """The `count` oldest transitions, in insertion order."""
+        count = min(count, self.size)
+        return self._fields(self._storage.index_select(0, self._physical(torch.arange(count))))
+
+    # --- checkpointing ---------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Contents in insertion order (a copy), sizes and the sampling generator's state."""
+        rows = self._storage.index_select(0, self._physical(torch.arange(self.size)))
+        return {"rows": rows, "capacity": self.capacity, "row_width": self.row_width,
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["capacity"] != self.capacity or state["row_width"] != self.row_width:
+            raise ValueError(
+                f"replay layout mismatch: checkpoint has capacity {state['capacity']} and row width "
+                f"{state['row_width']}, this buffer {self.capacity} and {self.row_width}")
+        rows = state["rows"]
+        self._storage[: rows.shape[0]] = rows
+        self._start, self.size = 0, rows.shape[0]
+        self.generator.set_state(state["generator"])

@@ -1,0 +1,30 @@
+"""Shared test helpers. Tests run two at a time (pytest-xdist), each with one torch thread."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from sparserl.config import Config
+
+os.environ.setdefault("MUJOCO_GL", "disable")
+torch.set_num_threads(1)
+
+
+def small_config(tmp_path, **changes) -> Config:
+    """A fast Pendulum run: small networks and intervals, one thread, no progress output."""
+    values = dict(env="Pendulum-v1", total_steps=600, start_steps=200, batch_size=32, buffer_size=10_000,
+                  hidden=(32, 32), eval_every=200, eval_episodes=2, checkpoint_every=200, threads=1,
+                  progress=False, tensorboard=False, run_dir=str(tmp_path / "run"))
+    values.update(changes)
+    return Config(**values)
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    def make(**changes) -> Config:
+        return small_config(tmp_path, **changes)
+
+    return make

@@ -1,0 +1,102 @@
+"""The sparserl command: bad input is refused before any training, with a message saying why."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sparserl.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_main(capsys, *args) -> tuple[int, str]:
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # tyro's own argument errors
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+BAD_INPUTS = [
+    (["--env", "Hoper-v5"], r"unknown environment id 'Hoper-v5'\. Did you mean: .*Hopper-v5"),
+    (["--total-steps", "0"], r"total_steps must be a positive integer, got 0"),
+    (["--eval-every", "-5"], r"eval_every must be a positive integer, got -5"),
+    (["--checkpoint-every", "0"], r"checkpoint_every must be a positive integer, got 0"),
+    (["--batch-size", "512", "--buffer-size", "100"], r"batch_size \(512\) must not exceed buffer_size \(100\)"),
+    (["--algo", "ppo"], r"invalid choice 'ppo' for argument '--algo'. Expected one of \('td3', 'sac'\)"),
+    (["--preset", "quikstart"], r"unknown preset 'quikstart'. Did you mean quickstart"),
+    (["--total-steps", "many"], r"--total-steps"),
+]
+
+
+@pytest.mark.parametrize("args,pattern", BAD_INPUTS)
+def test_bad_input_is_refused_before_training(tmp_path, capsys, args, pattern):
+    run_dir = tmp_path / "run"
+    code, output = run_main(capsys, "train", "--run-dir", str(run_dir), *args)
+    assert code == 2
+    assert re.search(pattern, " ".join(output.split())), output
+    assert not run_dir.exists()  # nothing was started
+
+
+def test_malformed_yaml_config(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("env: Pendulum-v1\ntotal_steps: [1000\n")
+    code, output = run_main(capsys, "train", "--config", str(bad))
+    assert code == 2 and re.search(r"is not valid YAML at line \d+, column \d+", " ".join(output.split()))
+
+
+def test_unknown_yaml_key(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("evel_every: 100\n")
+    code, output = run_main(capsys, "train", "--config", str(bad))
+    assert code == 2 and "unknown config key 'evel_every'; did you mean eval_every" in " ".join(output.split())
+
+
+def test_unknown_command(capsys):
+    code, output = run_main(capsys, "trian")
+    assert code == 2 and "did you mean 'train'" in output
+
+
+def test_resume_refuses_changed_settings(tmp_path, capsys, make_config):
+    from sparserl.runs.trainer import train
+    result = train(make_config(total_steps=400))
+    code, output = run_main(capsys, "train", "--resume", str(result.run_dir), "--batch-size", "64")
+    assert code == 2 and "cannot change --batch-size when resuming" in " ".join(output.split())
+
+
+def test_train_eval_and_resume_end_to_end(tmp_path):
+    """The real entry point: train, extend with --resume, then re-evaluate the saved policy."""
+    run_dir = tmp_path / "run"
+    common = ["--env", "Pendulum-v1", "--start-steps", "200", "--batch-size", "32", "--hidden", "32", "32",
+              "--eval-every", "200", "--eval-episodes", "2", "--checkpoint-every", "200", "--threads", "1"]
+    out = subprocess.run([sys.executable, "-m", "sparserl", "train", "--total-steps", "400",
+                          "--run-dir", str(run_dir), *common], check=True, capture_output=True, text=True).stdout
+    assert f"Run saved to {run_dir}" in out and "Final evaluation at step 400" in out
+    out = subprocess.run([sys.executable, "-m", "sparserl", "train", "--resume", str(run_dir), "--total-steps",
+                          "600"], check=True, capture_output=True, text=True).stdout
+    assert "Final evaluation at step 600" in out
+    final = re.search(r"Final evaluation at step 600: (\S+) ± (\S+)", out).groups()
+    out = subprocess.run([sys.executable, "-m", "sparserl", "eval", str(run_dir)], check=True,
+                         capture_output=True, text=True).stdout
+    assert "policy saved at step 600" in out
+    assert re.search(r": (\S+) ± (\S+) over 2 episodes", out).groups() == final  # same seed, same numbers
+    for name in ("config.yaml", "run.json", "metrics.csv", "policy.safetensors"):
+        assert (run_dir / name).is_file()
+    assert list((run_dir / "tb").iterdir())
+
+
+def test_readme_commands_match_ci():
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", readme, re.S)
+    commands = [line for block in blocks for line in block.splitlines() if line.startswith("python3 -m venv")]
+    assert len(commands) == 2, commands
+    train_cmd, test_cmd = commands
+    assert "sparserl train" in train_cmd and "pytest" in test_cmd
+    assert "torch==2.13.0" in train_cmd and "torch==2.13.0" in test_cmd
+    assert test_cmd in (ROOT / ".ci" / "run").read_text()

@@ -1,0 +1,60 @@
+"""make_env: flat float32 observations, actions in [-1, 1], clear errors for unknown ids."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sparserl.envs import check_env_id, env_info, episode_seed, make_env
+from sparserl.errors import EnvError
+
+
+def test_pendulum_actions_rescaled_and_float32_obs():
+    env = make_env("Pendulum-v1", seed=0)
+    assert env.action_space.low.tolist() == [-1.0] and env.action_space.high.tolist() == [1.0]
+    obs, _ = env.reset(seed=1)
+    assert obs.dtype == np.float32 and obs.shape == (3,)
+    # +1 must reach the true bound (2.0 torque): compare with the raw env's dynamics
+    import gymnasium as gym
+    raw = gym.make("Pendulum-v1")
+    raw.reset(seed=1)
+    raw_obs, *_ = raw.step(np.array([2.0], dtype=np.float32))
+    ours, *_ = env.step(np.array([1.0], dtype=np.float32))
+    np.testing.assert_allclose(ours, raw_obs, rtol=1e-6)
+
+
+def test_env_info_sizes_hopper():
+    info = env_info(make_env("Hopper-v5"))
+    assert (info.obs_dim, info.act_dim, info.max_episode_steps) == (11, 3, 1000)
+
+
+def test_unknown_id_suggests_close_names():
+    with pytest.raises(EnvError, match=r"unknown environment id 'Hoper-v5'. Did you mean: .*Hopper-v5"):
+        check_env_id("Hoper-v5")
+
+
+def test_unknown_dmc_task_is_refused():
+    with pytest.raises(EnvError, match="unknown environment id 'dm_control/cheetah-fly-v0'"):
+        check_env_id("dm_control/cheetah-fly-v0")
+
+
+def test_discrete_actions_are_refused():
+    with pytest.raises(EnvError, match="continuous 1-D Box action space"):
+        make_env("CartPole-v1")
+
+
+def test_dmc_flattened_float32():
+    env = make_env("dm_control/cartpole-swingup-v0", seed=0)
+    obs, _ = env.reset(seed=0)
+    assert obs.dtype == np.float32 and obs.shape == (5,)
+    assert env.observation_space.shape == (5,)
+    assert env.action_space.low.tolist() == [-1.0] and env.action_space.high.tolist() == [1.0]
+    obs, reward, terminated, truncated, _ = env.step(np.zeros(1, dtype=np.float32))
+    assert obs.dtype == np.float32 and 0.0 <= reward <= 1.0
+
+
+def test_episode_seeds_are_stable_and_distinct():
+    seeds = [episode_seed(0, k) for k in range(100)]
+    assert len(set(seeds)) == 100
+    assert seeds == [episode_seed(0, k) for k in range(100)]
+    assert episode_seed(1, 0) != episode_seed(0, 0)

@@ -1,0 +1,76 @@
+"""Networks: the batched critic ensemble is exactly E separate MLPs; the SAC log-probability."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from sparserl.nets import EnsembleLinear, GaussianActor, QEnsemble
+
+
+def member_as_sequential(critic: QEnsemble, k: int) -> nn.Sequential:
+    layers = []
+    for i, layer in enumerate(critic.layers):
+        linear = nn.Linear(layer.in_features, layer.out_features)
+        linear.weight.data.copy_(layer.weight[k])
+        linear.bias.data.copy_(layer.bias[k])
+        layers.append(linear)
+        if i < len(critic.layers) - 1:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def test_ensemble_equals_separate_mlps_forward_and_backward():
+    torch.manual_seed(0)
+    critic = QEnsemble(5, 2, (16, 8), ensemble_size=3)
+    obs, act = torch.randn(7, 5), torch.randn(7, 2)
+    q = critic(obs, act)
+    assert q.shape == (3, 7)
+    q.sum().backward()
+    for k in range(3):
+        ref = member_as_sequential(critic, k)
+        ref_q = ref(torch.cat([obs, act], 1)).squeeze(-1)
+        torch.testing.assert_close(q[k], ref_q)
+        ref_q.sum().backward()
+        for layer, linear in zip(critic.layers, [m for m in ref if isinstance(m, nn.Linear)]):
+            torch.testing.assert_close(layer.weight.grad[k], linear.weight.grad)
+            torch.testing.assert_close(layer.bias.grad[k], linear.bias.grad)
+
+
+def test_member_and_detach_options():
+    torch.manual_seed(0)
+    critic = QEnsemble(3, 1, (8,), ensemble_size=2)
+    obs, act = torch.randn(4, 3), torch.randn(4, 1, requires_grad=True)
+    torch.testing.assert_close(critic(obs, act, member=1)[0], critic(obs, act)[1])
+    critic(obs, act, detach=True, member=0).sum().backward()
+    assert act.grad is not None and act.grad.abs().sum() > 0
+    assert all(p.grad is None for p in critic.parameters())
+
+
+def test_ensemble_init_matches_nn_linear_bounds():
+    torch.manual_seed(0)
+    layer = EnsembleLinear(64, 32, 2)
+    bound = 1 / math.sqrt(64)
+    assert layer.weight.abs().max() <= bound and layer.bias.abs().max() <= bound
+    assert layer.weight.std() > 0.5 * bound / math.sqrt(3)  # uniform(-b, b) has std b / sqrt(3)
+    assert not torch.equal(layer.weight[0], layer.weight[1])
+
+
+def test_gaussian_log_prob_matches_torch_distributions():
+    torch.manual_seed(0)
+    actor = GaussianActor(4, 3, (16,))
+    obs = torch.randn(64, 4)
+    torch.manual_seed(1)
+    action, log_prob = actor.sample(obs)
+    torch.manual_seed(1)
+    mean, log_std = actor.net(obs).chunk(2, -1)
+    log_std = log_std.clamp(-20, 2)
+    u = mean + log_std.exp() * torch.randn_like(mean)
+    dist = torch.distributions.TransformedDistribution(
+        torch.distributions.Normal(mean, log_std.exp()), [torch.distributions.TanhTransform()])
+    torch.testing.assert_close(action, torch.tanh(u))
+    torch.testing.assert_close(log_prob, dist.log_prob(torch.tanh(u).clamp(-1 + 1e-6, 1 - 1e-6)).sum(-1),
+                               atol=2e-3, rtol=1e-4)
+    torch.testing.assert_close(actor(obs), torch.tanh(mean))

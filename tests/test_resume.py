@@ -1,0 +1,78 @@
+"""A run killed with SIGKILL and resumed writes exactly the metrics of an uninterrupted run."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from sparserl.runs.metrics import TIMING_COLUMNS
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sparserl", *args]
+
+
+def config_file(tmp_path: Path, **values) -> Path:
+    base = dict(env="Pendulum-v1", total_steps=2400, start_steps=300, batch_size=64, buffer_size=5000,
+                hidden=[32, 32], eval_every=300, eval_episodes=2, checkpoint_every=500, threads=1,
+                progress=False, tensorboard=True)
+    base.update(values)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(base))
+    return path
+
+
+def rows(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in csv.DictReader(f)]
+
+
+def checkpoint_steps(run_dir: Path) -> list[int]:
+    folder = run_dir / "checkpoints"
+    return sorted(int(p.name[5:15]) for p in folder.glob("ckpt_*.pt")) if folder.is_dir() else []
+
+
+def kill_after_checkpoint(cmd: list[str], run_dir: Path, min_step: int, timeout: float = 300) -> int:
+    """Start `cmd`, wait until a checkpoint >= min_step exists and a metrics row was written after it,
+    then SIGKILL the process. Returns the checkpoint step it was killed after."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            steps = [s for s in checkpoint_steps(run_dir) if s >= min_step]
+            if steps and rows(run_dir) and int(rows(run_dir)[-1]["step"]) > steps[-1]:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+                return steps[-1]
+            assert proc.poll() is None, f"run ended before it could be killed: {proc.stderr.read().decode()}"
+            time.sleep(0.02)
+        raise AssertionError("timed out waiting for a checkpoint")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_sigkill_and_resume_gives_identical_metrics(tmp_path):
+    for algo in ("td3", "sac"):
+        cfg = config_file(tmp_path, algo=algo)
+        full, broken = tmp_path / f"{algo}-full", tmp_path / f"{algo}-killed"
+        subprocess.run(cli("train", "--config", str(cfg), "--run-dir", str(full)), check=True,
+                       stdout=subprocess.DEVNULL)
+        killed_at = kill_after_checkpoint(cli("train", "--config", str(cfg), "--run-dir", str(broken)),
+                                          broken, min_step=900)
+        assert killed_at < 2400
+        assert int(rows(broken)[-1]["step"]) > killed_at  # rows past the checkpoint exist and must be redone
+        subprocess.run(cli("train", "--resume", str(broken)), check=True, stdout=subprocess.DEVNULL)
+        expected, got = rows(full), rows(broken)
+        assert len(expected) == 2400 // 300 + 1
+        assert got == expected, f"{algo}: resumed metrics differ from the uninterrupted run"
+        later = [r for r in expected if int(r["step"]) > killed_at]
+        assert later and all(r["critic_loss"] for r in later)
