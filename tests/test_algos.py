@@ -45,7 +45,7 @@ def flat_members(members, critic):
     out = []
     for i in range(len(critic.layers)):
         linears = [[m for m in member if isinstance(m, nn.Linear)][i] for member in members]
-        out += [torch.stack([lin.weight for lin in linears]), torch.stack([lin.bias for lin in linears])]
+        out += [torch.stack([lin.weight.t() for lin in linears]), torch.stack([lin.bias[None] for lin in linears])]
     return out
 
 

@@ -14,8 +14,8 @@ def member_as_sequential(critic: QEnsemble, k: int) -> nn.Sequential:
     layers = []
     for i, layer in enumerate(critic.layers):
         linear = nn.Linear(layer.in_features, layer.out_features)
-        linear.weight.data.copy_(layer.weight[k])
-        linear.bias.data.copy_(layer.bias[k])
+        linear.weight.data.copy_(layer.weight_oi[k])
+        linear.bias.data.copy_(layer.bias[k, 0])
         layers.append(linear)
         if i < len(critic.layers) - 1:
             layers.append(nn.ReLU())
@@ -35,8 +35,8 @@ def test_ensemble_equals_separate_mlps_forward_and_backward():
         torch.testing.assert_close(q[k], ref_q)
         ref_q.sum().backward()
         for layer, linear in zip(critic.layers, [m for m in ref if isinstance(m, nn.Linear)]):
-            torch.testing.assert_close(layer.weight.grad[k], linear.weight.grad)
-            torch.testing.assert_close(layer.bias.grad[k], linear.bias.grad)
+            torch.testing.assert_close(layer.weight.grad.transpose(1, 2)[k], linear.weight.grad)
+            torch.testing.assert_close(layer.bias.grad[k, 0], linear.bias.grad)
 
 
 def test_member_and_detach_options():
@@ -56,6 +56,7 @@ def test_ensemble_init_matches_nn_linear_bounds():
     assert layer.weight.abs().max() <= bound and layer.bias.abs().max() <= bound
     assert layer.weight.std() > 0.5 * bound / math.sqrt(3)  # uniform(-b, b) has std b / sqrt(3)
     assert not torch.equal(layer.weight[0], layer.weight[1])
+    assert layer.weight.shape == (2, 64, 32) and layer.weight_oi.shape == (2, 32, 64)
 
 
 def test_gaussian_log_prob_matches_torch_distributions():

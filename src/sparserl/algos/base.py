@@ -12,20 +12,27 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from sparserl.algos.optim import LeanAdam
 from sparserl.config import Config
 from sparserl.envs import EnvInfo
 from sparserl.replay import Batch
 
 
 def make_adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """Adam with the fused (single-kernel) step, falling back to foreach where fused is unavailable."""
+    """Adam stepping with PyTorch's fused kernel (LeanAdam); foreach Adam where fused is unavailable."""
     params = list(params)
     try:
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+        return LeanAdam(params, lr=lr, weight_decay=weight_decay)
     except (RuntimeError, TypeError, ValueError):
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, foreach=True)
+
+
+def twin_mse(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Sum over critics of each critic's mean squared error: q is (E, B), target (B,)."""
+    return F.mse_loss(q, target.expand_as(q), reduction="sum") / q.shape[1]
 
 
 class Agent(ABC):
@@ -38,7 +45,7 @@ class Agent(ABC):
         self.networks: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.updates = 0  # gradient updates done (the iteration counter of TD3's policy delay)
-        self._stat_sums = torch.zeros(len(self.stat_names), dtype=torch.float64)
+        self._stat_sums = torch.zeros(len(self.stat_names))
         self._stat_counts = [0] * len(self.stat_names)
 
     # --- construction ------------------------------------------------------------------------

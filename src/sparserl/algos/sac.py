@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sparserl.algos.base import Agent
+from sparserl.algos.base import Agent, twin_mse
 from sparserl.config import Config
 from sparserl.envs import EnvInfo
 from sparserl.nets import GaussianActor, QEnsemble
@@ -70,7 +70,7 @@ class SAC(Agent):
             next_q = self.critic_target(batch.next_obs, next_action).amin(dim=0) - alpha * next_log_prob
             target = batch.reward + self.gamma * (1.0 - batch.terminated) * next_q
         q = self.critic(batch.obs, batch.action)  # (2, B): both critics in one pass
-        critic_loss = (q - target).square().mean(dim=1).sum()
+        critic_loss = twin_mse(q, target)
         self.optimize(self.critic_opt, critic_loss)
 
         action, log_prob = self.actor.sample(batch.obs)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sparserl.algos.base import Agent
+from sparserl.algos.base import Agent, twin_mse
 from sparserl.config import Config
 from sparserl.envs import EnvInfo
 from sparserl.nets import DeterministicActor, QEnsemble
@@ -55,7 +55,7 @@ class TD3(Agent):
             next_q = self.critic_target(batch.next_obs, next_action).amin(dim=0)
             target = batch.reward + self.gamma * (1.0 - batch.terminated) * next_q
         q = self.critic(batch.obs, batch.action)  # (2, B): both critics in one pass
-        critic_loss = (q - target).square().mean(dim=1).sum()
+        critic_loss = twin_mse(q, target)
         self.optimize(self.critic_opt, critic_loss)
         self.record(0, torch.stack((critic_loss, q.mean())))
 

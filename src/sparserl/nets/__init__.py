@@ -1,6 +1,7 @@
 """Networks: MLP actors and batched critic ensembles."""
 
 from sparserl.nets.mlp import (
+    MLP,
     POLICY_CLASSES,
     DeterministicActor,
     EnsembleLinear,
@@ -9,4 +10,4 @@ from sparserl.nets.mlp import (
     mlp,
 )
 
-__all__ = ["POLICY_CLASSES", "DeterministicActor", "EnsembleLinear", "GaussianActor", "QEnsemble", "mlp"]
+__all__ = ["POLICY_CLASSES", "DeterministicActor", "EnsembleLinear", "MLP", "GaussianActor", "QEnsemble", "mlp"]

@@ -17,23 +17,34 @@ LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
 class EnsembleLinear(nn.Module):
-    """E independent linear maps: weight (E, out, in), bias (E, out).
+    """E independent linear maps in one batched matmul.
+
+    ``weight`` is stored input-major, (E, in, out), so the forward is ``x @ weight`` with no
+    transpose and autograd's weight gradient comes out in the parameter's own layout (a transposed
+    (E, out, in) parameter would cost an extra copy per layer and step). ``weight_oi`` gives the
+    nn.Linear-style (E, out, in) view, whose rows are the output units' fan-ins. ``bias`` is (E, 1, out).
 
     Input (B, in) is shared by all members; input (E, B, in) gives each member its own.
-    Output is (E, B, out). Each weight row is one output unit's fan-in (as in ``nn.Linear``).
+    Output is (E, B, out).
     """
 
     def __init__(self, in_features: int, out_features: int, ensemble_size: int):
         super().__init__()
         self.in_features, self.out_features, self.ensemble_size = in_features, out_features, ensemble_size
-        self.weight = nn.Parameter(torch.empty(ensemble_size, out_features, in_features))
-        self.bias = nn.Parameter(torch.empty(ensemble_size, out_features))
+        self.weight = nn.Parameter(torch.empty(ensemble_size, in_features, out_features))
+        self.bias = nn.Parameter(torch.empty(ensemble_size, 1, out_features))
         self.reset_parameters()
+
+    @property
+    def weight_oi(self) -> torch.Tensor:
+        """The weights as (E, out, in), a view of `weight`."""
+        return self.weight.transpose(1, 2)
 
     def reset_parameters(self) -> None:
         bound = 1.0 / math.sqrt(self.in_features)
-        for member in range(self.ensemble_size):  # nn.Linear's default init, per member
-            nn.init.kaiming_uniform_(self.weight[member], a=math.sqrt(5))
+        with torch.no_grad():
+            for member in range(self.ensemble_size):  # nn.Linear's default init, per member
+                nn.init.kaiming_uniform_(self.weight_oi[member], a=math.sqrt(5))
         nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor, detach: bool = False, member: int | None = None) -> torch.Tensor:
@@ -46,22 +57,37 @@ class EnsembleLinear(nn.Module):
             weight, bias = weight.detach(), bias.detach()
         if x.dim() == 2:
             x = x.expand(weight.shape[0], *x.shape)
-        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+        return torch.baddbmm(bias, x, weight)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, " \
                f"ensemble_size={self.ensemble_size}"
 
 
-def mlp(in_dim: int, out_dim: int, hidden: tuple[int, ...]) -> nn.Sequential:
-    """ReLU MLP of nn.Linear layers."""
-    sizes = (in_dim, *hidden, out_dim)
-    layers: list[nn.Module] = []
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(fan_in, fan_out))
-        if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
+class MLP(nn.Module):
+    """ReLU MLP of nn.Linear layers (no activation after the last).
+
+    The forward calls F.linear on each layer's parameters directly and applies ReLU in place on
+    the fresh layer output: the same maths as nn.Sequential(Linear, ReLU, ...), with one op fewer
+    per hidden layer and no per-layer module dispatch, which matters at batch size 1 (acting).
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: tuple[int, ...]):
+        super().__init__()
+        sizes = (in_dim, *hidden, out_dim)
+        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(sizes[:-1], sizes[1:]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            x = F.linear(x, layer.weight, layer.bias)
+            if i < last:
+                x = torch.relu_(x)
+        return x
+
+
+def mlp(in_dim: int, out_dim: int, hidden: tuple[int, ...]) -> MLP:
+    return MLP(in_dim, out_dim, hidden)
 
 
 class QEnsemble(nn.Module):
@@ -80,7 +106,7 @@ class QEnsemble(nn.Module):
         for i, layer in enumerate(self.layers):
             x = layer(x, detach=detach, member=member)
             if i < last:
-                x = F.relu(x)
+                x = torch.relu_(x)
         return x.squeeze(-1)
 
 

@@ -81,6 +81,8 @@ class ReplayBuffer:
         self.size -= count
 
     def _physical(self, logical: torch.Tensor) -> torch.Tensor:
+        if self._start == 0:  # the live window has not wrapped: logical positions are rows
+            return logical
         return (logical + self._start) % self.capacity
 
     def sample(self, batch_size: int, n: int = 1) -> Batch:
