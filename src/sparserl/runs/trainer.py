@@ -1,0 +1,380 @@
+"""The training loop: a Config becomes a run directory.
+
+Run directory::
+
+    config.yaml            the resolved configuration (what `--resume` reads back)
+    run.json               status (running / finished / failed), environment sizes, versions, score
+    metrics.csv            one row per evaluation (see sparserl.runs.metrics)
+    tb/                    TensorBoard events
+    checkpoints/           ckpt_<step>.pt, the newest `keep_checkpoints` of them
+    policy.safetensors     the actor alone, for `sparserl eval` and deployment
+
+Exact resume. Every training episode is reset with a seed derived from (seed, episode index) and
+checkpoints are taken at the first episode end after each `checkpoint_every` steps, so the
+environment needs no saved state; networks, optimisers, replay contents, RNG states, counters and
+the partial metrics of the current row are all in the checkpoint. A run killed at any point and
+resumed therefore writes the same later metrics as one that never stopped (same machine, same
+thread count). The last checkpoint of a run, written at `total_steps`, may fall inside an
+episode: extending a finished run starts a fresh episode there.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from sparserl import __version__
+from sparserl.algos import make_agent
+from sparserl.config import Config, load_yaml
+from sparserl.envs import check_env_id, env_info, episode_seed, make_env
+from sparserl.errors import CheckpointError, ConfigError, TrainingDiverged
+from sparserl.replay import ReplayBuffer
+from sparserl.runs.checkpoint import (
+    atomic_write,
+    checkpoint_name,
+    list_checkpoints,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from sparserl.runs.evaluate import EvalResult, evaluate
+from sparserl.runs.metrics import RUN_COLUMNS, MetricsLog, read_metrics
+from sparserl.runs.policy import POLICY_FILE, save_policy
+from sparserl.runs.progress import RunConsole
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class RunResult:
+    """What a finished (or resumed-and-finished) run reports."""
+
+    run_dir: Path
+    step: int
+    final_eval: EvalResult | None
+    score: float
+    """Mean of the last `score_window` evaluation means: the run's headline number."""
+    evaluations: list[tuple[int, float]] = field(default_factory=list)
+
+
+def _default_run_dir(config: Config) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = f"{config.env.replace('/', '-')}__{config.algo}__s{config.seed}__{stamp}"
+    path = Path(config.runs_root) / name
+    suffix = 1
+    while path.exists():
+        suffix += 1
+        path = Path(config.runs_root) / f"{name}-{suffix}"
+    return path
+
+
+def _resolve_threads(threads: int) -> int:
+    if threads > 0:
+        return threads
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class Trainer:
+    """Owns a run's environments, agent, buffer and logs; `run()` trains to `total_steps`."""
+
+    def __init__(self, config: Config, run_dir: Path, checkpoint: dict | None = None,
+                 console: RunConsole | None = None):
+        self.config, self.run_dir = config, Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        c = config
+        torch.set_num_threads(_resolve_threads(c.threads))
+        torch.manual_seed(c.seed)
+        random.seed(c.seed)
+        self.rng = np.random.default_rng(c.seed)  # warm-up actions
+        self.env = make_env(c.env)
+        self.eval_env = make_env(c.env)
+        self.info = env_info(self.env)
+        self.agent = make_agent(self.info, c)
+        self.buffer = ReplayBuffer(self.info.obs_dim, self.info.act_dim, c.buffer_size, seed=c.seed)
+        self.eval_seed = c.eval_seed if c.eval_seed is not None else c.seed + 100
+        self.checkpoint_dir = self.run_dir / "checkpoints"
+
+        # counters and the partial metrics row
+        self.step = 0
+        self.episodes = 0
+        self.wall_time = 0.0
+        self.row_step = 0
+        self.row_returns: list[float] = []
+        self.row_lengths: list[int] = []
+        self.evaluations: list[tuple[int, float]] = []
+        self.next_checkpoint = c.checkpoint_every
+        self.last_eval: EvalResult | None = None
+        if checkpoint is not None:
+            self._restore(checkpoint)
+
+        self.metrics = MetricsLog(self.run_dir, RUN_COLUMNS + self.agent.stat_names, c.tensorboard,
+                                  resume_step=None if checkpoint is None else self.step)
+        self.console = console or RunConsole(c.total_steps, self.step, enabled=c.progress)
+
+    # --- checkpoint state ---------------------------------------------------------------------
+    def _payload(self) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "sparserl_version": __version__,
+            "config": self.config.to_dict(),
+            "agent": self.agent.state_dict(),
+            "replay": self.buffer.state_dict(),
+            "trainer": {
+                "step": self.step, "episodes": self.episodes, "wall_time": self.wall_time,
+                "row_step": self.row_step, "row_returns": list(self.row_returns),
+                "row_lengths": list(self.row_lengths), "evaluations": [list(e) for e in self.evaluations],
+                "next_checkpoint": self.next_checkpoint,
+            },
+            "rng": {"torch": torch.get_rng_state(), "numpy": self.rng.bit_generator.state,
+                    "python": random.getstate()},
+        }
+
+    def _restore(self, payload: dict) -> None:
+        if payload.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"checkpoint format {payload.get('format')} is not supported "
+                                  f"(this sparserl reads format {CHECKPOINT_FORMAT})")
+        self.agent.load_state_dict(payload["agent"])
+        self.buffer.load_state_dict(payload["replay"])
+        t = payload["trainer"]
+        self.step, self.episodes, self.wall_time = int(t["step"]), int(t["episodes"]), float(t["wall_time"])
+        self.row_step = int(t["row_step"])
+        self.row_returns, self.row_lengths = list(t["row_returns"]), list(t["row_lengths"])
+        self.evaluations = [(int(s), float(m)) for s, m in t["evaluations"]]
+        self.next_checkpoint = int(t["next_checkpoint"])
+        while self.next_checkpoint <= self.step:
+            self.next_checkpoint += self.config.checkpoint_every
+        rng = payload["rng"]
+        torch.set_rng_state(rng["torch"])
+        self.rng.bit_generator.state = rng["numpy"]
+        random.setstate(rng["python"])
+
+    # --- the loop -------------------------------------------------------------------------------
+    def _reset(self) -> np.ndarray:
+        obs, _ = self.env.reset(seed=episode_seed(self.config.seed, self.episodes))
+        return obs
+
+    def run(self) -> RunResult:
+        c = self.config
+        session_start = time.perf_counter()
+        self._wall_offset = self.wall_time - session_start  # wall_time = offset + perf_counter()
+        self._row_clock = session_start
+        self._write_status("running")
+        try:
+            if self.step == 0 and not self.evaluations:
+                self._log_row()  # the untrained policy, as in the TD3 protocol
+            self._train_loop()
+            if not self.evaluations or self.evaluations[-1][0] != self.step:
+                self._log_row()
+            self._checkpoint()
+        except BaseException as exc:
+            self._write_status("failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            self.console.close()
+            self.metrics.close()
+            self.env.close()
+            self.eval_env.close()
+        result = self.result()
+        self._write_status("finished", score=result.score,
+                           final_eval=None if result.final_eval is None else result.final_eval.mean)
+        return result
+
+    def _train_loop(self) -> None:
+        c = self.config
+        env, agent, buffer = self.env, self.agent, self.buffer
+        act, update, sample, add = agent.act, agent.update, buffer.sample, buffer.add
+        total, start_steps, batch_size, utd = c.total_steps, c.start_steps, c.batch_size, c.updates_per_step
+        eval_every, act_dim = c.eval_every, self.info.act_dim
+        obs = self._reset()
+        episode_return, episode_length = 0.0, 0
+        step = self.step
+        pending_checkpoint = False
+        while step < total:
+            if step < start_steps:
+                action = self.rng.uniform(-1.0, 1.0, act_dim).astype(np.float32)
+                policy_action = action
+            else:
+                action, policy_action = act(obs)
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            add(obs, action, reward, next_obs, terminated, truncated, policy_action)
+            obs = next_obs
+            episode_return += float(reward)
+            episode_length += 1
+            if step >= start_steps:
+                for _ in range(utd):
+                    update(sample(batch_size))
+            step += 1
+            self.step = step
+            done = terminated or truncated
+            if done:
+                self.episodes += 1
+                self.row_returns.append(episode_return)
+                self.row_lengths.append(episode_length)
+                self.metrics.scalar("train/episode_return", episode_return, step)
+                episode_return, episode_length = 0.0, 0
+            if step % eval_every == 0:
+                self._log_row()
+            if step >= self.next_checkpoint:
+                pending_checkpoint = True
+                self.next_checkpoint += c.checkpoint_every
+            if done:
+                if pending_checkpoint:
+                    self._checkpoint()
+                    pending_checkpoint = False
+                obs = self._reset()
+            if step & 255 == 0:
+                self.console.update(step)
+
+    def _log_row(self) -> None:
+        c, agent = self.config, self.agent
+        eval_start = time.perf_counter()
+        result = evaluate(agent.act_deterministic, self.eval_env, c.eval_episodes, self.eval_seed)
+        now = time.perf_counter()
+        train_time = eval_start - self._row_clock
+        sps = (self.step - self.row_step) / train_time if self.step > self.row_step and train_time > 0 else math.nan
+        self.wall_time = self._wall_offset + now
+        stats = agent.pop_stats()
+        row = {"step": self.step, "wall_time": self.wall_time, "sps": sps, "episodes": self.episodes,
+               "train_return": float(np.mean(self.row_returns)) if self.row_returns else math.nan,
+               "train_length": float(np.mean(self.row_lengths)) if self.row_lengths else math.nan,
+               "eval_return": result.mean, "eval_return_std": result.std, "eval_length": result.mean_length,
+               **stats}
+        self.metrics.write(row)
+        self.evaluations.append((self.step, result.mean))
+        self.last_eval = result
+        self.row_step, self.row_returns, self.row_lengths = self.step, [], []
+        self._row_clock = time.perf_counter()
+        self.console.update(self.step, sps=None if math.isnan(sps) else sps, last_eval=result.mean)
+        train_text = "-" if math.isnan(row["train_return"]) else f"{row['train_return']:.1f}"
+        sps_text = "-" if math.isnan(sps) else f"{sps:.0f}"
+        self.console.line(f"step {self.step:>9,d}  eval {result.mean:9.1f} ± {result.std:7.1f}  "
+                          f"train {train_text:>9}  {sps_text:>6} steps/s")
+        bad = [k for k, v in stats.items() if not math.isfinite(v)]
+        if bad:
+            raise TrainingDiverged(
+                f"non-finite {', '.join(bad)} between steps {self.evaluations[-2][0] if len(self.evaluations) > 1 else 0}"
+                f" and {self.step}; training stopped. {self._last_good()}")
+
+    def _last_good(self) -> str:
+        found = list_checkpoints(self.checkpoint_dir)
+        if not found:
+            return "No checkpoint had been written yet."
+        return f"The last good checkpoint is {found[0][1]} (step {found[0][0]})."
+
+    def _checkpoint(self) -> None:
+        if not self.agent.all_finite() or not self.agent.stats_finite():
+            raise TrainingDiverged(f"a network parameter or loss became NaN or infinite before step "
+                                   f"{self.step}; no checkpoint was written. {self._last_good()}")
+        self.metrics.sync()
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(self.checkpoint_dir / checkpoint_name(self.step), self._payload())
+        save_policy(self.run_dir / POLICY_FILE, self.agent.policy,
+                    {"env": self.config.env, "algo": self.config.algo, "step": self.step})
+        prune_checkpoints(self.checkpoint_dir, self.config.keep_checkpoints)
+
+    # --- results and status ---------------------------------------------------------------------
+    def result(self) -> RunResult:
+        window = [m for _, m in self.evaluations[-self.config.score_window:]]
+        return RunResult(self.run_dir, self.step, self.last_eval,
+                         float(np.mean(window)) if window else math.nan, list(self.evaluations))
+
+    def _write_status(self, status: str, **extra) -> None:
+        info = self.info
+        data = {"status": status, "step": self.step, "updated": datetime.now(timezone.utc).isoformat(),
+                "env": {"id": info.env_id, "obs_dim": info.obs_dim, "act_dim": info.act_dim,
+                        "max_episode_steps": info.max_episode_steps},
+                "versions": {"sparserl": __version__, "torch": torch.__version__, "numpy": np.__version__},
+                **extra}
+        atomic_write(self.run_dir / "run.json", lambda f: f.write(json.dumps(data, indent=2).encode()))
+
+
+# --- public entry points ----------------------------------------------------------------------------
+
+def _prepare(config: Config) -> Config:
+    config.validate()
+    check_env_id(config.env)
+    return config.replace(threads=_resolve_threads(config.threads))
+
+
+def train(config: Config, console: RunConsole | None = None) -> RunResult:
+    """Train a new run described by `config` and return its result."""
+    config = _prepare(config)
+    run_dir = Path(config.run_dir) if config.run_dir else _default_run_dir(config)
+    if (run_dir / "config.yaml").exists():
+        raise ConfigError(f"run directory {run_dir} already holds a run: continue it with "
+                          f"`sparserl train --resume {run_dir}` or choose another --run-dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = config.replace(run_dir=str(run_dir))
+    atomic_write(run_dir / "config.yaml", lambda f: f.write(yaml.safe_dump(config.to_dict(), sort_keys=False).encode()))
+    return Trainer(config, run_dir, console=console).run()
+
+
+def load_run_config(run_dir: Path) -> Config:
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir} is not a sparserl run directory (no config.yaml)")
+    return Config.from_dict(load_yaml(path), str(path)).validate()
+
+
+def resume(run_dir: str | Path, checkpoint: str | Path | None = None, total_steps: int | None = None,
+           console: RunConsole | None = None) -> RunResult:
+    """Continue the run in `run_dir` from its newest checkpoint (or `checkpoint`).
+
+    `total_steps` extends (or shortens, if not yet reached) the run. A corrupt newest checkpoint is
+    an error that names the previous good one, which is never deleted by a failed resume.
+    """
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    if total_steps is not None:
+        config = config.replace(total_steps=total_steps).validate()
+    check_env_id(config.env)
+    found = list_checkpoints(run_dir / "checkpoints")
+    if checkpoint is not None:
+        path = Path(checkpoint)
+    elif found:
+        path = found[0][1]
+    else:  # killed before its first checkpoint: nothing to continue from, so start it again
+        return Trainer(config, run_dir, console=console).run()
+    try:
+        payload = load_checkpoint(path)
+    except CheckpointError as exc:
+        older = [p for _, p in found if p != path]
+        hint = (f" The previous checkpoint {older[0]} is kept; resume from it with "
+                f"`sparserl train --resume {run_dir} --checkpoint {older[0]}`.") if older else ""
+        raise CheckpointError(f"{exc}.{hint}") from None
+    step = int(payload["trainer"]["step"])
+    if step > config.total_steps:
+        raise ConfigError(f"total_steps ({config.total_steps}) is below the checkpoint's step ({step})")
+    if step == config.total_steps:
+        return read_result(run_dir)
+    for newer_step, newer in found:  # checkpoints past the one resumed from belong to a lost future
+        if newer_step > step:
+            newer.rename(newer.with_name(newer.name + ".abandoned"))
+    if config.total_steps != payload["config"]["total_steps"]:
+        atomic_write(run_dir / "config.yaml",
+                     lambda f: f.write(yaml.safe_dump(config.to_dict(), sort_keys=False).encode()))
+    return Trainer(config, run_dir, checkpoint=payload, console=console).run()
+
+
+def read_result(run_dir: str | Path) -> RunResult:
+    """The result of a run directory from its metrics.csv."""
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    rows = read_metrics(run_dir / "metrics.csv")
+    evaluations = [(int(r["step"]), r["eval_return"]) for r in rows]
+    window = [m for _, m in evaluations[-config.score_window:]]
+    return RunResult(run_dir, evaluations[-1][0] if evaluations else 0, None,
+                     float(np.mean(window)) if window else math.nan, evaluations)
