@@ -34,7 +34,7 @@ _errors = Console(stderr=True, highlight=False, soft_wrap=True)
 class TrainArgs:
     """Train an agent. Values resolve as: defaults < --preset < --config file < flags."""
 
-    cfg: tyro.conf.OmitArgPrefixes[Config]
+    settings: tyro.conf.OmitArgPrefixes[Config]
     preset: str | None = None
     """A preset shipped with sparserl (list them with `sparserl presets`)."""
     config: Path | None = None
@@ -78,14 +78,14 @@ def _parse_train(argv: list[str]) -> TrainArgs:
         if known.config:
             values.update(load_yaml(known.config))
         base = Config(**coerce_fields(values, "preset/config"))
-    defaults = TrainArgs(cfg=base)
+    defaults = TrainArgs(settings=base)
     args = tyro.cli(TrainArgs, default=defaults, args=argv, prog="sparserl train")
     if args.resume:
         if args.preset or args.config:
             raise ConfigError("--resume continues a run with its saved configuration; "
                               "it cannot be combined with --preset or --config")
         changed = [f.name for f in dataclasses.fields(Config)
-                   if getattr(args.cfg, f.name) != getattr(base, f.name) and f.name not in RESUMABLE_CHANGES]
+                   if getattr(args.settings, f.name) != getattr(base, f.name) and f.name not in RESUMABLE_CHANGES]
         if changed:
             flags = ", ".join("--" + name.replace("_", "-") for name in changed)
             raise ConfigError(f"cannot change {flags} when resuming {args.resume}; only "
@@ -115,9 +115,9 @@ def cmd_train(argv: list[str]) -> int:
 
     args = _parse_train(argv)
     if args.resume:
-        result = resume(args.resume, checkpoint=args.checkpoint, total_steps=args.cfg.total_steps)
+        result = resume(args.resume, checkpoint=args.checkpoint, total_steps=args.settings.total_steps)
     else:
-        config = args.cfg.validate()
+        config = args.settings.validate()
         result = train(config)
     _print_result(result)
     return 0

@@ -27,7 +27,7 @@ ALGOS = ("td3", "sac")
 
 @dataclass
 class Config:
-    """One training run. Field docstrings are the CLI help."""
+    """Training settings: each is a flag here and a key in YAML config files and presets."""
 
     # --- what to train -------------------------------------------------------------------------
     env: str = "Hopper-v5"

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -179,6 +180,9 @@ class Trainer:
             if not self.evaluations or self.evaluations[-1][0] != self.step:
                 self._log_row()
             self._checkpoint()
+        except KeyboardInterrupt:
+            self._write_status("interrupted")
+            raise
         except BaseException as exc:
             self._write_status("failed", error=f"{type(exc).__name__}: {exc}")
             raise
@@ -347,6 +351,7 @@ def resume(run_dir: str | Path, checkpoint: str | Path | None = None, total_step
     elif found:
         path = found[0][1]
     else:  # killed before its first checkpoint: nothing to continue from, so start it again
+        shutil.rmtree(run_dir / "tb", ignore_errors=True)
         return Trainer(config, run_dir, console=console).run()
     try:
         payload = load_checkpoint(path)
