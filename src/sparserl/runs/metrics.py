@@ -51,7 +51,7 @@ class MetricsLog:
             atomic_write(self.path, lambda f: f.write((",".join(columns) + "\n").encode()))
         else:
             self._truncate_after(resume_step)
-        self._file = open(self.path, "a", newline="")
+        self._file = open(self.path, "a", newline="")  # noqa: SIM115 (open for the run; closed in close())
         self._csv = csv.writer(self._file)
         self._tb = None
         if tensorboard:

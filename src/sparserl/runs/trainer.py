@@ -168,7 +168,6 @@ class Trainer:
         return obs
 
     def run(self) -> RunResult:
-        c = self.config
         session_start = time.perf_counter()
         self._wall_offset = self.wall_time - session_start  # wall_time = offset + perf_counter()
         self._row_clock = session_start
@@ -268,9 +267,9 @@ class Trainer:
                           f"train {train_text:>9}  {sps_text:>6} steps/s")
         bad = [k for k, v in stats.items() if not math.isfinite(v)]
         if bad:
-            raise TrainingDiverged(
-                f"non-finite {', '.join(bad)} between steps {self.evaluations[-2][0] if len(self.evaluations) > 1 else 0}"
-                f" and {self.step}; training stopped. {self._last_good()}")
+            since = self.evaluations[-2][0] if len(self.evaluations) > 1 else 0
+            raise TrainingDiverged(f"non-finite {', '.join(bad)} between steps {since} and {self.step}; "
+                                   f"training stopped. {self._last_good()}")
 
     def _last_good(self) -> str:
         found = list_checkpoints(self.checkpoint_dir)
