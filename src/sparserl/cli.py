@@ -103,6 +103,8 @@ def _print_result(result) -> None:
     if n:
         window = min(n, _score_window(result.run_dir))
         _console.print(f"Score (mean of the last {window} evaluations): {result.score:.1f}")
+    if result.sparsity is not None:
+        _console.print(str(result.sparsity), markup=False)
 
 
 def _score_window(run_dir: Path) -> int:

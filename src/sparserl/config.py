@@ -13,14 +13,16 @@ import difflib
 import math
 import types
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+import tyro
 import yaml
 
 from sparserl.errors import ConfigError
+from sparserl.sparsity.config import SparsityConfig
 
 ALGOS = ("td3", "sac")
 
@@ -80,6 +82,10 @@ class Config:
     """SAC: lower clamp of the policy's log standard deviation."""
     log_std_max: float = 2.0
     """SAC: upper clamp of the policy's log standard deviation."""
+
+    # --- sparsity (flags are flat: --sparsity rigl --actor-sparsity 0.9 ...) ---------------------
+    sparsity: tyro.conf.OmitArgPrefixes[SparsityConfig] = field(default_factory=SparsityConfig)
+    """Sparsity of actor and critics (see sparserl.sparsity.config.SparsityConfig)."""
 
     # --- evaluation ----------------------------------------------------------------------------
     eval_every: int = 5_000
@@ -141,6 +147,10 @@ class Config:
         need(self.target_entropy is None or math.isfinite(self.target_entropy),
              f"target_entropy must be a finite number or None, got {self.target_entropy!r}")
         need(bool(self.env), "env must name an environment, e.g. Hopper-v5")
+        try:
+            self.sparsity.validate()
+        except ConfigError as exc:
+            problems.append(str(exc))
         if problems:
             raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
         return self
@@ -148,8 +158,7 @@ class Config:
     # --- conversion ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML-friendly dict (tuples become lists)."""
-        out = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+        return _plain(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> Config:
@@ -160,18 +169,46 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
 # --- field coercion (YAML values -> typed fields) ------------------------------------------------
 
-def _field_types() -> dict[str, Any]:
-    return typing.get_type_hints(Config)
+_SPARSITY_KEYS = {f.name for f in fields(SparsityConfig)}
 
 
-def coerce_fields(data: dict[str, Any], source: str) -> dict[str, Any]:
-    """Validate keys against Config and convert YAML values to the declared field types."""
+def coerce_fields(data: dict[str, Any], source: str, cls: type = Config) -> dict[str, Any]:
+    """Validate keys against `cls` and convert YAML values to the declared field types.
+
+    For Config, the sparsity section may be a mapping (``sparsity: {method: rigl}``), a method name
+    (``sparsity: nm:2:4``), or its keys may stand at the top level, as the flags do
+    (``actor_sparsity: 0.9``).
+    """
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of config keys, got {type(data).__name__}")
-    types_ = _field_types()
-    known = [f.name for f in fields(Config)]
+    data = dict(data)
+    if cls is Config:
+        section = data.get("sparsity", {})
+        if isinstance(section, str):
+            section = {"method": section}
+        if isinstance(section, SparsityConfig):
+            section = dataclasses.asdict(section)
+        if not isinstance(section, dict):
+            raise ConfigError(f"{source}: sparsity must be a method name (e.g. nm:2:4) or a mapping, got {section!r}")
+        section = dict(section)
+        for key in [k for k in data if k in _SPARSITY_KEYS and k != "method"]:
+            section[key] = data.pop(key)
+        if section:
+            data["sparsity"] = section
+        elif "sparsity" in data:
+            del data["sparsity"]
+    types_ = typing.get_type_hints(cls, include_extras=False)
+    known = [f.name for f in fields(cls)] + (sorted(_SPARSITY_KEYS) if cls is Config else [])
     out: dict[str, Any] = {}
     for key, value in data.items():
         if key not in types_:
@@ -186,6 +223,10 @@ def coerce_fields(data: dict[str, Any], source: str) -> dict[str, Any]:
 def _coerce(name: str, value: Any, tp: Any, source: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        return tp(**coerce_fields(value, f"{source}: {name}", tp))
     bad = ConfigError(f"{source}: {name} must be {_describe(tp)}, got {value!r}")
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:

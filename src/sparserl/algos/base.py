@@ -45,6 +45,7 @@ class Agent(ABC):
         self.networks: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.updates = 0  # gradient updates done (the iteration counter of TD3's policy delay)
+        self.sparsifier = None  # set by attach_sparsity
         self._stat_sums = torch.zeros(len(self.stat_names))
         self._stat_counts = [0] * len(self.stat_names)
 
@@ -77,11 +78,30 @@ class Agent(ABC):
         loss.backward()
         optimizer.step()
 
-    @staticmethod
     @torch.no_grad()
-    def soft_update(pairs: tuple[list[torch.Tensor], list[torch.Tensor]], tau: float) -> None:
+    def soft_update(self, pairs: tuple[list[torch.Tensor], list[torch.Tensor]], tau: float) -> None:
         """Polyak averaging target <- (1 - tau) target + tau online, as one foreach op."""
         torch._foreach_lerp_(pairs[0], pairs[1], tau)
+        if self.sparsifier is not None:
+            self.sparsifier.after_target_update()
+
+    # --- sparsity -----------------------------------------------------------------------------
+    sparse_networks: tuple[str, ...] = ("actor", "critic")
+    """Networks the sparsity engine manages (each with its optimiser and any `<name>_target`)."""
+
+    def optimizer_steps(self, name: str, updates: int) -> int:
+        """Optimiser steps network `name` takes in `updates` gradient updates."""
+        return updates
+
+    def attach_sparsity(self, sparsifier, updates: int) -> None:
+        """Put the actor and critics (with their targets) under `sparsifier` for a run of `updates`
+        gradient updates. The algorithm itself stays unaware of the method."""
+        self.sparsifier = sparsifier
+        for name in self.sparse_networks:
+            target = self.networks.get(f"{name}_target")
+            sparsifier.attach(name, self.networks[name], self.optimizers[name],
+                              targets=[target] if target is not None else [],
+                              total_steps=max(1, self.optimizer_steps(name, updates)))
 
     def record(self, first: int, values: torch.Tensor) -> None:
         """Accumulate detached scalar statistics stat_names[first:first+len(values)] (no host sync)."""

@@ -10,6 +10,7 @@ stock implementation.
 
 from __future__ import annotations
 
+import inspect
 from itertools import chain
 
 import torch
@@ -51,13 +52,15 @@ class LeanAdam(torch.optim.Adam):
                 p.grad = None
 
     def step(self, closure=None):
-        work = None if closure is not None else self._fused_work()
-        if work is None:
+        if closure is not None:
             return super().step(closure)  # the stock path (runs the hooks itself)
         for hook in chain(_global_optimizer_pre_hooks.values(), self._optimizer_step_pre_hooks.values()):
             hook(self, (self,), {})
         with torch.no_grad():
-            for kernel, group, params, grads, exp_avgs, exp_avg_sqs, steps in work:
+            work = self._fused_work()  # after the pre-hooks, which may change gradients or parameters
+            if work is None:
+                inspect.unwrap(torch.optim.Adam.step)(self)  # the stock update, without running hooks twice
+            for kernel, group, params, grads, exp_avgs, exp_avg_sqs, steps in work or ():
                 beta1, beta2 = group["betas"]
                 torch._foreach_add_(steps, 1)
                 kernel(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=group["lr"],

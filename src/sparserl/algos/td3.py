@@ -37,6 +37,9 @@ class TD3(Agent):
         self.policy_noise, self.noise_clip, self.exploration_noise = c.policy_noise, c.noise_clip, \
             c.exploration_noise
 
+    def optimizer_steps(self, name: str, updates: int) -> int:
+        return updates // self.policy_delay if name == "actor" else updates
+
     @property
     def policy(self) -> DeterministicActor:
         return self.actor

@@ -40,6 +40,14 @@ class EnsembleLinear(nn.Module):
         """The weights as (E, out, in), a view of `weight`."""
         return self.weight.transpose(1, 2)
 
+    sparse_fan_in_dim = 1
+    """The fan-in axis of `weight`, along which N:M groups run (for the sparsity engine)."""
+
+    @staticmethod
+    def sparse_weight_view(tensor: torch.Tensor) -> torch.Tensor:
+        """A tensor laid out like `weight` seen as (E, out, in), for the sparsity engine."""
+        return tensor.transpose(1, 2)
+
     def reset_parameters(self) -> None:
         bound = 1.0 / math.sqrt(self.in_features)
         with torch.no_grad():

@@ -28,6 +28,9 @@ _TAG_GROUPS = {"eval_return": "eval/return", "eval_return_std": "eval/return_std
 
 
 def tag_for(column: str) -> str:
+    if column.startswith(("density_", "sad_")):
+        kind, _, rest = column.partition("_")
+        return f"sparsity/{kind}/{rest.replace('_', '/')}"
     return _TAG_GROUPS.get(column, f"losses/{column}")
 
 

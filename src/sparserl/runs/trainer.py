@@ -66,6 +66,8 @@ class RunResult:
     score: float
     """Mean of the last `score_window` evaluation means: the run's headline number."""
     evaluations: list[tuple[int, float]] = field(default_factory=list)
+    sparsity: object | None = None
+    """The SparsityReport at the end of the run (None for dense runs)."""
 
 
 def _default_run_dir(config: Config) -> Path:
@@ -104,6 +106,12 @@ class Trainer:
         self.eval_env = make_env(c.env)
         self.info = env_info(self.env)
         self.agent = make_agent(self.info, c)
+        self.sparsifier = None
+        if c.sparsity.enabled:
+            from sparserl.sparsity import Sparsifier
+            self.sparsifier = Sparsifier(c.sparsity, seed=c.seed)
+            learning_steps = max(0, c.total_steps - c.start_steps) * c.updates_per_step
+            self.agent.attach_sparsity(self.sparsifier, learning_steps)
         self.buffer = ReplayBuffer(self.info.obs_dim, self.info.act_dim, c.buffer_size, seed=c.seed)
         self.eval_seed = c.eval_seed if c.eval_seed is not None else c.seed + 100
         self.checkpoint_dir = self.run_dir / "checkpoints"
@@ -121,7 +129,8 @@ class Trainer:
         if checkpoint is not None:
             self._restore(checkpoint)
 
-        self.metrics = MetricsLog(self.run_dir, RUN_COLUMNS + self.agent.stat_names, c.tensorboard,
+        sparsity_columns = self.sparsifier.stat_names() if self.sparsifier is not None else ()
+        self.metrics = MetricsLog(self.run_dir, RUN_COLUMNS + self.agent.stat_names + sparsity_columns, c.tensorboard,
                                   resume_step=None if checkpoint is None else self.step)
         self.console = console or RunConsole(c.total_steps, self.step, enabled=c.progress)
 
@@ -132,6 +141,7 @@ class Trainer:
             "sparserl_version": __version__,
             "config": self.config.to_dict(),
             "agent": self.agent.state_dict(),
+            "sparsity": None if self.sparsifier is None else self.sparsifier.state_dict(),
             "replay": self.buffer.state_dict(),
             "trainer": {
                 "step": self.step, "episodes": self.episodes, "wall_time": self.wall_time,
@@ -148,6 +158,10 @@ class Trainer:
             raise CheckpointError(f"checkpoint format {payload.get('format')} is not supported "
                                   f"(this sparserl reads format {CHECKPOINT_FORMAT})")
         self.agent.load_state_dict(payload["agent"])
+        if (payload.get("sparsity") is None) != (self.sparsifier is None):
+            raise CheckpointError("checkpoint and configuration disagree on whether the run is sparse")
+        if self.sparsifier is not None:
+            self.sparsifier.load_state_dict(payload["sparsity"])
         self.buffer.load_state_dict(payload["replay"])
         t = payload["trainer"]
         self.step, self.episodes, self.wall_time = int(t["step"]), int(t["episodes"]), float(t["wall_time"])
@@ -172,6 +186,7 @@ class Trainer:
         self._wall_offset = self.wall_time - session_start  # wall_time = offset + perf_counter()
         self._row_clock = session_start
         self._write_status("running")
+        self._report_sparsity()
         try:
             if self.step == 0 and not self.evaluations:
                 self._log_row()  # the untrained policy, as in the TD3 protocol
@@ -191,6 +206,7 @@ class Trainer:
             self.env.close()
             self.eval_env.close()
         result = self.result()
+        self._report_sparsity(final=True)
         self._write_status("finished", score=result.score,
                            final_eval=None if result.final_eval is None else result.final_eval.mean)
         return result
@@ -250,6 +266,8 @@ class Trainer:
         sps = (self.step - self.row_step) / train_time if self.step > self.row_step and train_time > 0 else math.nan
         self.wall_time = self._wall_offset + now
         stats = agent.pop_stats()
+        if self.sparsifier is not None:
+            stats.update(self.sparsifier.pop_stats())
         row = {"step": self.step, "wall_time": self.wall_time, "sps": sps, "episodes": self.episodes,
                "train_return": float(np.mean(self.row_returns)) if self.row_returns else math.nan,
                "train_length": float(np.mean(self.row_lengths)) if self.row_lengths else math.nan,
@@ -289,10 +307,27 @@ class Trainer:
         prune_checkpoints(self.checkpoint_dir, self.config.keep_checkpoints)
 
     # --- results and status ---------------------------------------------------------------------
+    def _report_sparsity(self, final: bool = False) -> None:
+        """Print the sparsity accounting and write it to sparsity.json (at start and end)."""
+        if self.sparsifier is None:
+            return
+        from sparserl.sparsity import sparsity_report
+
+        report = sparsity_report(self.sparsifier)
+        data = report.to_dict()
+        policy = self.run_dir / POLICY_FILE
+        if final and policy.is_file():
+            data["policy_bytes"] = policy.stat().st_size
+        atomic_write(self.run_dir / "sparsity.json", lambda f: f.write(json.dumps(data, indent=2).encode()))
+        if not final:
+            self.console.line(str(report))
+        self.sparsity = report
+
     def result(self) -> RunResult:
         window = [m for _, m in self.evaluations[-self.config.score_window:]]
         return RunResult(self.run_dir, self.step, self.last_eval,
-                         float(np.mean(window)) if window else math.nan, list(self.evaluations))
+                         float(np.mean(window)) if window else math.nan, list(self.evaluations),
+                         getattr(self, "sparsity", None))
 
     def _write_status(self, status: str, **extra) -> None:
         info = self.info

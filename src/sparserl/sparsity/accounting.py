@@ -1,0 +1,113 @@
+"""Accounting (SPEC §3.5): per-layer and total density, model size, inference and training FLOPs.
+
+- Model size (RLx2 convention): non-zero weight-matrix entries of the networks and their targets,
+  divided by the dense count (biases and norms excluded).
+- Inference FLOPs: multiply-adds of one actor forward pass relative to dense (= its weight density
+  for an MLP).
+- Training FLOPs (RigL convention): each optimiser step costs a forward, an input-gradient and a
+  weight-gradient pass, each scaled by the layer densities; the weight gradient is dense under STE and
+  SR-STE, and RigL adds a dense weight gradient at each topology update. Networks are weighted by
+  their optimiser steps. GMP uses the schedule's time-averaged sparsity: dense until gmp_start, 3/4 of
+  the final sparsity on average during the cubic ramp, final afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from sparserl.sparsity.engine import Group, Sparsifier
+
+
+@dataclass
+class LayerLine:
+    network: str
+    layer: str
+    shape: str
+    kept: int
+    total: int
+
+    @property
+    def density(self) -> float:
+        return self.kept / self.total
+
+
+@dataclass
+class SparsityReport:
+    method: str
+    layers: list[LayerLine]
+    density: dict[str, float]
+    """Kept fraction of each network's weight matrices."""
+    model_size: float
+    inference_flops: float
+    training_flops: float
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        for line, layer in zip(out["layers"], self.layers):
+            line["density"] = layer.density
+        return out
+
+    def lines(self) -> list[str]:
+        """A plain-text table: one line per layer, then the totals."""
+        out = [f"sparsity: {self.method}",
+               f"  {'network':<8} {'layer':<22} {'shape':<14} {'density':>8} {'kept':>9}"]
+        for line in self.layers:
+            out.append(f"  {line.network:<8} {line.layer:<22} {line.shape:<14} {line.density:>8.3f} "
+                       f"{line.kept:>9,d}")
+        out.append("  " + ", ".join(f"{name} density {value:.3f}" for name, value in self.density.items()))
+        out.append(f"  model size {self.model_size:.3f}x dense (networks and targets), inference FLOPs "
+                   f"{self.inference_flops:.3f}x, training FLOPs {self.training_flops:.3f}x")
+        return out
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+
+def _macs(layer) -> int:
+    """Multiply-adds per sample of a layer (per output position for conv)."""
+    return layer.shape.numel
+
+
+def _kept(group: Group) -> list[int]:
+    kept = [layer.shape.numel for layer in group.layers]
+    for index, mask in zip(group.sparse, group.masks):
+        kept[index] = int(mask.sum())
+    return kept
+
+
+def sparsity_report(sparsifier: Sparsifier) -> SparsityReport:
+    config = sparsifier.config
+    lines, density = [], {}
+    size_kept = size_total = 0.0
+    train_sparse = train_dense = 0.0
+    inference = None
+    for group in sparsifier.groups.values():
+        kept = _kept(group)
+        totals = [layer.shape.numel for layer in group.layers]
+        for layer, k, total in zip(group.layers, kept, totals):
+            shape = "x".join(str(d) for d in layer.view(layer.param.detach()).shape[1:])
+            if layer.shape.members > 1:
+                shape = f"{layer.shape.members}x({shape})"
+            lines.append(LayerLine(group.name, layer.name, shape, k, total))
+        density[group.name] = sum(kept) / sum(totals)
+        copies = 1 + len(group.targets)
+        size_kept += copies * sum(kept)
+        size_total += copies * sum(totals)
+
+        dense_f = float(sum(_macs(layer) for layer in group.layers))
+        sparse_f = float(sum(k / t * _macs(layer) for layer, k, t in zip(group.layers, kept, totals)))
+        if inference is None or group.name == "actor":
+            inference = sparse_f / dense_f
+        steps = float(group.total_steps or 1)
+        if config.kind == "gmp":
+            final = group.extra["final_sparsity"]
+            mean_sparsity = final * (0.75 * (config.gmp_end - config.gmp_start) + (1.0 - config.gmp_end))
+            sparse_f = dense_f * (1.0 - mean_sparsity) if final > 0 else dense_f
+        weight_grad = dense_f if (config.kind == "nm" and config.nm_gradient != "masked") else sparse_f
+        per_step = 2 * sparse_f + weight_grad
+        if config.kind == "rigl" and sparsifier.method.interval():
+            per_step += (dense_f - sparse_f) / sparsifier.method.interval()
+        train_sparse += steps * per_step
+        train_dense += steps * 3 * dense_f
+    return SparsityReport(config.method, lines, density, size_kept / size_total, inference or 1.0,
+                          train_sparse / train_dense)

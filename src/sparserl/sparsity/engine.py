@@ -1,0 +1,228 @@
+"""The sparsity engine: masks for any set of networks, kept by their optimisers' step hooks.
+
+    sparsifier = Sparsifier(SparsityConfig(method="rigl", actor_sparsity=0.9), seed=0)
+    sparsifier.attach("actor", actor, actor_optimizer, targets=[actor_target], total_steps=500_000)
+    ...  loss.backward(); actor_optimizer.step()      # masks are enforced inside step()
+    ...  polyak(actor_target, actor); sparsifier.after_target_update()
+
+`attach` chooses each layer's budget, builds the initial masks, zeroes pruned weights in the
+network and its targets, and registers a pre- and a post-hook on the optimiser. The method object
+(one file per method in sparserl.sparsity.methods) decides what happens around each step:
+masking gradients, topology updates, N:M re-projection. Networks and algorithms know nothing of
+the method; the only call an algorithm makes is `after_target_update()` after Polyak averaging.
+
+Masks live in the engine (float tensors shaped like the weights), with counters and the engine's
+RNG, in `state_dict`, so a checkpointed run resumes exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from sparserl.errors import ConfigError
+from sparserl.sparsity.budget import kept_per_member
+from sparserl.sparsity.config import SparsityConfig
+from sparserl.sparsity.layers import SparseLayer, find_sparse_layers
+
+
+@dataclass
+class Group:
+    """One network under the engine: its optimiser, targets, sparse layers, masks and counters."""
+
+    name: str
+    module: nn.Module
+    optimizer: torch.optim.Optimizer
+    targets: list[nn.Module]
+    layers: list[SparseLayer]
+    """Every sparsifiable layer of the network, in order (dense ones included, for accounting)."""
+    densities: list[float]
+    """Target density of each of `layers` (1.0 = dense)."""
+    total_steps: int | None
+    sparse: list[int] = field(default_factory=list)
+    """Indices into `layers` of the layers that carry a mask."""
+    masks: list[torch.Tensor] = field(default_factory=list)
+    """One float mask per sparse layer, laid out like its weight."""
+    target_weights: list[list[torch.Tensor]] = field(default_factory=list)
+    """target_weights[j][i]: the weight of sparse layer i in target network j."""
+    step: int = 0
+    """Optimiser steps this network has taken."""
+    targets_dirty: bool = False
+    """Masks changed during this step: the targets must be masked again."""
+    flips: torch.Tensor | None = None
+    """Mask entries changed by the latest mask update, per sparse layer (SAD; see Method.pop_flips)."""
+    extra: dict = field(default_factory=dict)
+    """Method-specific state (latent weights, saved scores, ...)."""
+    hooks: list = field(default_factory=list)
+
+    @property
+    def sparse_layers(self) -> list[SparseLayer]:
+        return [self.layers[i] for i in self.sparse]
+
+    @property
+    def params(self) -> list[nn.Parameter]:
+        """The weights of the sparse layers (cached: the set never changes)."""
+        if "params" not in self.extra:
+            self.extra["params"] = [self.layers[i].param for i in self.sparse]
+        return self.extra["params"]
+
+    def grads(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(gradients, masks) of the sparse layers that have a gradient."""
+        grads, masks = [], []
+        for layer, mask in zip(self.sparse_layers, self.masks):
+            if layer.param.grad is not None:
+                grads.append(layer.param.grad)
+                masks.append(mask)
+        return grads, masks
+
+    def mask_gradients(self) -> None:
+        grads, masks = self.grads()
+        if grads:
+            torch._foreach_mul_(grads, masks)
+
+    def reset_moments(self, index: int, changed: torch.Tensor) -> None:
+        """Zero every optimiser state tensor of sparse layer `index` at `changed` positions."""
+        param = self.sparse_layers[index].param
+        keep = 1.0 - changed
+        for value in self.optimizer.state.get(param, {}).values():
+            if torch.is_tensor(value) and value.shape == param.shape:
+                value.mul_(keep)
+
+    def kept(self, index: int) -> int:
+        """Kept weights per member of sparse layer `index` (from its target density)."""
+        layer_index = self.sparse[index]
+        return kept_per_member(self.layers[layer_index].shape, self.densities[layer_index])
+
+
+class Sparsifier:
+    """Keeps the masks of any number of networks; see the module docstring."""
+
+    def __init__(self, config: SparsityConfig, seed: int = 0):
+        from sparserl.sparsity.methods import make_method
+
+        self.config = config.validate()
+        self.generator = torch.Generator().manual_seed(seed)
+        self.method = make_method(self.config, self.generator)
+        self.groups: dict[str, Group] = {}
+
+    # --- attaching ----------------------------------------------------------------------------
+    def attach(self, name: str, module: nn.Module, optimizer: torch.optim.Optimizer,
+               targets: list[nn.Module] | tuple = (), sparsity: float | None = None,
+               total_steps: int | None = None) -> Group:
+        """Put `module` (trained by `optimizer`, with Polyak copies `targets`) under the engine.
+
+        `sparsity` is the network's global sparsity (ignored by N:M, which fixes it); `total_steps`
+        the optimiser steps it will take, which scheduled methods (RigL, SET, GMP) need.
+        """
+        if name in self.groups:
+            raise ConfigError(f"a network named {name!r} is already attached")
+        layers = find_sparse_layers(module)
+        if not layers:
+            raise ConfigError(f"{name}: no Linear, Conv or ensemble layer to sparsify")
+        in_optimizer = {id(p) for g in optimizer.param_groups for p in g["params"]}
+        for layer in layers:
+            if id(layer.param) not in in_optimizer:
+                raise ConfigError(f"{name}: {layer.name} is not trained by the optimiser given to attach()")
+        densities = self.method.densities(name, module, layers, sparsity)
+        group = Group(name, module, optimizer, list(targets), layers, densities, total_steps)
+        group.sparse = [i for i, d in enumerate(densities) if d < 1.0]
+        target_params = [dict(t.named_parameters()) for t in group.targets]
+        group.target_weights = [[tp[layers[i].name] for i in group.sparse] for tp in target_params]
+        group.flips = torch.zeros(len(group.sparse))
+        self.method.check(group)
+        with torch.no_grad():
+            group.masks = [self.method.initial_mask(group, k) for k in range(len(group.sparse))]
+            self.method.setup(group)
+            for layer, mask in zip(group.sparse_layers, group.masks):
+                layer.param.mul_(mask)
+            for weights in group.target_weights:
+                for weight, mask in zip(weights, group.masks):
+                    weight.mul_(mask)
+        if group.sparse:
+            group.hooks = [optimizer.register_step_pre_hook(lambda *_: self._pre_step(group)),
+                           optimizer.register_step_post_hook(lambda *_: self._post_step(group))]
+        self.groups[name] = group
+        return group
+
+    def detach(self) -> None:
+        """Remove the optimiser hooks (masks and weights stay as they are)."""
+        for group in self.groups.values():
+            for hook in group.hooks:
+                hook.remove()
+            group.hooks = []
+
+    # --- the hooks ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def _pre_step(self, group: Group) -> None:
+        self.method.pre_step(group)
+
+    @torch.no_grad()
+    def _post_step(self, group: Group) -> None:
+        self.method.post_step(group)
+        group.step += 1
+        if group.targets_dirty:  # masks changed: targets follow at once
+            self.method.mask_targets(group)
+
+    @torch.no_grad()
+    def after_target_update(self) -> None:
+        """Call after each Polyak update. With shared masks nothing is needed (averaging keeps the
+        zeros); DS-TD3's magnitude-pruned target masks are recomputed here."""
+        for group in self.groups.values():
+            self.method.target_update(group)
+
+    # --- statistics ---------------------------------------------------------------------------
+    def stat_names(self) -> tuple[str, ...]:
+        """Names of the values `pop_stats` returns (metrics columns)."""
+        names = []
+        for group in self.groups.values():
+            names.append(f"density_{group.name}")
+            if self.method.changes_masks:
+                names += [f"sad_{group.name}_{i}" for i in range(len(group.sparse))]
+        return tuple(names)
+
+    def pop_stats(self) -> dict[str, float]:
+        """Density of each network and, per sparse layer, the mask entries changed by the latest mask
+        update since the last call (SAD; 0 if there was none)."""
+        out = {}
+        for group in self.groups.values():
+            out[f"density_{group.name}"] = self.density(group)
+            if self.method.changes_masks:
+                for i, value in enumerate(self.method.pop_flips(group).tolist()):
+                    out[f"sad_{group.name}_{i}"] = value
+        return out
+
+    def density(self, group: Group) -> float:
+        """Kept fraction of the network's sparsifiable weights (from the masks)."""
+        total = sum(layer.shape.numel for layer in group.layers)
+        dense = sum(group.layers[i].shape.numel for i in range(len(group.layers)) if i not in group.sparse)
+        kept = sum(float(mask.sum()) for mask in group.masks)
+        return (dense + kept) / total
+
+    # --- checkpointing ------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "generator": self.generator.get_state(),
+            "groups": {name: {"step": g.step, "flips": g.flips.clone(),
+                              "densities": list(g.densities), "masks": [m.bool() for m in g.masks],
+                              "extra": self.method.extra_state(g)}
+                       for name, g in self.groups.items()},
+        }
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        for name, saved in state["groups"].items():
+            if name not in self.groups:
+                raise ConfigError(f"checkpoint has sparsity state for {name!r}, which is not attached")
+            group = self.groups[name]
+            if len(saved["masks"]) != len(group.masks):
+                raise ConfigError(f"{name}: checkpoint has {len(saved['masks'])} masks, this network "
+                                  f"{len(group.masks)} sparse layers")
+            group.step = int(saved["step"])
+            group.flips.copy_(saved["flips"])
+            group.densities = list(saved["densities"])
+            for mask, loaded in zip(group.masks, saved["masks"]):
+                mask.copy_(loaded)
+            self.method.load_extra_state(group, saved["extra"])
