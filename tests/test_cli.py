@@ -100,3 +100,43 @@ def test_readme_commands_match_ci():
     assert "sparserl train" in train_cmd and "pytest" in test_cmd
     assert "torch==2.13.0" in train_cmd and "torch==2.13.0" in test_cmd
     assert test_cmd in (ROOT / ".ci" / "run").read_text()
+
+
+SPARSITY_BAD_INPUTS = [
+    (["--sparsity", "nm:4:4"], r"nm:4:4: N must be smaller than M"),
+    (["--sparsity", "nm:0:4"], r"nm:0:4: N must be at least 1"),
+    (["--sparsity", "nm:1:1"], r"nm:1:1: M must be at least 2"),
+    (["--sparsity", "nm:2"], r"N:M sparsity is written nm:N:M"),
+    (["--sparsity", "rigl", "--actor-sparsity", "1.0"], r"actor_sparsity must be in \[0, 1\), got 1.0"),
+    (["--sparsity", "static", "--critic-sparsity", "-0.1"], r"critic_sparsity must be in \[0, 1\), got -0.1"),
+    (["--sparsity", "magic"], r"unknown sparsity method 'magic'; allowed: dense, static, rigl, set, gmp, nm:N:M"),
+    (["--sparsity", "rigl:2:4"], r"only nm takes numbers"),
+    (["--sparsity", "nm:2:4", "--actor-sparsity", "0.9"], r"actor_sparsity does not apply to nm:2:4"),
+    (["--sparsity", "rigl", "--distribution", "erdos"], r"invalid choice 'erdos' for argument '--distribution'"),
+    (["--sparsity", "rigl", "--nm-gradient", "magic"], r"invalid choice 'magic' for argument '--nm-gradient'"),
+    (["--sparsity", "static", "--actor-sparsity", "0.99", "--keep-first-dense", "--keep-last-dense",
+      "--distribution", "uniform"], r"actor: sparsity 0.99 cannot be met: the parts kept dense alone hold"),
+    (["--sparsity", "static", "--actor-sparsity", "0.9999", "--distribution", "uniform"],
+     r"actor: layer net.layers.\d.weight \(\d+x\d+\) would keep no weight"),
+]
+
+
+@pytest.mark.parametrize("args,pattern", SPARSITY_BAD_INPUTS)
+def test_bad_sparsity_input_is_refused_before_training(tmp_path, capsys, args, pattern):
+    run_dir = tmp_path / "run"
+    code, output = run_main(capsys, "train", "--env", "Pendulum-v1", "--hidden", "16", "16", "--run-dir",
+                            str(run_dir), *args)
+    assert code == 2
+    assert re.search(pattern, " ".join(output.split())), output
+    assert not run_dir.exists()
+
+
+def test_sparsity_in_yaml_section_shorthand_and_flat_keys(tmp_path):
+    from sparserl.config import load_yaml
+    path = tmp_path / "s.yaml"
+    path.write_text("sparsity: {method: rigl, actor_sparsity: 0.8}\ncritic_sparsity: 0.7\n")
+    values = load_yaml(path)
+    assert values["sparsity"].method == "rigl" and values["sparsity"].actor_sparsity == 0.8
+    assert values["sparsity"].critic_sparsity == 0.7
+    path.write_text("sparsity: nm:1:4\n")
+    assert load_yaml(path)["sparsity"].nm == (1, 4)

@@ -7,7 +7,7 @@ import io
 import pytest
 import torch
 
-from sparserl.algos.optim import LeanAdam
+from sparserl.optim import LeanAdam
 
 
 def params(seed: int) -> list[torch.nn.Parameter]:

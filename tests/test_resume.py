@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from sparserl.runs.metrics import TIMING_COLUMNS
@@ -60,9 +61,22 @@ def kill_after_checkpoint(cmd: list[str], run_dir: Path, min_step: int, timeout:
             proc.wait()
 
 
-def test_sigkill_and_resume_gives_identical_metrics(tmp_path):
-    for algo in ("td3", "sac"):
-        cfg = config_file(tmp_path, algo=algo)
+CASES = {
+    "td3-dense": {"algo": "td3"},
+    "sac-dense": {"algo": "sac"},
+    # topology updates every 200 critic steps: several fall before and after the checkpoint
+    "td3-rigl": {"algo": "td3", "sparsity": {"method": "rigl", "actor_sparsity": 0.8, "critic_sparsity": 0.8,
+                                             "update_interval": 200}},
+    "sac-nm-srste": {"algo": "sac", "sparsity": {"method": "nm:2:4", "nm_gradient": "srste"}},
+    "td3-gmp": {"algo": "td3", "sparsity": {"method": "gmp", "actor_sparsity": 0.8, "critic_sparsity": 0.8,
+                                            "update_interval": 100}},
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_sigkill_and_resume_gives_identical_metrics(tmp_path, case):
+    for algo in [CASES[case]["algo"]]:
+        cfg = config_file(tmp_path, **CASES[case])
         full, broken = tmp_path / f"{algo}-full", tmp_path / f"{algo}-killed"
         subprocess.run(cli("train", "--config", str(cfg), "--run-dir", str(full)), check=True,
                        stdout=subprocess.DEVNULL)
@@ -76,3 +90,6 @@ def test_sigkill_and_resume_gives_identical_metrics(tmp_path):
         assert got == expected, f"{algo}: resumed metrics differ from the uninterrupted run"
         later = [r for r in expected if int(r["step"]) > killed_at]
         assert later and all(r["critic_loss"] for r in later)
+        if "sparsity" in CASES[case]:  # the masks did change after the checkpoint, and identically
+            sad = [k for k in expected[0] if k.startswith("sad_")]
+            assert sad and any(float(r[k]) > 0 for r in later for k in sad)

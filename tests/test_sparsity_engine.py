@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from sparserl.algos.optim import LeanAdam
 from sparserl.errors import ConfigError
 from sparserl.nets import MLP, QEnsemble
+from sparserl.optim import LeanAdam
 from sparserl.sparsity import Sparsifier, SparsityConfig
 
 

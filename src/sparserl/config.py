@@ -96,6 +96,8 @@ class Config:
     """Seed of the separate evaluation environment; None means seed + 100 (sfujim/TD3)."""
     score_window: int = 30
     """The run's headline score is the mean of its last this-many evaluations (RLx2: 30)."""
+    stop_at_return: float | None = None
+    """Stop the run early once an evaluation's mean return reaches this value (None: never)."""
 
     # --- run directory, checkpoints, output ----------------------------------------------------
     run_dir: str | None = None

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparserl.algos.optim import LeanAdam
 from sparserl.config import Config
 from sparserl.envs import EnvInfo
+from sparserl.optim import LeanAdam
 from sparserl.replay import Batch
 
 

@@ -246,6 +246,9 @@ class Trainer:
                 episode_return, episode_length = 0.0, 0
             if step % eval_every == 0:
                 self._log_row()
+                if c.stop_at_return is not None and self.last_eval.mean >= c.stop_at_return:
+                    self.console.line(f"evaluation reached {c.stop_at_return:g}: stopping at step {step:,}")
+                    break
             if step >= self.next_checkpoint:
                 pending_checkpoint = True
                 self.next_checkpoint += c.checkpoint_every
@@ -342,9 +345,26 @@ class Trainer:
 # --- public entry points ----------------------------------------------------------------------------
 
 def _prepare(config: Config) -> Config:
+    """Validate everything that can be refused before a run directory exists."""
     config.validate()
     check_env_id(config.env)
+    if config.sparsity.enabled:
+        check_sparsity(config)
     return config.replace(threads=_resolve_threads(config.threads))
+
+
+def check_sparsity(config: Config) -> None:
+    """Build the networks once and attach the sparsity engine, so an impossible budget or a layer
+    left without weights is reported before any work starts."""
+    from sparserl.sparsity import Sparsifier
+
+    env = make_env(config.env)
+    try:
+        agent = make_agent(env_info(env), config)
+    finally:
+        env.close()
+    updates = max(1, config.total_steps - config.start_steps) * config.updates_per_step
+    agent.attach_sparsity(Sparsifier(config.sparsity, seed=config.seed), updates)
 
 
 def train(config: Config, console: RunConsole | None = None) -> RunResult:

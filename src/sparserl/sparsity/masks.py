@@ -47,9 +47,9 @@ class NMProjector:
     """Repeated N:M projection of a fixed set of weights (one network's layers), in place.
 
     Every group of all weights is gathered into one group-major buffer (M, groups): row j holds
-    position j of every group, contiguous. Ranking every group then takes about 3 M (M - 1) / 2
-    vectorised operations on 1/M of all the weights together, whatever the number of layers, far
-    cheaper on CPU than a topk over millions of tiny groups. A partial last group of r < M weights is
+    position j of every group, contiguous. Every group is then ranked by comparing all M (M - 1) / 2
+    pairs of positions at once, a handful of vectorised operations whatever the number of layers or
+    groups, far cheaper on CPU than a topk over millions of tiny groups. A partial last group of r < M weights is
     padded with zeros (a real weight wins every tie with a pad, being earlier) and its ranks are offset
     by N - ceil(r N / M), so the one rule "kept iff rank < N" keeps exactly ceil(r N / M) of it.
     Results alternate between two sets of mask tensors, so the previous masks stay valid for
@@ -90,8 +90,11 @@ class NMProjector:
                         for masks in self.masks]
         self.results = [self.keep[:width, col:col + count].view(width, *rest).movedim(0, dim + 1)
                         for layer in pieces for dim, _, _, width, _, rest, col, count, _ in layer]
-        self.rows = (self.buffer.unbind(0), self.rank.unbind(0))
-        self.base_rows = self.base_rank.unbind(0)
+        pairs = [(j, i) for j in range(m) for i in range(j + 1, m)]  # j < i: j wins a tie
+        self.earlier = torch.tensor([j for j, _ in pairs])
+        self.later = torch.tensor([i for _, i in pairs])
+        self.pair_scores = (torch.empty(len(pairs), offset), torch.empty(len(pairs), offset))
+        self.beats = torch.empty(len(pairs), offset)
         self.current = 1
 
     def __call__(self) -> list[torch.Tensor]:
@@ -99,7 +102,16 @@ class NMProjector:
         self.current ^= 1
         torch._foreach_copy_(self.slots, self.sources)
         self.buffer.abs_()
-        _group_ranks(*self.rows, self.base_rows)
+        # rank = how many positions of its group beat each entry: j beats i if s_j > s_i, or s_j == s_i
+        # and j < i. Start from M - 1 - j (all later positions counted as beating j); each pair's
+        # comparison then moves one point, all pairs of all groups in one operation each.
+        first, second = self.pair_scores
+        torch.index_select(self.buffer, 0, self.earlier, out=first)
+        torch.index_select(self.buffer, 0, self.later, out=second)
+        torch.ge(first, second, out=self.beats)  # the earlier position beats the later one
+        self.rank.copy_(self.base_rank)
+        self.rank.index_add_(0, self.later, self.beats)
+        self.rank.index_add_(0, self.earlier, self.beats, alpha=-1)
         torch.lt(self.rank, self.n, out=self.keep)  # kept: fewer than N positions of its group beat it
         torch._foreach_copy_(self.targets[self.current], self.results)
         return self.masks[self.current]
@@ -108,27 +120,6 @@ class NMProjector:
     def previous(self) -> list[torch.Tensor]:
         """The masks returned by the call before the last."""
         return self.masks[self.current ^ 1]
-
-
-def _group_ranks(scores: tuple[torch.Tensor, ...], rank: tuple[torch.Tensor, ...],
-                 base: tuple[torch.Tensor, ...]) -> None:
-    """For the rows of scores (one per position of a group), write into `rank` how many positions of
-    the same group beat each one: j beats i if s_j > s_i, or s_j == s_i and j < i. Row j starts from
-    base[j] (M - 1 - j: every later position counted as beating j, plus any offset) and each
-    comparison moves one point; the first update of each row reads the base instead of a copy."""
-    m = len(scores)
-    beats = torch.empty_like(scores[0])
-    for j in range(m):
-        for i in range(j + 1, m):
-            torch.ge(scores[j], scores[i], out=beats)  # j (earlier) beats i
-            if j == 0:
-                torch.add(base[i], beats, out=rank[i])
-            else:
-                rank[i].add_(beats)
-            if j == 0 and i == 1:
-                torch.sub(base[0], beats, out=rank[0])
-            else:
-                rank[j].sub_(beats)
 
 
 def drop_and_grow(mask: torch.Tensor, weight: torch.Tensor, grow_scores: torch.Tensor,
