@@ -68,6 +68,10 @@ CASES = {
     "td3-rigl": {"algo": "td3", "sparsity": {"method": "rigl", "actor_sparsity": 0.8, "critic_sparsity": 0.8,
                                              "update_interval": 200}},
     "sac-nm-srste": {"algo": "sac", "sparsity": {"method": "nm:2:4", "nm_gradient": "srste"}},
+    # DS-TD3's options: random regrowth, target masks pruned by their own magnitudes
+    "td3-set-dstd3": {"algo": "td3", "sparsity": {"method": "set", "actor_sparsity": 0.5, "critic_sparsity": 0.5,
+                                                  "update_interval": 100, "drop_fraction": 0.2,
+                                                  "target_mask": "magnitude"}},
     "td3-gmp": {"algo": "td3", "sparsity": {"method": "gmp", "actor_sparsity": 0.8, "critic_sparsity": 0.8,
                                             "update_interval": 100}},
 }

@@ -199,3 +199,32 @@ def test_sad_counts_the_entries_flipped_by_the_latest_update(method, options):
             seen += float(expected.sum())
     assert seen > 0
     assert all(v == 0 for k, v in sparsifier.pop_stats().items() if k.startswith("sad"))  # no update since
+
+
+def test_rigl_update_grows_by_this_steps_dense_gradient_and_drops_smallest_weights():
+    torch.manual_seed(3)
+    layer = nn.Linear(8, 6)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.0)  # the step leaves weights as they are
+    sparsifier = Sparsifier(SparsityConfig(method="rigl", actor_sparsity=0.5, distribution="uniform",
+                                           update_interval=1, drop_schedule="constant", drop_fraction=0.25),
+                            seed=0)
+    group = sparsifier.attach("actor", layer, optimizer, total_steps=10)
+    mask = group.masks[0].clone()
+    weight = layer.weight.detach().clone()
+    x = torch.randn(32, 8)
+    optimizer.zero_grad()
+    layer(x).pow(2).sum().backward()
+    dense_grad = layer.weight.grad.clone()  # before the engine masks it
+    optimizer.step()
+    new = group.masks[0]
+    k = int(0.25 * mask.sum())  # 24 active -> 6 dropped and regrown
+    active = mask.flatten() > 0
+    keep = torch.zeros(48, dtype=torch.bool)
+    keep[torch.where(active, weight.abs().flatten(), -1.0).topk(int(active.sum()) - k).indices] = True
+    grow_scores = torch.where(keep, -1.0, dense_grad.abs().flatten())
+    grown = torch.zeros(48, dtype=torch.bool)
+    grown[grow_scores.topk(k).indices] = True
+    assert torch.equal(new.flatten() > 0, keep | grown)
+    assert new.sum() == mask.sum()
+    newly_on = (new > 0) & (mask == 0)
+    assert (layer.weight[newly_on] == 0).all()  # grown weights start at zero

@@ -317,10 +317,10 @@ class Trainer:
         from sparserl.sparsity import sparsity_report
 
         report = sparsity_report(self.sparsifier)
-        data = report.to_dict()
         policy = self.run_dir / POLICY_FILE
         if final and policy.is_file():
-            data["policy_bytes"] = policy.stat().st_size
+            report.policy_bytes = policy.stat().st_size
+        data = report.to_dict()
         atomic_write(self.run_dir / "sparsity.json", lambda f: f.write(json.dumps(data, indent=2).encode()))
         if not final:
             self.console.line(str(report))

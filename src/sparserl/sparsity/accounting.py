@@ -40,6 +40,8 @@ class SparsityReport:
     model_size: float
     inference_flops: float
     training_flops: float
+    policy_bytes: int | None = None
+    """Size of the saved policy file, when there is one."""
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -57,6 +59,8 @@ class SparsityReport:
         out.append("  " + ", ".join(f"{name} density {value:.3f}" for name, value in self.density.items()))
         out.append(f"  model size {self.model_size:.3f}x dense (networks and targets), inference FLOPs "
                    f"{self.inference_flops:.3f}x, training FLOPs {self.training_flops:.3f}x")
+        if self.policy_bytes is not None:
+            out.append(f"  policy file {self.policy_bytes:,} bytes (dense storage)")
         return out
 
     def __str__(self) -> str:
