@@ -7,6 +7,7 @@ rescaled to [-1, 1], so algorithms never see the original action bounds (max_act
 from __future__ import annotations
 
 import difflib
+import importlib
 import os
 from dataclasses import dataclass
 
@@ -39,9 +40,19 @@ def _register_dmc() -> None:
 
 
 def check_env_id(env_id: str) -> None:
-    """Raise EnvError (with close names) unless Gymnasium knows env_id."""
+    """Raise EnvError (with close names) unless Gymnasium knows env_id. Like gym.make, an id of the
+    form "package.module:Name-v0" first imports the module that registers it."""
     if env_id.startswith(DMC_PREFIX):
         _register_dmc()
+    if ":" in env_id and not env_id.startswith(DMC_PREFIX):
+        module, _, name = env_id.partition(":")
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise EnvError(f"environment {env_id!r}: cannot import module {module!r}: {exc}") from None
+        if name in gym.registry:
+            return
+        env_id = name
     if env_id in gym.registry:
         return
     known = sorted(gym.registry)

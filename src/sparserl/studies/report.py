@@ -1,0 +1,314 @@
+"""Reports over run directories: the tables and plots sparse-RL papers show, with honest uncertainty.
+
+Runs are grouped by environment and label. A run's label is, in this order: the values of the
+keys given with ``label_by``; the sweep axes it was run with (other than env and seed, read from
+the sweep's sweep.json); or its algorithm and sparsity (``td3 rigl 0.9/0.9``). Runs under one label
+must differ only in their seed (and bookkeeping such as threads); anything else is an error.
+
+Per environment and label:
+- score: each run's mean of its last K evaluations (K = the runs' score_window, RLx2: 30), then
+  mean ± std over seeds;
+- % of dense (RLx2's convention): 100 * score / dense score, when the dense score is positive;
+- normalised: (score - untrained) / (dense - untrained), where untrained and dense are the dense
+  baseline's mean step-0 and final scores on that environment: 0 is an untrained policy, 1 the dense
+  agent, whatever the sign of the returns;
+- model size, inference and training FLOPs relative to dense, from the runs' sparsity.json.
+
+Across environments, per label: the interquartile mean (IQM) of the normalised scores of all runs
+with a 95 % stratified-bootstrap interval (sparserl.studies.stats). Learning curves show the mean
+over seeds with a 95 % bootstrap band of that mean.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sparserl.config import Config, load_yaml
+from sparserl.errors import ConfigError
+from sparserl.runs.metrics import read_metrics
+from sparserl.studies.stats import bootstrap_mean_band, iqm, stratified_bootstrap_ci
+from sparserl.studies.sweep import comparable
+
+
+@dataclass
+class RunData:
+    path: Path
+    config: Config
+    steps: np.ndarray
+    returns: np.ndarray
+    sparsity: dict | None
+    label: str = ""
+
+    @property
+    def env(self) -> str:
+        return self.config.env
+
+    def score(self, last_k: int | None) -> float:
+        k = last_k or self.config.score_window
+        return float(np.mean(self.returns[-k:]))
+
+
+@dataclass
+class Report:
+    rows: list[dict]
+    """One per environment and label (see the module docstring for the columns)."""
+    iqm_rows: list[dict]
+    """One per label: IQM of normalised scores over all runs of all environments, with its interval."""
+    curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]]
+    """env -> label -> (steps, mean, low, high)."""
+    notes: list[str] = field(default_factory=list)
+
+    # --- output -----------------------------------------------------------------------------------
+    def markdown(self) -> str:
+        out = ["| env | label | seeds | score (mean ± std) | % of dense | normalised | model size | "
+               "inference FLOPs | training FLOPs |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in self.rows:
+            out.append(f"| {r['env']} | {r['label']} | {r['seeds']} | {r['score_mean']:.1f} ± {r['score_std']:.1f} | "
+                       f"{_fmt(r['pct_of_dense'], '{:.1f}')} | {_fmt(r['normalised'], '{:.3f}')} | "
+                       f"{_fmt(r['model_size'], '{:.3f}')} | {_fmt(r['inference_flops'], '{:.3f}')} | "
+                       f"{_fmt(r['training_flops'], '{:.3f}')} |")
+        if self.iqm_rows:
+            out += ["", "| label | environments | runs | IQM of normalised score [95 % CI] |", "|---|---|---|---|"]
+            for r in self.iqm_rows:
+                out.append(f"| {r['label']} | {r['tasks']} | {r['runs']} | {r['iqm']:.3f} "
+                           f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}] |")
+        out += [""] + [f"- {note}" for note in self.notes]
+        return "\n".join(out) + "\n"
+
+    def write(self, folder: str | Path) -> list[Path]:
+        """report.md, report.csv, iqm.csv, curves_<env>.png and iqm.png in `folder`."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        written = [folder / "report.md", folder / "report.csv", folder / "iqm.csv"]
+        written[0].write_text(self.markdown())
+        _write_csv(written[1], self.rows)
+        _write_csv(written[2], self.iqm_rows)
+        written += self.plot(folder)
+        return written
+
+    def plot(self, folder: Path) -> list[Path]:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        paths = []
+        for env, by_label in self.curves.items():
+            fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+            for label, (steps, mean, low, high) in by_label.items():
+                (line,) = ax.plot(steps, mean, label=label, linewidth=1.8)
+                ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+            ax.set_title(f"{env}: evaluation return (mean over seeds, 95 % bootstrap band)", fontsize=10)
+            ax.set_xlabel("environment steps")
+            ax.set_ylabel("return")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8, frameon=False)
+            fig.tight_layout()
+            path = folder / f"curves_{_slug(env)}.png"
+            fig.savefig(path)
+            plt.close(fig)
+            paths.append(path)
+        if self.iqm_rows:
+            fig, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * len(self.iqm_rows)), dpi=120)
+            for y, r in enumerate(self.iqm_rows):
+                ax.plot([r["ci_low"], r["ci_high"]], [y, y], linewidth=6, alpha=0.35, solid_capstyle="butt")
+                ax.plot([r["iqm"]], [y], "k|", markersize=14)
+            ax.set_yticks(range(len(self.iqm_rows)), [r["label"] for r in self.iqm_rows])
+            ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
+            ax.set_xlabel("IQM of normalised score (1 = dense), 95 % stratified bootstrap CI")
+            ax.grid(axis="x", alpha=0.3)
+            fig.tight_layout()
+            path = folder / "iqm.png"
+            fig.savefig(path)
+            plt.close(fig)
+            paths.append(path)
+        return paths
+
+
+def _fmt(value, pattern: str) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else pattern.format(value)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-._" else "-" for c in text)
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        if rows:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+# --- collecting runs ---------------------------------------------------------------------------------
+
+def collect_runs(dirs: list[str | Path]) -> list[RunData]:
+    """Every run directory (config.yaml + metrics.csv with evaluations) under `dirs`."""
+    runs = []
+    for root in map(Path, dirs):
+        if not root.exists():
+            raise ConfigError(f"report: {root} does not exist")
+        candidates = [root] if (root / "config.yaml").is_file() else sorted(p.parent for p in root.rglob("config.yaml"))
+        for path in candidates:
+            rows = read_metrics(path / "metrics.csv")
+            rows = [r for r in rows if not math.isnan(r.get("eval_return", math.nan))]
+            if not rows:
+                continue
+            config = Config.from_dict(load_yaml(path / "config.yaml"), str(path / "config.yaml"))
+            sparsity_file = path / "sparsity.json"
+            sparsity = json.loads(sparsity_file.read_text()) if sparsity_file.is_file() else None
+            runs.append(RunData(path, config, np.array([r["step"] for r in rows]),
+                                np.array([r["eval_return"] for r in rows]), sparsity))
+    if not runs:
+        raise ConfigError(f"report: no runs with evaluations under {', '.join(map(str, dirs))}")
+    return runs
+
+
+def describe(config: Config) -> str:
+    """The default label: algorithm and sparsity (with the levels of unstructured methods)."""
+    s = config.sparsity
+    if not s.enabled:
+        return f"{config.algo} dense"
+    if s.kind == "nm":
+        return f"{config.algo} {s.method}"
+    return f"{config.algo} {s.method} {s.default('actor_sparsity'):g}/{s.default('critic_sparsity'):g}"
+
+
+def _config_value(config: Config, key: str):
+    if hasattr(config, key):
+        value = getattr(config, key)
+        return describe(config).split(" ", 1)[1] if key == "sparsity" else value
+    if hasattr(config.sparsity, key):
+        return config.sparsity.default(key) if key.endswith("_sparsity") else getattr(config.sparsity, key)
+    raise ConfigError(f"report: unknown label key {key!r} (use config keys, e.g. algo, sparsity, hidden)")
+
+
+def _sweep_values(path: Path) -> dict | None:
+    for parent in path.parents:
+        log = parent / "sweep.json"
+        if log.is_file():
+            for run in json.loads(log.read_text()).get("runs", []):
+                if Path(run["run_dir"]).resolve() == path.resolve():
+                    return run["values"]
+            return None
+    return None
+
+
+def label_runs(runs: list[RunData], label_by: list[str] | None = None) -> None:
+    for run in runs:
+        if label_by:
+            run.label = ", ".join(f"{k}={_value_text(_config_value(run.config, k))}" for k in label_by)
+            continue
+        values = _sweep_values(run.path) or {}
+        varying = {k: v for k, v in values.items() if k not in ("env", "seed")}
+        run.label = ", ".join(f"{k}={_value_text(v)}" for k, v in varying.items()) if varying else describe(run.config)
+
+
+def _value_text(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return "x".join(map(str, value))
+    return str(value)
+
+
+def _check_groups(groups: dict[tuple[str, str], list[RunData]]) -> None:
+    for (env, label), runs in groups.items():
+        reference = dict(comparable(runs[0].config), seed=None)
+        for run in runs[1:]:
+            other = dict(comparable(run.config), seed=None)
+            if other != reference:
+                differ = sorted(k for k in set(reference) | set(other) if reference.get(k) != other.get(k))
+                raise ConfigError(
+                    f"report: runs labelled {label!r} on {env} have different configurations (they differ in: "
+                    f"{', '.join(differ)}: {runs[0].path} vs {run.path}); a label may only group seeds: "
+                    f"split them with label_by / --label-by {','.join(differ)}")
+        seeds = [r.config.seed for r in runs]
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError(f"report: runs labelled {label!r} on {env} repeat a seed ({seeds}); "
+                              f"the same run was given twice, or they need distinct labels")
+
+
+# --- the report ------------------------------------------------------------------------------------
+
+def build_report(dirs: list[str | Path], last_k: int | None = None, baseline: str | None = None,
+                 label_by: list[str] | None = None, reps: int = 5000, seed: int = 0) -> Report:
+    """Aggregate the runs under `dirs` (see the module docstring)."""
+    runs = collect_runs(dirs)
+    label_runs(runs, label_by)
+    groups: dict[tuple[str, str], list[RunData]] = {}
+    for run in runs:
+        groups.setdefault((run.env, run.label), []).append(run)
+    _check_groups(groups)
+    envs = sorted({env for env, _ in groups})
+    labels = sorted({label for _, label in groups}, key=lambda lab: (not lab.endswith("dense"), lab))
+    notes = []
+    rows, normalised_by_label = [], {label: [] for label in labels}
+    curves: dict[str, dict] = {}
+    for env in envs:
+        base_label = _baseline(env, groups, baseline)
+        base = None
+        if base_label is not None:
+            base_runs = groups[(env, base_label)]
+            base = (float(np.mean([r.score(last_k) for r in base_runs])),
+                    float(np.mean([r.returns[0] for r in base_runs])))
+        else:
+            notes.append(f"{env}: no dense baseline among the labels, so no normalised scores")
+        curves[env] = {}
+        for label in labels:
+            group = groups.get((env, label))
+            if not group:
+                continue
+            scores = np.array([r.score(last_k) for r in group])
+            row = {"env": env, "label": label, "seeds": len(group), "score_mean": float(scores.mean()),
+                   "score_std": float(scores.std()), "pct_of_dense": None, "normalised": None}
+            if base is not None:
+                dense, untrained = base
+                if dense > 0:
+                    row["pct_of_dense"] = 100.0 * row["score_mean"] / dense
+                if dense != untrained:
+                    per_run = (scores - untrained) / (dense - untrained)
+                    row["normalised"] = float(per_run.mean())
+                    normalised_by_label[label].append(per_run)
+            row.update(_accounting(group))
+            rows.append(row)
+            common = sorted(set.intersection(*(set(r.steps.tolist()) for r in group)))
+            matrix = np.array([[dict(zip(r.steps.tolist(), r.returns.tolist()))[s] for s in common] for r in group])
+            curves[env][label] = (np.array(common), *bootstrap_mean_band(matrix, seed=seed))
+    iqm_rows = []
+    for label in labels:
+        tasks = normalised_by_label[label]
+        if tasks:
+            low, high = stratified_bootstrap_ci(tasks, iqm, reps=reps, seed=seed)
+            iqm_rows.append({"label": label, "tasks": len(tasks), "runs": int(sum(t.size for t in tasks)),
+                             "iqm": iqm(np.concatenate(tasks)), "ci_low": low, "ci_high": high})
+    k_text = f"the last {last_k}" if last_k else "each run's last score_window"
+    notes.append(f"score: mean of {k_text} evaluations per run, then mean ± std over seeds")
+    return Report(rows, iqm_rows, curves, notes)
+
+
+def _baseline(env: str, groups, baseline: str | None) -> str | None:
+    labels = [label for e, label in groups if e == env]
+    if baseline is not None:
+        if baseline not in labels:
+            raise ConfigError(f"report: baseline {baseline!r} has no runs on {env}; labels there: {', '.join(labels)}")
+        return baseline
+    dense = [label for label in labels if not groups[(env, label)][0].config.sparsity.enabled]
+    if len(dense) > 1:
+        raise ConfigError(f"report: several dense labels on {env} ({', '.join(dense)}); choose one with --baseline")
+    return dense[0] if dense else None
+
+
+def _accounting(group: list[RunData]) -> dict:
+    reports = [r.sparsity for r in group if r.sparsity]
+    if not group[0].config.sparsity.enabled:
+        return {"model_size": 1.0, "inference_flops": 1.0, "training_flops": 1.0}
+    if not reports:
+        return {"model_size": None, "inference_flops": None, "training_flops": None}
+    keys = ("model_size", "inference_flops", "training_flops")
+    return {key: float(np.mean([r[key] for r in reports])) for key in keys}

@@ -1,0 +1,200 @@
+"""Sweep specifications: a base configuration and axes whose cartesian product is a list of runs.
+
+    name: nm-vs-rigl
+    preset: quickstart            # optional base preset
+    base: {total_steps: 20000}    # optional config keys on top of it
+    axes:                         # any config key, with a list of values
+      env: [Pendulum-v1, InvertedPendulum-v5]
+      sparsity: [dense, nm:2:4, rigl]
+      seed: [0, 1, 2]
+    threads: 1                    # torch threads per run (runs go side by side)
+    output: studies/nm-vs-rigl    # default: studies/<name>
+
+Every run gets a stable id built from its axis values (``env=Pendulum-v1_sparsity=nm-2-4_seed=0``)
+and the directory ``<output>/runs/<id>``, so re-running a spec finds its runs again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import itertools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sparserl.config import _SPARSITY_KEYS, Config, coerce_fields, load_preset
+from sparserl.envs import check_env_id
+from sparserl.errors import ConfigError
+
+SPEC_KEYS = ("name", "preset", "base", "axes", "threads", "output")
+
+
+@dataclass
+class RunPlan:
+    """One run of a sweep: its id, its axis values and its complete configuration."""
+
+    run_id: str
+    values: dict[str, Any]
+    config: Config
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.config.run_dir)
+
+
+@dataclass
+class SweepSpec:
+    name: str
+    axes: dict[str, list[Any]]
+    base: dict[str, Any] = field(default_factory=dict)
+    preset: str | None = None
+    threads: int = 1
+    output: str | None = None
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.output) if self.output else Path("studies") / self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "preset": self.preset, "base": self.base, "axes": self.axes,
+                "threads": self.threads, "output": str(self.output_dir)}
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read a sweep spec YAML file, with errors that name the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"sweep spec {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"sweep spec {str(path)!r} is not valid YAML{where}: "
+                          f"{getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"sweep spec {str(path)!r} must be a mapping with keys {', '.join(SPEC_KEYS)}")
+    return spec_from_dict(data, default_name=path.stem, source=str(path))
+
+
+def spec_from_dict(data: dict[str, Any], default_name: str = "sweep", source: str = "sweep spec") -> SweepSpec:
+    unknown = [k for k in data if k not in SPEC_KEYS]
+    if unknown:
+        hint = difflib.get_close_matches(str(unknown[0]), SPEC_KEYS, n=1)
+        raise ConfigError(f"{source}: unknown key {unknown[0]!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+                          + f" (allowed: {', '.join(SPEC_KEYS)})")
+    axes = data.get("axes") or {}
+    if not isinstance(axes, dict):
+        raise ConfigError(f"{source}: axes must map config keys to lists of values, got {type(axes).__name__}")
+    base = data.get("base") or {}
+    if not isinstance(base, dict):
+        raise ConfigError(f"{source}: base must be a mapping of config keys, got {type(base).__name__}")
+    threads = data.get("threads", 1)
+    if not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"{source}: threads must be a positive integer, got {threads!r}")
+    spec = SweepSpec(name=str(data.get("name") or default_name),
+                     axes={k: _as_list(k, v, source) for k, v in axes.items()},
+                     base=dict(base), preset=data.get("preset"), threads=threads, output=data.get("output"))
+    expand(spec)  # validates every axis and value now, before anything runs
+    return spec
+
+
+def _as_list(key: str, value: Any, source: str) -> list[Any]:
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise ConfigError(f"{source}: axis {key!r} has no values, so the sweep would have no runs")
+    return values
+
+
+_KNOWN_AXES = sorted({f.name for f in dataclasses.fields(Config)} | _SPARSITY_KEYS | {"method"})
+
+
+def expand(spec: SweepSpec) -> list[RunPlan]:
+    """The runs of a sweep (cartesian product of the axes), each with a validated configuration."""
+    for key in spec.axes:
+        if key not in _KNOWN_AXES or key in ("run_dir", "runs_root"):
+            hint = difflib.get_close_matches(key, _KNOWN_AXES, n=3)
+            raise ConfigError(f"sweep {spec.name!r}: unknown axis {key!r}"
+                              + (f"; did you mean {', '.join(hint)}?" if hint else "")
+                              + " (an axis is a config key, e.g. env, seed, sparsity, actor_sparsity, hidden)")
+        if not spec.axes[key]:
+            raise ConfigError(f"sweep {spec.name!r}: axis {key!r} has no values, so the sweep would have no runs")
+    base = dict(load_preset(spec.preset)) if spec.preset else {}
+    base.update(coerce_fields(spec.base, f"sweep {spec.name!r}: base"))
+    keys = list(spec.axes)
+    plans, seen = [], {}
+    for combo in itertools.product(*(spec.axes[k] for k in keys)):
+        values = dict(zip(keys, combo))
+        run_id = "_".join(f"{k}={_slug(v)}" for k, v in values.items()) or "run"
+        if run_id in seen:
+            raise ConfigError(f"sweep {spec.name!r}: two runs would share the id {run_id!r}; "
+                              f"make the axis values distinct")
+        seen[run_id] = True
+        settings = _apply(base, values, spec.name)
+        settings.update(run_dir=str(spec.output_dir / "runs" / run_id), threads=spec.threads)
+        try:
+            config = Config(**settings).validate()
+        except ConfigError as exc:
+            raise ConfigError(f"sweep {spec.name!r}, run {run_id}: {exc}") from None
+        plans.append(RunPlan(run_id, values, config))
+    for env in sorted({plan.config.env for plan in plans}):
+        check_env_id(env)
+    return plans
+
+
+def _apply(base: dict[str, Any], values: dict[str, Any], name: str) -> dict[str, Any]:
+    """base with the axis values set; sparsity keys go into the sparsity section."""
+    merged = dict(base)
+    sparsity = dataclasses.asdict(merged.pop("sparsity")) if "sparsity" in merged else {}
+    flat = {}
+    for key, value in values.items():
+        if key == "method":
+            key, value = "sparsity", value
+        if key == "sparsity" and isinstance(value, str):
+            sparsity["method"] = value
+        elif key in _SPARSITY_KEYS:
+            sparsity[key] = value
+        else:
+            flat[key] = value
+    try:
+        coerced = coerce_fields({**flat, "sparsity": sparsity}, f"sweep {name!r}: axis value")
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (axis values {values})") from None
+    merged.update(coerced)
+    return merged
+
+
+def _slug(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "x".join(_slug(v) for v in value)
+    if isinstance(value, dict):
+        return "-".join(f"{k}{_slug(v)}" for k, v in value.items())
+    return re.sub(r"[^A-Za-z0-9.+-]+", "-", str(value)).strip("-") or "none"
+
+
+def parse_axis(text: str) -> tuple[str, list[Any]]:
+    """A CLI axis KEY=V1,V2,... (values parsed as YAML; brackets keep lists whole: hidden=[64,64],[256,256])."""
+    key, sep, rest = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--axis must look like KEY=VALUE1,VALUE2 (e.g. seed=0,1,2), got {text!r}")
+    parts, depth, current = [], 0, ""
+    for ch in rest:
+        depth += ch in "[{"
+        depth -= ch in "]}"
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    parts.append(current)
+    values = []
+    for part in parts:
+        try:
+            values.append(yaml.safe_load(part) if part.strip() else None)
+        except yaml.YAMLError:
+            raise ConfigError(f"--axis {key}: cannot read value {part!r}") from None
+    return key.strip(), values

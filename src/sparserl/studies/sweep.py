@@ -1,0 +1,243 @@
+"""Running a sweep: every run of the spec, side by side, on this machine or on a Ray cluster.
+
+Backends:
+- local (default): as many runs at once as there are cores divided by the threads per run; each
+  run is its own Python process (``python -m sparserl.studies.worker``), so a crash, even a hard
+  one, ends that run only. Its console output goes to ``<run_dir>/output.log``.
+- ray: each run is a Ray task reserving ``threads`` CPUs, on an existing cluster
+  (``address="auto"``) or a local Ray instance; needs ``pip install 'sparserl[ray]'``.
+
+Re-running a sweep skips finished runs, resumes interrupted ones from their checkpoints (exactly,
+see sparserl.runs.trainer) and retries failed ones. ``<output>/sweep.json`` records every run's
+outcome; a run whose directory holds a different configuration than the spec now asks for is an
+error before anything starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from sparserl.config import Config, load_yaml
+from sparserl.errors import ConfigError
+from sparserl.runs.checkpoint import atomic_write, list_checkpoints
+from sparserl.runs.trainer import check_sparsity
+from sparserl.studies.spec import RunPlan, SweepSpec, expand
+
+#: Config keys that do not change what a run computes (ignored when comparing configurations).
+BOOKKEEPING = ("run_dir", "runs_root", "threads", "progress", "tensorboard", "checkpoint_every", "keep_checkpoints")
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    status: str
+    """finished (trained now), resumed (continued from a checkpoint), skipped (already finished),
+    or failed."""
+    error: str | None = None
+    score: float | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class SweepResult:
+    spec: SweepSpec
+    outcomes: list[RunOutcome] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(o.status == status for o in self.outcomes)
+
+    @property
+    def failed(self) -> list[RunOutcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{self.count(s)} {s}" for s in ("finished", "resumed", "skipped", "failed"))
+        lines = [f"sweep {self.spec.name}: {len(self.outcomes)} runs: {counts}"]
+        lines += [f"  failed {o.run_id}: {o.error}" for o in self.failed]
+        return "\n".join(lines)
+
+
+def comparable(config: Config) -> dict:
+    data = config.to_dict()
+    for key in BOOKKEEPING:
+        data.pop(key, None)
+    return data
+
+
+def run_state(plan: RunPlan) -> str:
+    """new, finished, resume (started before) — or a ConfigError if the directory holds another run."""
+    path = plan.run_dir / "config.yaml"
+    if not path.is_file():
+        return "new"
+    existing = Config.from_dict(load_yaml(path), str(path))
+    before, now = comparable(existing), comparable(plan.config)
+    if before != now:
+        differ = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        raise ConfigError(f"run {plan.run_id} already exists in {plan.run_dir} with a different configuration "
+                          f"(differs in: {', '.join(differ)}); use another output folder or remove that run")
+    status_file = plan.run_dir / "run.json"
+    if status_file.is_file():
+        status = json.loads(status_file.read_text())
+        if status.get("status") == "finished" and status.get("step", 0) >= plan.config.total_steps:
+            return "finished"
+    return "resume"
+
+
+def execute(config_dict: dict) -> dict:
+    """Train or resume one run in this process; never raises (errors are returned, with the
+    traceback also in the run's output.log). Used by both backends: the local worker process and
+    Ray tasks. The run's console output goes to ``<run_dir>/output.log``."""
+    config = Config.from_dict(config_dict)
+    run_dir = Path(config.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "output.log", "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        outcome = _execute(config, run_dir)
+        if "traceback" in outcome:
+            log.write(outcome.pop("traceback"))
+    return outcome
+
+
+def _execute(config: Config, run_dir: Path) -> dict:
+    import torch
+
+    from sparserl.runs.trainer import resume, train
+
+    start = time.perf_counter()
+    torch.set_num_threads(config.threads)
+    try:
+        if (run_dir / "config.yaml").is_file():
+            resumed = bool(list_checkpoints(run_dir / "checkpoints"))
+            result = resume(run_dir)
+            status = "resumed" if resumed else "finished"
+        else:
+            result = train(config)
+            status = "finished"
+        return {"status": status, "score": result.score, "seconds": time.perf_counter() - start}
+    except Exception as exc:  # recorded, and the sweep goes on
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(), "seconds": time.perf_counter() - start}
+
+
+def _write_log(result: SweepResult, plans: list[RunPlan]) -> None:
+    by_id = {o.run_id: o for o in result.outcomes}
+    runs = []
+    for plan in plans:
+        outcome = by_id.get(plan.run_id)
+        state = "pending" if outcome is None else ("failed" if outcome.status == "failed" else "finished")
+        runs.append({"run_id": plan.run_id, "values": plan.values, "run_dir": str(plan.run_dir), "state": state,
+                     "this_sweep": outcome.status if outcome else "pending",
+                     "error": outcome.error if outcome else None,
+                     "score": outcome.score if outcome else None})
+    data = {"spec": result.spec.to_dict(), "runs": runs}
+    atomic_write(result.spec.output_dir / "sweep.json", lambda f: f.write(json.dumps(data, indent=2).encode()))
+
+
+def run_sweep(spec: SweepSpec, backend: str = "local", workers: int | None = None, address: str | None = None,
+              log: Callable[[str], None] = print) -> SweepResult:
+    """Run every run of `spec` that is not finished yet; returns what happened to each."""
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"unknown backend {backend!r}; allowed: local, ray")
+    plans = expand(spec)
+    states = {plan.run_id: run_state(plan) for plan in plans}  # refuses changed configs before any work
+    checked = set()
+    for plan in plans:  # impossible sparsity budgets, before any work (once per distinct network setup)
+        key = json.dumps({k: v for k, v in comparable(plan.config).items() if k != "seed"}, sort_keys=True)
+        if plan.config.sparsity.enabled and key not in checked:
+            check_sparsity(plan.config)
+            checked.add(key)
+    out = spec.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "sweep.yaml", lambda f: f.write(yaml.safe_dump(spec.to_dict(), sort_keys=False).encode()))
+    result = SweepResult(spec)
+    todo = []
+    for plan in plans:
+        if states[plan.run_id] == "finished":
+            result.outcomes.append(RunOutcome(plan.run_id, "skipped"))
+        else:
+            todo.append(plan)
+    log(f"sweep {spec.name}: {len(plans)} runs, {len(plans) - len(todo)} already finished, "
+        f"{len(todo)} to run on the {backend} backend")
+    _write_log(result, plans)
+    runner = _run_local if backend == "local" else _run_ray
+    for plan, outcome in runner(todo, spec, workers, address):
+        result.outcomes.append(outcome)
+        text = f"{outcome.status} after {outcome.seconds:.0f} s"
+        if outcome.error:
+            text += f": {outcome.error}"
+        log(f"  [{len(result.outcomes)}/{len(plans)}] {plan.run_id}: {text}")
+        _write_log(result, plans)
+    order = {plan.run_id: i for i, plan in enumerate(plans)}
+    result.outcomes.sort(key=lambda o: order[o.run_id])
+    _write_log(result, plans)
+    log(result.summary())
+    return result
+
+
+def _outcome(plan: RunPlan, data: dict) -> RunOutcome:
+    return RunOutcome(plan.run_id, data["status"], data.get("error"), data.get("score"), data.get("seconds", 0.0))
+
+
+def _run_local(plans: list[RunPlan], spec: SweepSpec, workers: int | None, address: str | None):
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = workers or max(1, cores // spec.threads)
+
+    def launch(plan: RunPlan) -> RunOutcome:
+        plan.run_dir.mkdir(parents=True, exist_ok=True)
+        payload = json.dumps(plan.config.to_dict())
+        env = {**os.environ, "OMP_NUM_THREADS": str(spec.threads), "MKL_NUM_THREADS": str(spec.threads)}
+        start = time.perf_counter()
+        with open(plan.run_dir / "output.log", "ab") as log_file:  # also catches what a hard crash prints
+            proc = subprocess.run([sys.executable, "-m", "sparserl.studies.worker"], input=payload.encode(),
+                                  stdout=subprocess.PIPE, stderr=log_file, env=env)
+        lines = proc.stdout.decode().strip().splitlines()
+        try:
+            data = json.loads(lines[-1])
+        except (IndexError, json.JSONDecodeError):
+            data = {"status": "failed", "error": f"the run's process ended with code {proc.returncode} "
+                                                 f"without reporting (see {plan.run_dir / 'output.log'})"}
+        data.setdefault("seconds", time.perf_counter() - start)
+        return _outcome(plan, data)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(launch, plan): plan for plan in plans}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+def _run_ray(plans: list[RunPlan], spec: SweepSpec, workers: int | None, address: str | None):
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("the ray backend needs Ray: pip install 'sparserl[ray]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        # workers of a local instance see this process's import path (test environments, editable installs)
+        runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}}
+        kwargs = {"address": address} if address else {"num_cpus": workers * spec.threads if workers else None}
+        ray.init(runtime_env=runtime_env, include_dashboard=False, log_to_driver=False, **kwargs)
+    try:
+        task = ray.remote(num_cpus=spec.threads, max_retries=0)(execute)
+        pending = {task.remote(plan.config.to_dict()): plan for plan in plans}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            plan = pending.pop(done[0])
+            try:
+                data = ray.get(done[0])
+            except Exception as exc:  # the worker process itself died
+                data = {"status": "failed", "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+            yield plan, _outcome(plan, data)
+    finally:
+        if started_here:
+            ray.shutdown()

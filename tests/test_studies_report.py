@@ -1,0 +1,124 @@
+"""Report numbers against an independent computation on synthetic run directories."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from sparserl.config import Config
+from sparserl.errors import ConfigError
+from sparserl.sparsity import SparsityConfig
+from sparserl.studies.report import build_report
+
+STEPS = [0, 100, 200, 300, 400, 500]
+
+
+def make_run(root, name, env, seed, sparsity=None, returns=None, score_window=3, **config):
+    run = root / name
+    run.mkdir(parents=True)
+    cfg = Config(env=env, seed=seed, sparsity=sparsity or SparsityConfig(), score_window=score_window,
+                 run_dir=str(run), **config)
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
+    lines = ["step,wall_time,sps,episodes,train_return,train_length,eval_return,eval_return_std,eval_length"]
+    lines += [f"{s},0,,0,,,{r},0,200" for s, r in zip(STEPS, returns)]
+    (run / "metrics.csv").write_text("\n".join(lines) + "\n")
+    if sparsity is not None and sparsity.enabled:
+        (run / "sparsity.json").write_text(json.dumps({"model_size": 0.5, "inference_flops": 0.4,
+                                                       "training_flops": 0.6}))
+    return run
+
+
+def synthetic(root):
+    """2 envs x 3 methods x 3 seeds with known returns (rising curves ending at known levels)."""
+    rng = np.random.default_rng(0)
+    truth = {}
+    methods = {"dense": None, "nm": SparsityConfig(method="nm:2:4"),
+               "rigl": SparsityConfig(method="rigl", actor_sparsity=0.9, critic_sparsity=0.9)}
+    for env, (start, end) in {"Pendulum-v1": (-1500.0, -200.0), "Hopper-v5": (10.0, 3000.0)}.items():
+        for m, (method, sparsity) in enumerate(methods.items()):
+            for seed in range(3):
+                returns = np.linspace(start, end * (1.0 - 0.1 * m), len(STEPS)) + rng.normal(0, 20, len(STEPS))
+                make_run(root, f"{env}-{method}-{seed}", env, seed, sparsity, returns)
+                truth[(env, method, seed)] = returns
+    return truth
+
+
+def trimmed_mean_quarter(values):
+    values = sorted(values)
+    cut = len(values) // 4
+    kept = values[cut:len(values) - cut]
+    return sum(kept) / len(kept)
+
+
+def test_numbers_match_an_independent_computation(tmp_path):
+    truth = synthetic(tmp_path)
+    report = build_report([tmp_path], reps=2000)
+    labels = {"dense": "td3 dense", "nm": "td3 nm:2:4", "rigl": "td3 rigl 0.9/0.9"}
+    rows = {(r["env"], r["label"]): r for r in report.rows}
+    assert len(rows) == 6
+    pooled = {m: [] for m in labels}
+    for env in ("Pendulum-v1", "Hopper-v5"):
+        dense_scores = [truth[(env, "dense", s)][-3:].mean() for s in range(3)]
+        dense = np.mean(dense_scores)
+        untrained = np.mean([truth[(env, "dense", s)][0] for s in range(3)])
+        for method, label in labels.items():
+            scores = [truth[(env, method, s)][-3:].mean() for s in range(3)]  # last K = score_window = 3
+            row = rows[(env, label)]
+            assert row["seeds"] == 3
+            assert row["score_mean"] == pytest.approx(np.mean(scores))
+            assert row["score_std"] == pytest.approx(np.std(scores))
+            normalised = [(s - untrained) / (dense - untrained) for s in scores]
+            assert row["normalised"] == pytest.approx(np.mean(normalised))
+            pooled[method] += normalised
+            if dense > 0:
+                assert row["pct_of_dense"] == pytest.approx(100 * np.mean(scores) / dense)
+            else:
+                assert row["pct_of_dense"] is None  # RLx2's ratio means nothing for negative returns
+            expected_size = 1.0 if method == "dense" else 0.5
+            assert row["model_size"] == expected_size and row["training_flops"] == (1.0 if method == "dense" else 0.6)
+    for r in report.iqm_rows:
+        method = {v: k for k, v in labels.items()}[r["label"]]
+        assert r["runs"] == 6 and r["tasks"] == 2
+        assert r["iqm"] == pytest.approx(trimmed_mean_quarter(pooled[method]))
+        assert r["ci_low"] <= r["iqm"] <= r["ci_high"]
+    steps, mean, low, high = report.curves["Hopper-v5"]["td3 rigl 0.9/0.9"]
+    assert steps.tolist() == STEPS
+    expected = np.mean([truth[("Hopper-v5", "rigl", s)] for s in range(3)], axis=0)
+    np.testing.assert_allclose(mean, expected)
+    assert (low <= mean + 1e-9).all() and (mean <= high + 1e-9).all()
+
+
+def test_last_k_option_and_outputs(tmp_path):
+    truth = synthetic(tmp_path / "runs")
+    report = build_report([tmp_path / "runs"], last_k=1, reps=500)
+    row = next(r for r in report.rows if r["env"] == "Hopper-v5" and r["label"] == "td3 dense")
+    assert row["score_mean"] == pytest.approx(np.mean([truth[("Hopper-v5", "dense", s)][-1] for s in range(3)]))
+    written = report.write(tmp_path / "out")
+    names = sorted(p.name for p in written)
+    assert names == ["curves_Hopper-v5.png", "curves_Pendulum-v1.png", "iqm.csv", "iqm.png", "report.csv", "report.md"]
+    for png in (p for p in written if p.suffix == ".png"):
+        data = png.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    assert "| Hopper-v5 | td3 dense | 3 |" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_no_runs_is_an_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="no runs with evaluations"):
+        build_report([tmp_path / "empty"])
+
+
+def test_incompatible_runs_under_one_label_are_refused_and_label_by_splits_them(tmp_path):
+    returns = np.linspace(-1500, -200, len(STEPS))
+    make_run(tmp_path, "a", "Pendulum-v1", 0, None, returns, critic_lr=3e-4)
+    make_run(tmp_path, "b", "Pendulum-v1", 1, None, returns, critic_lr=1e-3)
+    with pytest.raises(ConfigError, match=r"runs labelled 'td3 dense' on Pendulum-v1 have different configurations "
+                                          r"\(they differ in: critic_lr"):
+        build_report([tmp_path])
+    with pytest.raises(ConfigError, match="several dense labels on Pendulum-v1"):
+        build_report([tmp_path], label_by=["critic_lr"])
+    report = build_report([tmp_path], label_by=["critic_lr"], baseline="critic_lr=0.0003", reps=200)
+    assert sorted(r["label"] for r in report.rows) == ["critic_lr=0.0003", "critic_lr=0.001"]
