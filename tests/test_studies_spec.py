@@ -32,6 +32,17 @@ def test_sparsity_keys_as_axes():
     assert all(p.config.sparsity.method == "rigl" for p in plans)
 
 
+def test_a_sparsity_axis_value_may_be_a_whole_section():
+    spec = spec_from_dict({"base": {"sparsity": {"keep_first_dense": True}},
+                           "axes": {"sparsity": ["dense", {"method": "rigl", "actor_sparsity": 0.5,
+                                                           "critic_sparsity": 0.5, "update_interval": 1000}]}})
+    dense, rigl = expand(spec)
+    assert dense.config.sparsity.method == "dense"
+    assert (rigl.config.sparsity.method, rigl.config.sparsity.actor_sparsity) == ("rigl", 0.5)
+    assert rigl.config.sparsity.update_interval == 1000 and rigl.config.sparsity.keep_first_dense
+    assert rigl.run_id == "sparsity=rigl-0.5-0.5-1000"
+
+
 @pytest.mark.parametrize("data,pattern", [
     ({"axes": {"sed": [0, 1]}}, r"unknown axis 'sed'; did you mean seed"),
     ({"axes": {"seed": []}}, r"axis 'seed' has no values, so the sweep would have no runs"),

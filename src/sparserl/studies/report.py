@@ -208,7 +208,9 @@ def label_runs(runs: list[RunData], label_by: list[str] | None = None) -> None:
             continue
         values = _sweep_values(run.path) or {}
         varying = {k: v for k, v in values.items() if k not in ("env", "seed")}
-        run.label = ", ".join(f"{k}={_value_text(v)}" for k, v in varying.items()) if varying else describe(run.config)
+        # a sparsity value reads as the method and its levels (rigl 0.5/0.5), whatever form the axis gave it in
+        run.label = (", ".join(f"{k}={_value_text(_config_value(run.config, k) if k == 'sparsity' else v)}"
+                               for k, v in varying.items()) if varying else describe(run.config))
 
 
 def _value_text(value) -> str:

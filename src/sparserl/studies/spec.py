@@ -156,6 +156,8 @@ def _apply(base: dict[str, Any], values: dict[str, Any], name: str) -> dict[str,
             key, value = "sparsity", value
         if key == "sparsity" and isinstance(value, str):
             sparsity["method"] = value
+        elif key == "sparsity" and isinstance(value, dict):  # a whole section: {method: rigl, actor_sparsity: 0.5}
+            sparsity.update(value)
         elif key in _SPARSITY_KEYS:
             sparsity[key] = value
         else:
@@ -172,7 +174,7 @@ def _slug(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "x".join(_slug(v) for v in value)
     if isinstance(value, dict):
-        return "-".join(f"{k}{_slug(v)}" for k, v in value.items())
+        return "-".join(_slug(v) for v in value.values())  # short; a clash is refused by expand()
     return re.sub(r"[^A-Za-z0-9.+-]+", "-", str(value)).strip("-") or "none"
 
 
