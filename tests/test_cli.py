@@ -32,6 +32,14 @@ BAD_INPUTS = [
     (["--algo", "ppo"], r"invalid choice 'ppo' for argument '--algo'. Expected one of \('td3', 'sac'\)"),
     (["--preset", "quikstart"], r"unknown preset 'quikstart'. Did you mean quickstart"),
     (["--total-steps", "many"], r"--total-steps"),
+    (["--preset", "rlx2-td3", "--env", "Humanoid-v5"],
+     r"preset 'rlx2-td3' has no settings for Humanoid-v5; it has them for HalfCheetah-v5, Hopper-v5, "
+     r"Walker2d-v5, Ant-v5"),
+    (["--nstep", "0"], r"nstep must be an integer >= 1, got 0"),
+    (["--delay-nstep", "-1"], r"delay_nstep must be an integer >= 0"),
+    (["--dynamic-buffer", "--buffer-threshold", "0"], r"buffer_threshold must be a positive number, got 0.0"),
+    (["--dynamic-buffer", "--buffer-min-size", "2000", "--buffer-size", "1000"],
+     r"buffer_min_size \(2000\) must be positive and at most buffer_size \(1000\)"),
 ]
 
 
@@ -140,3 +148,26 @@ def test_sparsity_in_yaml_section_shorthand_and_flat_keys(tmp_path):
     assert values["sparsity"].critic_sparsity == 0.7
     path.write_text("sparsity: nm:1:4\n")
     assert load_yaml(path)["sparsity"].nm == (1, 4)
+
+
+def test_presets_lists_descriptions_sources_and_tasks(capsys):
+    code, out = run_main(capsys, "presets")
+    assert code == 0
+    block = out[out.index("rlx2-td3 "):]
+    assert "source: Tan et al., ICLR 2023" in block.splitlines()[1]
+    assert "envs: HalfCheetah-v5, Hopper-v5, Walker2d-v5, Ant-v5" in block.splitlines()[2]
+
+
+def test_a_preset_takes_the_env_flag_and_per_field_overrides(capsys):
+    from sparserl.cli import _parse_train
+
+    args = _parse_train(["--preset", "rlx2-td3", "--env", "Ant-v5", "--critic-sparsity", "0.5", "--nstep", "2"])
+    s = args.settings
+    assert (s.env, s.sparsity.actor_sparsity, s.sparsity.critic_sparsity, s.nstep) == ("Ant-v5", 0.96, 0.5, 2)
+
+
+def test_reproduce_dry_run_and_bad_paper(capsys):
+    code, out = run_main(capsys, "reproduce", "rlx2-td3", "--dry-run")
+    assert code == 0 and "9 runs" in out and "env=Hopper-v5_preset=rlx2-td3_seed=2" in out
+    code, out = run_main(capsys, "reproduce", "rlx3-td3")
+    assert code != 0 and "unknown paper 'rlx3-td3'" in out

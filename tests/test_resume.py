@@ -72,6 +72,13 @@ CASES = {
     "td3-set-dstd3": {"algo": "td3", "sparsity": {"method": "set", "actor_sparsity": 0.5, "critic_sparsity": 0.5,
                                                   "update_interval": 100, "drop_fraction": 0.2,
                                                   "target_mask": "magnitude"}},
+    # RLx2's extras: the switch to 3-step targets (update 1000, step 1300) and buffer shrinks (every
+    # 400 steps) fall after the checkpoint the run is killed at
+    "td3-rigl-rlx2-extras": {"algo": "td3", "nstep": 3, "delay_nstep": 1000, "dynamic_buffer": True,
+                             "buffer_check_every": 400, "buffer_threshold": 0.01, "buffer_min_size": 500,
+                             "sparsity": {"method": "rigl", "update_interval": 200}},
+    "sac-rlx2-extras": {"algo": "sac", "nstep": 3, "delay_nstep": 1000, "dynamic_buffer": True,
+                        "buffer_check_every": 400, "buffer_threshold": 0.01, "buffer_min_size": 500},
     "td3-gmp": {"algo": "td3", "sparsity": {"method": "gmp", "actor_sparsity": 0.8, "critic_sparsity": 0.8,
                                             "update_interval": 100}},
 }
@@ -94,6 +101,8 @@ def test_sigkill_and_resume_gives_identical_metrics(tmp_path, case):
         assert got == expected, f"{algo}: resumed metrics differ from the uninterrupted run"
         later = [r for r in expected if int(r["step"]) > killed_at]
         assert later and all(r["critic_loss"] for r in later)
+        if CASES[case].get("dynamic_buffer"):  # the buffer did shrink after the checkpoint, and identically
+            assert any(float(r["buffer_size"]) < int(r["step"]) for r in later)
         if "sparsity" in CASES[case]:  # the masks did change after the checkpoint, and identically
             sad = [k for k in expected[0] if k.startswith("sad_")]
             assert sad and any(float(r[k]) > 0 for r in later for k in sad)

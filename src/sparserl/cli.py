@@ -6,6 +6,7 @@
     sparserl sweep SPEC.yaml [--backend local|ray] [--workers N] [--address auto]
     sparserl sweep --preset NAME --axis KEY=V1,V2 ... --name NAME
     sparserl report DIR... [--out DIR] [--last-k K] [--baseline LABEL] [--label-by KEY,...]
+    sparserl reproduce {rnm-td3,rlx2-td3,rlx2-sac} [--budget small|medium|paper] [--env ENV ...] [--seeds N]
     sparserl presets
 
 Flags of `train` are generated from sparserl.config.Config (its field docstrings are the help).
@@ -24,7 +25,7 @@ from typing import Literal
 import tyro
 from rich.console import Console
 
-from sparserl.config import Config, coerce_fields, list_presets, load_preset, load_yaml
+from sparserl.config import Config, coerce_fields, list_presets, load_preset, load_yaml, preset_envs, preset_header
 from sparserl.errors import ConfigError, EnvError, SparserlError
 
 #: Config fields that may change when a run is resumed.
@@ -64,7 +65,7 @@ class EvalArgs:
 
 def _prescan(argv: list[str]) -> argparse.Namespace:
     pre = argparse.ArgumentParser(add_help=False)
-    for flag in ("--preset", "--config", "--resume", "--checkpoint"):
+    for flag in ("--preset", "--config", "--resume", "--checkpoint", "--env"):
         pre.add_argument(flag)
     known, _ = pre.parse_known_args(argv)
     return known
@@ -77,10 +78,10 @@ def _parse_train(argv: list[str]) -> TrainArgs:
         base = load_run_config(Path(known.resume))
     else:
         values = {}
-        if known.preset:
-            values.update(load_preset(known.preset))
-        if known.config:
-            values.update(load_yaml(known.config))
+        from_file = load_yaml(known.config) if known.config else {}
+        if known.preset:  # a preset with per-environment settings needs the env first
+            values.update(load_preset(known.preset, env=known.env or from_file.get("env")))
+        values.update(from_file)
         base = Config(**coerce_fields(values, "preset/config"))
     defaults = TrainArgs(settings=base)
     args = tyro.cli(TrainArgs, default=defaults, args=argv, prog="sparserl train")
@@ -229,24 +230,83 @@ def cmd_report(argv: list[str]) -> int:
     return 0
 
 
-def cmd_presets(argv: list[str]) -> int:
-    from importlib import resources
+@dataclass
+class ReproduceArgs:
+    """Run a paper's comparison at a CPU-sized budget and print its table normalised to dense."""
 
+    paper: tyro.conf.Positional[str]
+    """rnm-td3, rlx2-td3 or rlx2-sac."""
+    budget: Literal["small", "medium", "paper"] = "small"
+    """small: 20k steps, 3 seeds, one task; medium: 200k steps, 5 seeds, two tasks; paper: the paper's."""
+    env: tuple[str, ...] = ()
+    """Tasks to run instead of the budget's choice of the paper's."""
+    seeds: int | None = None
+    """Seeds per configuration instead of the budget's."""
+    output: Path | None = None
+    """Output folder (default: studies/reproduce-<paper>-<budget>)."""
+    backend: Literal["local", "ray"] = "local"
+    """local: a process per run, one torch thread each, as many at once as cores; ray: Ray tasks."""
+    workers: int | None = None
+    """Runs at once (default: the number of cores)."""
+    address: str | None = None
+    """Ray cluster address (e.g. auto); default: start a local Ray instance."""
+    dry_run: bool = False
+    """List the runs and stop."""
+
+
+def cmd_reproduce(argv: list[str]) -> int:
+    import time
+
+    from sparserl.studies import build_report, run_sweep
+    from sparserl.studies.reproduce import REPRODUCTIONS, reproduction_spec
+    from sparserl.studies.spec import expand
+
+    args = tyro.cli(ReproduceArgs, args=argv, prog="sparserl reproduce")
+    spec = reproduction_spec(args.paper, args.budget, envs=list(args.env) or None, seeds=args.seeds,
+                             output=str(args.output) if args.output else None)
+    plans = expand(spec)
+    _console.print(f"{REPRODUCTIONS[args.paper].description}; budget {args.budget}: {len(plans)} runs",
+                   markup=False)
+    if args.dry_run:
+        for plan in plans:
+            c = plan.config
+            _console.print(f"{plan.run_id}  ->  {plan.run_dir}  ({c.total_steps:,} steps, {c.sparsity.method})",
+                           markup=False)
+        return 0
+    start = time.perf_counter()
+    result = run_sweep(spec, backend=args.backend, workers=args.workers, address=args.address,
+                       log=lambda text: _console.print(text, markup=False))
+    report = build_report([spec.output_dir])
+    written = report.write(spec.output_dir / "report")
+    _console.print(report.markdown(), markup=False)
+    _console.print(f"wall time {time.perf_counter() - start:,.0f} s; written: "
+                   + ", ".join(str(p) for p in written), markup=False)
+    return 1 if result.failed else 0
+
+
+def cmd_presets(argv: list[str]) -> int:
+    if argv:
+        raise ConfigError(f"sparserl presets takes no arguments, got {' '.join(argv)}")
     for name in list_presets():
-        text = (resources.files("sparserl") / "presets" / f"{name}.yaml").read_text()
-        first = next((line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("#")), "")
-        _console.print(f"[bold]{name:<18}[/] {first}")
+        description, source = preset_header(name)
+        envs = preset_envs(name)
+        _console.print(f"[bold]{name:<16}[/] {description}", markup=True)
+        details = ([f"source: {source}"] if source else []) + ([f"envs: {', '.join(envs)}"] if envs else [])
+        for line in details:
+            _console.print(f"{'':<17}{line}", markup=False)
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sweep": cmd_sweep, "report": cmd_report, "presets": cmd_presets}
-USAGE = """usage: sparserl {train,eval,sweep,report,presets} ...
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sweep": cmd_sweep, "report": cmd_report,
+            "reproduce": cmd_reproduce, "presets": cmd_presets}
+USAGE = """usage: sparserl {train,eval,sweep,report,reproduce,presets} ...
 
   train    train an agent (sparserl train --help for every flag)
   eval     re-evaluate the saved policy of a run directory
   sweep    run a grid of configurations, locally or on Ray (sparserl sweep --help)
   report   tables and plots over runs (sparserl report --help)
-  presets  list the shipped presets
+  reproduce  a paper's comparison at a CPU budget (sparserl reproduce rlx2-td3 --budget small)
+  presets  list the shipped presets, with their sources
 """
 
 

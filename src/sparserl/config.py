@@ -60,6 +60,8 @@ class Config:
     """Adam learning rate of the actor."""
     critic_lr: float = 3e-4
     """Adam learning rate of the twin critics."""
+    weight_decay: float = 0.0
+    """Adam's L2 weight decay on actor and critics (DS-TD3: 2e-4)."""
 
     # --- TD3 -----------------------------------------------------------------------------------
     exploration_noise: float = 0.1
@@ -82,6 +84,28 @@ class Config:
     """SAC: lower clamp of the policy's log standard deviation."""
     log_std_max: float = 2.0
     """SAC: upper clamp of the policy's log standard deviation."""
+
+    # --- value learning (RLx2's extras) --------------------------------------------------------
+    nstep: int = 1
+    """Transitions summed in the TD target, uncorrected (RLx2: 3); see delay_nstep."""
+    delay_nstep: int = 0
+    """One-step targets for this many gradient updates, then nstep for good (RLx2: 300 000)."""
+    dynamic_buffer: bool = False
+    """RLx2's policy-aware replay capacity: drop the oldest transitions once the current policy has
+    drifted from the noise-free actions stored with them; buffer_size is then the maximum."""
+    buffer_check_every: int = 10_000
+    """Dynamic buffer: environment steps between policy-distance checks (RLx2: 10 000)."""
+    buffer_threshold: float = 0.2
+    """Dynamic buffer: shrink when D = mean((pi(s) - a_stored)^2) / 2 over the oldest transitions
+    exceeds this (RLx2: 0.2; actions in units of the max action)."""
+    buffer_min_size: int = 100_000
+    """Dynamic buffer: never shrink below this many transitions (RLx2: TD3 1e5, SAC 2e5)."""
+    buffer_drop_fraction: float = 0.1
+    """Dynamic buffer: fraction of the current contents dropped, oldest first, per shrink (RLx2: 0.1)."""
+    buffer_check_samples: int | None = None
+    """Dynamic buffer: how many of the oldest transitions D is measured on; None = 8 x batch_size."""
+    buffer_shrink: Literal["once", "until_below"] = "once"
+    """Dynamic buffer: shrink once per check (RLx2's code) or until D is below the threshold (its paper)."""
 
     # --- sparsity (flags are flat: --sparsity rigl --actor-sparsity 0.9 ...) ---------------------
     sparsity: tyro.conf.OmitArgPrefixes[SparsityConfig] = field(default_factory=SparsityConfig)
@@ -141,9 +165,25 @@ class Config:
         for name in ("actor_lr", "critic_lr", "alpha_lr", "init_alpha"):
             value = getattr(self, name)
             need(math.isfinite(value) and value > 0, f"{name} must be a positive number, got {value!r}")
-        for name in ("exploration_noise", "policy_noise", "noise_clip"):
+        for name in ("exploration_noise", "policy_noise", "noise_clip", "weight_decay"):
             value = getattr(self, name)
             need(math.isfinite(value) and value >= 0, f"{name} must be >= 0, got {value!r}")
+        need(isinstance(self.nstep, int) and self.nstep >= 1, f"nstep must be an integer >= 1, got {self.nstep!r}")
+        need(isinstance(self.delay_nstep, int) and self.delay_nstep >= 0,
+             f"delay_nstep must be an integer >= 0 (gradient updates), got {self.delay_nstep!r}")
+        if self.dynamic_buffer:
+            need(self.buffer_check_every > 0, f"buffer_check_every must be positive, got {self.buffer_check_every!r}")
+            need(math.isfinite(self.buffer_threshold) and self.buffer_threshold > 0,
+                 f"buffer_threshold must be a positive number, got {self.buffer_threshold!r}")
+            need(0.0 < self.buffer_drop_fraction < 1.0,
+                 f"buffer_drop_fraction must be in (0, 1), got {self.buffer_drop_fraction!r}")
+            need(0 < self.buffer_min_size <= self.buffer_size,
+                 f"buffer_min_size ({self.buffer_min_size}) must be positive and at most buffer_size "
+                 f"({self.buffer_size}), the maximum")
+            need(self.buffer_check_samples is None or self.buffer_check_samples > 0,
+                 f"buffer_check_samples must be positive or None (8 x batch_size), got {self.buffer_check_samples!r}")
+            need(self.buffer_shrink in ("once", "until_below"),
+                 f"buffer_shrink must be once or until_below, got {self.buffer_shrink!r}")
         need(self.log_std_min < self.log_std_max,
              f"log_std_min ({self.log_std_min}) must be below log_std_max ({self.log_std_max})")
         need(self.target_entropy is None or math.isfinite(self.target_entropy),
@@ -169,6 +209,33 @@ class Config:
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
+
+
+def compress_schedule(config: Config, total_steps: int, start_steps: int) -> Config:
+    """`config` with its whole schedule compressed into `total_steps` environment steps.
+
+    For reduced-budget reproductions: settings counted in gradient updates (delay_nstep, the
+    sparsity update interval) scale by the ratio of learning steps, (total - start) before and after;
+    those counted in environment steps (the dynamic buffer's check interval and minimum size) by
+    the ratio of total steps. Each stays at least 1; an interval of 0 (never) stays 0.
+    """
+    if not 0 <= start_steps < total_steps:
+        raise ConfigError(f"budget: start_steps ({start_steps}) must be >= 0 and below total_steps ({total_steps})")
+    learning = (total_steps - start_steps) / max(1, config.total_steps - config.start_steps)
+    steps = total_steps / config.total_steps
+
+    def scaled(value: int, ratio: float) -> int:
+        return max(1, round(value * ratio)) if value > 0 else value
+
+    sparsity = config.sparsity
+    interval = sparsity.default("update_interval") if sparsity.enabled else None
+    if interval and interval > 1:
+        sparsity = dataclasses.replace(sparsity, update_interval=scaled(interval, learning))
+    return config.replace(
+        total_steps=total_steps, start_steps=start_steps, sparsity=sparsity,
+        delay_nstep=scaled(config.delay_nstep, learning) if config.delay_nstep else 0,
+        buffer_check_every=scaled(config.buffer_check_every, steps),
+        buffer_min_size=min(config.buffer_size, scaled(config.buffer_min_size, steps)))
 
 
 def _plain(value: Any) -> Any:
@@ -294,8 +361,8 @@ def _describe(tp: Any) -> str:
 
 # --- YAML files and presets -----------------------------------------------------------------------
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping of config keys; errors name the file, line and problem."""
+def _read_mapping(path: str | Path) -> dict[str, Any]:
+    """A YAML file's mapping, uncoerced; errors name the file, line and problem."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
@@ -313,7 +380,12 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping of config keys, "
                           f"got {type(data).__name__}")
-    return coerce_fields(data, str(path))
+    return data
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping of config keys; errors name the file, line and problem."""
+    return coerce_fields(_read_mapping(path), str(Path(path)))
 
 
 def list_presets() -> list[str]:
@@ -322,23 +394,90 @@ def list_presets() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def load_preset(name: str) -> dict[str, Any]:
+def preset_header(name: str) -> tuple[str, str]:
+    """A preset's one-line description and its source (its first comment line and `# source:` line)."""
+    text = (resources.files("sparserl") / "presets" / f"{name}.yaml").read_text()
+    comments = [line.lstrip("#").strip() for line in text.splitlines() if line.startswith("#")]
+    source = next((c.split(":", 1)[1].strip() for c in comments if c.lower().startswith("source:")), "")
+    description = next((c for c in comments if not c.lower().startswith("source:")), "")
+    return description, source
+
+
+def _sectioned(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with its sparsity settings gathered in one `sparsity` mapping."""
+    out = dict(values)
+    section = out.pop("sparsity", {})
+    section = {"method": section} if isinstance(section, str) else dict(section or {})
+    for key in [k for k in out if k in _SPARSITY_KEYS and k != "method"]:
+        section[key] = out.pop(key)
+    if section:
+        out["sparsity"] = section
+    return out
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` on top of `base`, the sparsity sections merged key by key."""
+    base, over = _sectioned(base), _sectioned(over)
+    out = {**base, **over}
+    if "sparsity" in base or "sparsity" in over:
+        out["sparsity"] = {**base.get("sparsity", {}), **over.get("sparsity", {})}
+    return out
+
+
+def _preset_data(name: str, chain: tuple[str, ...] = ()) -> dict[str, Any]:
     names = list_presets()
     if name not in names:
         hint = difflib.get_close_matches(name, names, n=3)
         did_you_mean = f" Did you mean {', '.join(hint)}?" if hint else ""
         raise ConfigError(f"unknown preset {name!r}.{did_you_mean} Available presets: {', '.join(names)}")
+    if name in chain:
+        raise ConfigError(f"preset {name!r} extends itself ({' -> '.join(chain + (name,))})")
     with resources.as_file(resources.files("sparserl") / "presets" / f"{name}.yaml") as path:
-        return load_yaml(path)
+        data = _read_mapping(path)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    base = _preset_data(parent, chain + (name,))
+    base_envs = base.pop("per_env", None) or {}
+    if "per_env" in data and data["per_env"] is None:  # `per_env: null` drops the parent's table
+        data.pop("per_env")
+        base_envs = {}
+    per_env = {**base_envs, **(data.pop("per_env", None) or {})}
+    merged = _merged(base, data)
+    if per_env:
+        merged["per_env"] = per_env
+    return merged
+
+
+def preset_envs(name: str) -> list[str] | None:
+    """The environments a preset has settings for, or None if it applies to any environment."""
+    per_env = _preset_data(name).get("per_env")
+    return list(per_env) if per_env else None
+
+
+def load_preset(name: str, env: str | None = None) -> dict[str, Any]:
+    """A preset's config values. A preset may `extends:` another (sparsity keys merge) and may hold
+    `per_env:` settings (e.g. RLx2's sparsities per task; `per_env: null` drops the parent's): those
+    of `env` (default: the preset's own env) are applied, and an environment it has none for is an
+    error that lists those it has."""
+    data = _preset_data(name)
+    per_env = data.pop("per_env", None)
+    if per_env:
+        env = env or data.get("env")
+        if env not in per_env:
+            raise ConfigError(f"preset {name!r} has no settings for {env}; it has them for "
+                              f"{', '.join(per_env)} (pass one of these with --env)")
+        data = _merged(data, {**per_env[env], "env": env})
+    return coerce_fields(data, f"preset {name!r}")
 
 
 def resolve_config(preset: str | None = None, config_file: str | Path | None = None,
                    **overrides: Any) -> Config:
     """Defaults < preset < config file < overrides, validated."""
     values: dict[str, Any] = {}
+    from_file = load_yaml(config_file) if config_file else {}
     if preset:
-        values.update(load_preset(preset))
-    if config_file:
-        values.update(load_yaml(config_file))
+        values.update(load_preset(preset, env=overrides.get("env") or from_file.get("env")))
+    values.update(from_file)
     values.update(coerce_fields(overrides, "arguments"))
     return Config(**values).validate()

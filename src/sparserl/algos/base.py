@@ -58,8 +58,8 @@ class Agent(ABC):
             self.networks[f"{name}_target"] = clone
         return module
 
-    def add_optimizer(self, name: str, params, lr: float) -> torch.optim.Optimizer:
-        self.optimizers[name] = make_adam(params, lr)
+    def add_optimizer(self, name: str, params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+        self.optimizers[name] = make_adam(params, lr, weight_decay)
         return self.optimizers[name]
 
     def target_pairs(self, *names: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -84,6 +84,12 @@ class Agent(ABC):
         torch._foreach_lerp_(pairs[0], pairs[1], tau)
         if self.sparsifier is not None:
             self.sparsifier.after_target_update()
+
+    @property
+    def horizon(self) -> int:
+        """Transitions per TD window in the next update: one for the first `delay_nstep` gradient
+        updates, `nstep` from then on (RLx2's delayed multi-step target)."""
+        return self.config.nstep if self.updates >= self.config.delay_nstep else 1
 
     # --- sparsity -----------------------------------------------------------------------------
     sparse_networks: tuple[str, ...] = ("actor", "critic")

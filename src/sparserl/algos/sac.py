@@ -1,7 +1,8 @@
 """SAC with a learned temperature (Haarnoja et al. 2018, "SAC Algorithms and Applications").
 
 Per update, in order: critic regression on
-    y = r + gamma * (1 - terminal) * (min_i Q'_i(s', a') - alpha * log pi(a'|s')),  a' ~ pi(.|s');
+    y = r + gamma * (1 - terminal) * (min_i Q'_i(s', a') - alpha * log pi(a'|s')),  a' ~ pi(.|s')
+(or its n-step form, see sparserl.algos.nstep: -alpha log pi at every next state of the window);
 an actor step on E[alpha * log pi(a|s) - min_i Q_i(s, a)]; a temperature step on
 -log(alpha) * (log pi(a|s) + target_entropy) with target_entropy = -|A|; and Polyak averaging
 (tau 0.005) of the critics. The actor is updated every step and has no target copy.
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from sparserl.algos.base import Agent, twin_mse
+from sparserl.algos.nstep import TDWindow, td_window
 from sparserl.config import Config
 from sparserl.envs import EnvInfo
 from sparserl.nets import GaussianActor, QEnsemble
@@ -45,8 +47,8 @@ class SAC(Agent):
                                        target=True)
         self.critic_target = self.networks["critic_target"]
         self.temperature = self.add_network("temperature", Temperature(c.init_alpha))
-        self.actor_opt = self.add_optimizer("actor", self.actor.parameters(), c.actor_lr)
-        self.critic_opt = self.add_optimizer("critic", self.critic.parameters(), c.critic_lr)
+        self.actor_opt = self.add_optimizer("actor", self.actor.parameters(), c.actor_lr, c.weight_decay)
+        self.critic_opt = self.add_optimizer("critic", self.critic.parameters(), c.critic_lr, c.weight_decay)
         self.alpha_opt = self.add_optimizer("temperature", self.temperature.parameters(), c.alpha_lr)
         self._targets = self.target_pairs("critic")
         self.gamma, self.tau = c.gamma, c.tau
@@ -62,19 +64,28 @@ class SAC(Agent):
         action, _ = self.actor.sample(x)
         return action[0].numpy(), self.actor(x)[0].numpy()
 
+    @torch.no_grad()
+    def td_target(self, window: TDWindow, alpha: torch.Tensor) -> torch.Tensor:
+        """The soft clipped double-Q target: actions sampled from the current policy at every next
+        state of the window; the one at the bootstrap state goes into the target critics."""
+        batch_size, n, obs_dim = window.next_obs.shape
+        actions, log_probs = self.actor.sample(window.next_obs.reshape(batch_size * n, obs_dim))
+        next_action = window.at_last(actions.view(batch_size, n, -1))
+        next_q = self.critic_target(window.bootstrap_obs, next_action).amin(dim=0)
+        entropy_bonus = (window.next_discount * log_probs.view(batch_size, n)).sum(dim=1)
+        return window.reward_sum + window.bootstrap_discount * next_q - alpha * entropy_bonus
+
     def update(self, batch: Batch) -> None:
         self.updates += 1
         alpha = self.temperature().detach()
-        with torch.no_grad():
-            next_action, next_log_prob = self.actor.sample(batch.next_obs)
-            next_q = self.critic_target(batch.next_obs, next_action).amin(dim=0) - alpha * next_log_prob
-            target = batch.reward + self.gamma * (1.0 - batch.terminated) * next_q
-        q = self.critic(batch.obs, batch.action)  # (2, B): both critics in one pass
+        window = td_window(batch, self.gamma)
+        target = self.td_target(window, alpha)
+        q = self.critic(window.obs, window.action)  # (2, B): both critics in one pass
         critic_loss = twin_mse(q, target)
         self.optimize(self.critic_opt, critic_loss)
 
-        action, log_prob = self.actor.sample(batch.obs)
-        q_pi = self.critic(batch.obs, action, detach=True).amin(dim=0)
+        action, log_prob = self.actor.sample(window.obs)
+        q_pi = self.critic(window.obs, action, detach=True).amin(dim=0)
         actor_loss = (alpha * log_prob - q_pi).mean()
         self.optimize(self.actor_opt, actor_loss)
 

@@ -1,7 +1,8 @@
 """TD3 (Fujimoto, van Hoof, Meger 2018), as in sfujim/TD3 and RLx2.
 
 Per update: critic regression on the clipped double-Q target with target-policy smoothing
-    y = r + gamma * (1 - terminal) * min_i Q'_i(s', clip(pi'(s') + clip(N(0, 0.2), -0.5, 0.5), -1, 1));
+    y = r + gamma * (1 - terminal) * min_i Q'_i(s', clip(pi'(s') + clip(N(0, 0.2), -0.5, 0.5), -1, 1))
+(or its n-step form, see sparserl.algos.nstep, with the smoothing noise at the bootstrap state);
 every `policy_delay` (2) updates, an actor step on -Q_1(s, pi(s)) and Polyak averaging (tau 0.005)
 of actor and critics. Exploration: pi(s) + N(0, 0.1), clipped to the action bounds.
 """
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 
 from sparserl.algos.base import Agent, twin_mse
+from sparserl.algos.nstep import TDWindow, td_window
 from sparserl.config import Config
 from sparserl.envs import EnvInfo
 from sparserl.nets import DeterministicActor, QEnsemble
@@ -30,8 +32,8 @@ class TD3(Agent):
                                        target=True)
         self.actor_target = self.networks["actor_target"]
         self.critic_target = self.networks["critic_target"]
-        self.actor_opt = self.add_optimizer("actor", self.actor.parameters(), c.actor_lr)
-        self.critic_opt = self.add_optimizer("critic", self.critic.parameters(), c.critic_lr)
+        self.actor_opt = self.add_optimizer("actor", self.actor.parameters(), c.actor_lr, c.weight_decay)
+        self.critic_opt = self.add_optimizer("critic", self.critic.parameters(), c.critic_lr, c.weight_decay)
         self._targets = self.target_pairs("actor", "critic")
         self.gamma, self.tau, self.policy_delay = c.gamma, c.tau, c.policy_delay
         self.policy_noise, self.noise_clip, self.exploration_noise = c.policy_noise, c.noise_clip, \
@@ -50,20 +52,25 @@ class TD3(Agent):
         action = (mean + self.exploration_noise * torch.randn_like(mean)).clamp_(-1.0, 1.0)
         return action.numpy(), mean.numpy()
 
+    @torch.no_grad()
+    def td_target(self, window: TDWindow) -> torch.Tensor:
+        """The clipped double-Q target of each sample, bootstrapped with a smoothed target action."""
+        noise = (torch.randn_like(window.action) * self.policy_noise).clamp_(-self.noise_clip, self.noise_clip)
+        next_action = (self.actor_target(window.bootstrap_obs) + noise).clamp_(-1.0, 1.0)
+        next_q = self.critic_target(window.bootstrap_obs, next_action).amin(dim=0)
+        return window.reward_sum + window.bootstrap_discount * next_q
+
     def update(self, batch: Batch) -> None:
         self.updates += 1
-        with torch.no_grad():
-            noise = (torch.randn_like(batch.action) * self.policy_noise).clamp_(-self.noise_clip, self.noise_clip)
-            next_action = (self.actor_target(batch.next_obs) + noise).clamp_(-1.0, 1.0)
-            next_q = self.critic_target(batch.next_obs, next_action).amin(dim=0)
-            target = batch.reward + self.gamma * (1.0 - batch.terminated) * next_q
-        q = self.critic(batch.obs, batch.action)  # (2, B): both critics in one pass
+        window = td_window(batch, self.gamma)
+        target = self.td_target(window)
+        q = self.critic(window.obs, window.action)  # (2, B): both critics in one pass
         critic_loss = twin_mse(q, target)
         self.optimize(self.critic_opt, critic_loss)
         self.record(0, torch.stack((critic_loss, q.mean())))
 
         if self.updates % self.policy_delay == 0:
-            actor_loss = -self.critic(batch.obs, self.actor(batch.obs), detach=True, member=0).mean()
+            actor_loss = -self.critic(window.obs, self.actor(window.obs), detach=True, member=0).mean()
             self.optimize(self.actor_opt, actor_loss)
             self.record(2, actor_loss.reshape(1))
             self.soft_update(self._targets, self.tau)

@@ -24,7 +24,8 @@ TIMING_COLUMNS = ("wall_time", "sps")
 _TAG_GROUPS = {"eval_return": "eval/return", "eval_return_std": "eval/return_std",
                "eval_length": "eval/episode_length", "train_return": "train/episode_return_mean",
                "train_length": "train/episode_length_mean", "episodes": "train/episodes",
-               "sps": "perf/steps_per_second", "wall_time": "perf/wall_time"}
+               "sps": "perf/steps_per_second", "wall_time": "perf/wall_time",
+               "buffer_size": "replay/size", "policy_distance": "replay/policy_distance"}
 
 
 def tag_for(column: str) -> str:

@@ -39,7 +39,7 @@ from sparserl.algos import make_agent
 from sparserl.config import Config, load_yaml
 from sparserl.envs import check_env_id, env_info, episode_seed, make_env
 from sparserl.errors import CheckpointError, ConfigError, TrainingDiverged
-from sparserl.replay import ReplayBuffer
+from sparserl.replay import DynamicCapacity, ReplayBuffer
 from sparserl.runs.checkpoint import (
     atomic_write,
     checkpoint_name,
@@ -113,6 +113,12 @@ class Trainer:
             learning_steps = max(0, c.total_steps - c.start_steps) * c.updates_per_step
             self.agent.attach_sparsity(self.sparsifier, learning_steps)
         self.buffer = ReplayBuffer(self.info.obs_dim, self.info.act_dim, c.buffer_size, seed=c.seed)
+        self.capacity = None
+        if c.dynamic_buffer:
+            self.capacity = DynamicCapacity(
+                self.buffer, every=c.buffer_check_every, threshold=c.buffer_threshold, min_size=c.buffer_min_size,
+                drop_fraction=c.buffer_drop_fraction, samples=c.buffer_check_samples or 8 * c.batch_size,
+                until_below=c.buffer_shrink == "until_below")
         self.eval_seed = c.eval_seed if c.eval_seed is not None else c.seed + 100
         self.checkpoint_dir = self.run_dir / "checkpoints"
 
@@ -130,7 +136,9 @@ class Trainer:
             self._restore(checkpoint)
 
         sparsity_columns = self.sparsifier.stat_names() if self.sparsifier is not None else ()
-        self.metrics = MetricsLog(self.run_dir, RUN_COLUMNS + self.agent.stat_names + sparsity_columns, c.tensorboard,
+        replay_columns = ("buffer_size", "policy_distance") if self.capacity is not None else ()
+        columns = RUN_COLUMNS + self.agent.stat_names + replay_columns + sparsity_columns
+        self.metrics = MetricsLog(self.run_dir, columns, c.tensorboard,
                                   resume_step=None if checkpoint is None else self.step)
         self.console = console or RunConsole(c.total_steps, self.step, enabled=c.progress)
 
@@ -143,6 +151,7 @@ class Trainer:
             "agent": self.agent.state_dict(),
             "sparsity": None if self.sparsifier is None else self.sparsifier.state_dict(),
             "replay": self.buffer.state_dict(),
+            "replay_capacity": None if self.capacity is None else self.capacity.state_dict(),
             "trainer": {
                 "step": self.step, "episodes": self.episodes, "wall_time": self.wall_time,
                 "row_step": self.row_step, "row_returns": list(self.row_returns),
@@ -163,6 +172,8 @@ class Trainer:
         if self.sparsifier is not None:
             self.sparsifier.load_state_dict(payload["sparsity"])
         self.buffer.load_state_dict(payload["replay"])
+        if self.capacity is not None and payload.get("replay_capacity") is not None:
+            self.capacity.load_state_dict(payload["replay_capacity"])
         t = payload["trainer"]
         self.step, self.episodes, self.wall_time = int(t["step"]), int(t["episodes"]), float(t["wall_time"])
         self.row_step = int(t["row_step"])
@@ -215,6 +226,7 @@ class Trainer:
         c = self.config
         env, agent, buffer = self.env, self.agent, self.buffer
         act, update, sample, add = agent.act, agent.update, buffer.sample, buffer.add
+        capacity = self.capacity
         total, start_steps, batch_size, utd = c.total_steps, c.start_steps, c.batch_size, c.updates_per_step
         eval_every, act_dim = c.eval_every, self.info.act_dim
         obs = self._reset()
@@ -234,9 +246,11 @@ class Trainer:
             episode_length += 1
             if step >= start_steps:
                 for _ in range(utd):
-                    update(sample(batch_size))
+                    update(sample(batch_size, min(agent.horizon, len(buffer))))
             step += 1
             self.step = step
+            if capacity is not None:
+                capacity.maybe_check(step, agent.policy)
             done = terminated or truncated
             if done:
                 self.episodes += 1
@@ -271,11 +285,14 @@ class Trainer:
         stats = agent.pop_stats()
         if self.sparsifier is not None:
             stats.update(self.sparsifier.pop_stats())
+        replay = {}
+        if self.capacity is not None:  # the distance is NaN until the first check
+            replay = {"buffer_size": float(len(self.buffer)), "policy_distance": self.capacity.last_distance}
         row = {"step": self.step, "wall_time": self.wall_time, "sps": sps, "episodes": self.episodes,
                "train_return": float(np.mean(self.row_returns)) if self.row_returns else math.nan,
                "train_length": float(np.mean(self.row_lengths)) if self.row_lengths else math.nan,
                "eval_return": result.mean, "eval_return_std": result.std, "eval_length": result.mean_length,
-               **stats}
+               **stats, **replay}
         self.metrics.write(row)
         self.evaluations.append((self.step, result.mean))
         self.last_eval = result

@@ -9,6 +9,11 @@
       seed: [0, 1, 2]
     threads: 1                    # torch threads per run (runs go side by side)
     output: studies/nm-vs-rigl    # default: studies/<name>
+    budget: {total_steps: 20000, start_steps: 5000}   # optional: compress each run's schedule
+
+``preset`` may also be an axis (``preset: [rlx2-td3, rlx2-td3-ss, rlx2-td3-dense]``); presets with
+per-environment settings get those of each run's env. A ``budget`` compresses every run's whole
+schedule (see sparserl.config.compress_schedule) into fewer steps, for reduced-budget reproductions.
 
 Every run gets a stable id built from its axis values (``env=Pendulum-v1_sparsity=nm-2-4_seed=0``)
 and the directory ``<output>/runs/<id>``, so re-running a spec finds its runs again.
@@ -26,11 +31,11 @@ from typing import Any
 
 import yaml
 
-from sparserl.config import _SPARSITY_KEYS, Config, coerce_fields, load_preset
+from sparserl.config import _SPARSITY_KEYS, Config, coerce_fields, compress_schedule, load_preset
 from sparserl.envs import check_env_id
 from sparserl.errors import ConfigError
 
-SPEC_KEYS = ("name", "preset", "base", "axes", "threads", "output")
+SPEC_KEYS = ("name", "preset", "base", "axes", "threads", "output", "budget")
 
 
 @dataclass
@@ -54,6 +59,7 @@ class SweepSpec:
     preset: str | None = None
     threads: int = 1
     output: str | None = None
+    budget: dict[str, int] | None = None
 
     @property
     def output_dir(self) -> Path:
@@ -61,7 +67,7 @@ class SweepSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "preset": self.preset, "base": self.base, "axes": self.axes,
-                "threads": self.threads, "output": str(self.output_dir)}
+                "threads": self.threads, "output": str(self.output_dir), "budget": self.budget}
 
 
 def load_spec(path: str | Path) -> SweepSpec:
@@ -96,9 +102,15 @@ def spec_from_dict(data: dict[str, Any], default_name: str = "sweep", source: st
     threads = data.get("threads", 1)
     if not isinstance(threads, int) or threads < 1:
         raise ConfigError(f"{source}: threads must be a positive integer, got {threads!r}")
+    budget = data.get("budget")
+    if budget is not None and (not isinstance(budget, dict) or set(budget) != {"total_steps", "start_steps"}
+                               or not all(isinstance(v, int) for v in budget.values())):
+        raise ConfigError(f"{source}: budget must be a mapping with integer total_steps and start_steps, "
+                          f"got {budget!r}")
     spec = SweepSpec(name=str(data.get("name") or default_name),
                      axes={k: _as_list(k, v, source) for k, v in axes.items()},
-                     base=dict(base), preset=data.get("preset"), threads=threads, output=data.get("output"))
+                     base=dict(base), preset=data.get("preset"), threads=threads, output=data.get("output"),
+                     budget=budget)
     expand(spec)  # validates every axis and value now, before anything runs
     return spec
 
@@ -110,7 +122,7 @@ def _as_list(key: str, value: Any, source: str) -> list[Any]:
     return values
 
 
-_KNOWN_AXES = sorted({f.name for f in dataclasses.fields(Config)} | _SPARSITY_KEYS | {"method"})
+_KNOWN_AXES = sorted({f.name for f in dataclasses.fields(Config)} | _SPARSITY_KEYS | {"method", "preset"})
 
 
 def expand(spec: SweepSpec) -> list[RunPlan]:
@@ -123,8 +135,15 @@ def expand(spec: SweepSpec) -> list[RunPlan]:
                               + " (an axis is a config key, e.g. env, seed, sparsity, actor_sparsity, hidden)")
         if not spec.axes[key]:
             raise ConfigError(f"sweep {spec.name!r}: axis {key!r} has no values, so the sweep would have no runs")
-    base = dict(load_preset(spec.preset)) if spec.preset else {}
-    base.update(coerce_fields(spec.base, f"sweep {spec.name!r}: base"))
+    bases: dict[tuple[str | None, str | None], dict[str, Any]] = {}
+
+    def base_for(preset: str | None, env: str | None) -> dict[str, Any]:  # presets may hold per-env settings
+        if (preset, env) not in bases:
+            base = dict(load_preset(preset, env=env)) if preset else {}
+            base.update(coerce_fields(spec.base, f"sweep {spec.name!r}: base"))
+            bases[preset, env] = base
+        return bases[preset, env]
+
     keys = list(spec.axes)
     plans, seen = [], {}
     for combo in itertools.product(*(spec.axes[k] for k in keys)):
@@ -134,10 +153,17 @@ def expand(spec: SweepSpec) -> list[RunPlan]:
             raise ConfigError(f"sweep {spec.name!r}: two runs would share the id {run_id!r}; "
                               f"make the axis values distinct")
         seen[run_id] = True
-        settings = _apply(base, values, spec.name)
+        try:
+            base = base_for(values.get("preset", spec.preset), values.get("env") or spec.base.get("env"))
+        except ConfigError as exc:
+            raise ConfigError(f"sweep {spec.name!r}, run {run_id}: {exc}") from None
+        settings = _apply(base, {k: v for k, v in values.items() if k != "preset"}, spec.name)
         settings.update(run_dir=str(spec.output_dir / "runs" / run_id), threads=spec.threads)
         try:
-            config = Config(**settings).validate()
+            config = Config(**settings)
+            if spec.budget:
+                config = compress_schedule(config, spec.budget["total_steps"], spec.budget["start_steps"])
+            config.validate()
         except ConfigError as exc:
             raise ConfigError(f"sweep {spec.name!r}, run {run_id}: {exc}") from None
         plans.append(RunPlan(run_id, values, config))

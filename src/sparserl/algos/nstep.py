@@ -1,0 +1,67 @@
+"""Multi-step TD targets: RLx2's "delayed multi-step" target (Tan et al. 2023, §4.2.1).
+
+For a window of n consecutive transitions starting at t, uncorrected (no importance weights):
+
+    T = sum_{k<=m} gamma^k r_{t+k}  +  gamma^(m+1) (1 - terminal_m) V'(s_{t+m+1})
+
+where m is the last transition of the window still in the first transition's episode: the sum
+stops at the first terminal (no bootstrap) or time-limit end (bootstrap from that transition's
+next state), else m = n - 1. SAC's soft value adds -alpha log pi at every next state the window
+reaches, with that state's discount. With n = 1 this is the usual one-step target. RLx2 uses
+n = 3 after the first `delay_nstep` = 300 000 gradient updates (one-step before).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from sparserl.replay import Batch
+
+
+class TDWindow(NamedTuple):
+    """What a TD target needs from a sampled window, for B samples of up to n transitions."""
+
+    obs: torch.Tensor
+    """(B, obs_dim): the state whose value is regressed."""
+    action: torch.Tensor
+    """(B, act_dim): the action taken there."""
+    reward_sum: torch.Tensor
+    """(B,): discounted sum of the window's rewards up to and including transition m."""
+    bootstrap_obs: torch.Tensor
+    """(B, obs_dim): the next state of transition m."""
+    bootstrap_discount: torch.Tensor
+    """(B,): gamma^(m+1), or 0 when transition m is terminal."""
+    next_obs: torch.Tensor
+    """(B, n, obs_dim): every next state of the window."""
+    next_discount: torch.Tensor
+    """(B, n): gamma^(k+1) for the next states the window reaches and that are not terminal, else 0."""
+    last: torch.Tensor | None
+    """(B,) index m, or None for one-step windows (m = 0)."""
+
+    def at_last(self, values: torch.Tensor) -> torch.Tensor:
+        """values[b, m_b] from per-next-state values shaped (B, n, ...)."""
+        if self.last is None:
+            return values[:, 0]
+        return values[torch.arange(values.shape[0]), self.last]
+
+
+def td_window(batch: Batch, gamma: float) -> TDWindow:
+    """The TD window of a batch sampled with windows of n >= 1 transitions (fields (B, n, ...)), or
+    of a plain one-step batch (fields (B, ...))."""
+    if batch.reward.dim() == 1:  # one-step batch: the common case, no windows to walk
+        discount = gamma * (1.0 - batch.terminated)
+        return TDWindow(batch.obs, batch.action, batch.reward, batch.next_obs, discount,
+                        batch.next_obs.unsqueeze(1), discount.unsqueeze(1), None)
+    n = batch.reward.shape[1]
+    ended = torch.maximum(batch.terminated, batch.truncated)
+    # alive[:, k] = 1 while transitions 0..k-1 have not ended the episode
+    alive = torch.cat((torch.ones_like(ended[:, :1]), torch.cumprod(1.0 - ended[:, :-1], dim=1)), dim=1)
+    powers = gamma ** torch.arange(n + 1, dtype=batch.reward.dtype)
+    reward_sum = (alive * powers[:n] * batch.reward).sum(dim=1)
+    last = alive.sum(dim=1).long() - 1
+    rows = torch.arange(batch.reward.shape[0])
+    next_discount = alive * powers[1:] * (1.0 - batch.terminated)
+    return TDWindow(batch.obs[:, 0], batch.action[:, 0], reward_sum, batch.next_obs[rows, last],
+                    next_discount[rows, last], batch.next_obs, next_discount, last)

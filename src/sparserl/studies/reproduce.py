@@ -1,0 +1,97 @@
+"""Reproductions of the papers' comparisons at a budget that fits a CPU.
+
+Each reproduction is a sweep spec (the paper's preset(s), the comparison as an axis, its tasks and
+seeds) and a report: ``sparserl reproduce rlx2-td3 --budget small`` is
+
+    sweep over preset [rlx2-td3-dense, rlx2-td3, rlx2-td3-ss] x env [Hopper-v5] x seed [0, 1, 2],
+    each run's schedule compressed to 20 000 steps (sparserl.config.compress_schedule),
+    then a report normalised to the dense runs (mean of the last 3 evaluations of each run).
+
+Budgets: ``small`` (20k steps, 3 seeds, one task: tens of minutes on 2 cores), ``medium`` (200k
+steps, 5 seeds, the paper's first two tasks: a workstation's day), ``paper`` (the presets' own
+schedules, tasks and seed counts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sparserl.errors import ConfigError
+from sparserl.studies.spec import SweepSpec, spec_from_dict
+
+
+@dataclass(frozen=True)
+class Budget:
+    total_steps: int | None
+    """Compress each run's schedule to this many steps (None: the preset's own)."""
+    start_steps: int | None
+    seeds: int | None
+    """Seeds per configuration (None: the paper's)."""
+    eval_every: int | None
+    score_window: int | None
+    """Evaluations averaged into a run's score (None: the preset's)."""
+    tasks: int | None
+    """How many of the paper's tasks (None: all)."""
+
+
+BUDGETS = {
+    "small": Budget(total_steps=20_000, start_steps=5_000, seeds=3, eval_every=2_500, score_window=3, tasks=1),
+    "medium": Budget(total_steps=200_000, start_steps=25_000, seeds=5, eval_every=5_000, score_window=10, tasks=2),
+    "paper": Budget(total_steps=None, start_steps=None, seeds=None, eval_every=None, score_window=None, tasks=None),
+}
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    description: str
+    axes: dict[str, list[Any]]
+    """The comparison: one label per value (the dense one is the baseline)."""
+    envs: list[str]
+    """The paper's tasks, the cheapest or most telling first (small budgets take the first ones)."""
+    seeds: int
+    """The paper's seed count."""
+    preset: str | None = None
+    base: dict[str, Any] = field(default_factory=dict)
+
+
+REPRODUCTIONS = {
+    "rnm-td3": Reproduction(
+        "RNM-TD3: dense TD3 against row-wise N:M at 2:4, 1:4 and 1:8 in all six networks",
+        preset="rnm-td3", axes={"sparsity": ["dense", "nm:2:4", "nm:1:4", "nm:1:8"]},
+        envs=["HalfCheetah-v5", "Ant-v5"], seeds=5),
+    "rlx2-td3": Reproduction(
+        "RLx2-TD3 against dense TD3 and static sparse networks (SS) at RLx2's sparsities",
+        axes={"preset": ["rlx2-td3-dense", "rlx2-td3", "rlx2-td3-ss"]},
+        envs=["Hopper-v5", "HalfCheetah-v5", "Walker2d-v5", "Ant-v5"], seeds=8),
+    "rlx2-sac": Reproduction(
+        "RLx2-SAC against dense SAC and static sparse networks (SS) at RLx2's sparsities",
+        axes={"preset": ["rlx2-sac-dense", "rlx2-sac", "rlx2-sac-ss"]},
+        envs=["Hopper-v5", "HalfCheetah-v5", "Walker2d-v5", "Ant-v5"], seeds=8),
+}
+
+
+def reproduction_spec(paper: str, budget: str = "small", envs: list[str] | None = None, seeds: int | None = None,
+                      output: str | None = None) -> SweepSpec:
+    """The sweep spec of `paper`'s comparison at `budget` (tasks and seed count may be overridden)."""
+    if paper not in REPRODUCTIONS:
+        raise ConfigError(f"unknown paper {paper!r}; reproductions exist for {', '.join(REPRODUCTIONS)}")
+    if budget not in BUDGETS:
+        raise ConfigError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGETS)}")
+    if seeds is not None and seeds < 1:
+        raise ConfigError(f"seeds must be a positive integer, got {seeds}")
+    r, b = REPRODUCTIONS[paper], BUDGETS[budget]
+    envs = envs or (r.envs[: b.tasks] if b.tasks else r.envs)
+    base = dict(r.base)
+    if b.eval_every:
+        base.update(eval_every=b.eval_every, checkpoint_every=b.eval_every * 4)
+    if b.score_window:
+        base["score_window"] = b.score_window
+    data: dict[str, Any] = {
+        "name": f"reproduce-{paper}-{budget}",
+        "preset": r.preset, "base": base,
+        "axes": {"env": list(envs), **r.axes, "seed": list(range(seeds or b.seeds or r.seeds))},
+        "threads": 1, "output": output}
+    if b.total_steps:
+        data["budget"] = {"total_steps": b.total_steps, "start_steps": b.start_steps}
+    return spec_from_dict(data, source=f"reproduction {paper} ({budget})")

@@ -1,0 +1,124 @@
+"""RLx2's dynamic replay capacity against an independent simulation of its rule, on a scripted
+policy drift: it shrinks exactly as specified, never below the minimum, and sampling never returns
+a dropped transition."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from sparserl.config import Config
+from sparserl.errors import ConfigError
+from sparserl.replay import DynamicCapacity, ReplayBuffer
+
+OBS, ACT = 2, 3
+
+
+class StalePolicy(nn.Module):
+    """Acts 1 on transitions older than `boundary` (obs[0] is the transition's index), 0 on the rest;
+    the stored noise-free actions are all 0, so each stale transition adds 1/2 to D's mean."""
+
+    def __init__(self):
+        super().__init__()
+        self.boundary = 0
+
+    def forward(self, obs):
+        return (obs[:, :1] < self.boundary).float().expand(-1, ACT)
+
+
+def add(buffer: ReplayBuffer, index: int) -> None:
+    obs = np.array([index, 0.0], np.float32)
+    buffer.add(obs, np.zeros(ACT, np.float32), 0.0, obs, False, False, np.zeros(ACT, np.float32))
+
+
+def simulate(live: list[int], boundary: int, threshold: float, min_size: int, fraction: float, samples: int,
+             until_below: bool) -> list[int]:
+    """The rule written out on a plain list of transition indices."""
+    def distance():
+        oldest = live[:samples]
+        return 0.5 * sum(i < boundary for i in oldest) / len(oldest)
+
+    while distance() > threshold and len(live) > min_size:
+        count = min(max(1, math.floor(fraction * len(live))), len(live) - min_size)
+        live = live[count:]
+        if not until_below:
+            break
+    return live
+
+
+@settings(max_examples=60, deadline=None)
+@given(capacity=st.integers(20, 120), min_size=st.integers(1, 60), fraction=st.floats(0.01, 0.6),
+       samples=st.integers(1, 40), threshold=st.floats(0.01, 0.45), until_below=st.booleans(),
+       schedule=st.lists(st.tuples(st.integers(1, 60), st.integers(0, 40)), min_size=1, max_size=8))
+def test_shrinks_as_specified_never_below_min_and_never_samples_a_dropped_transition(
+        capacity, min_size, fraction, samples, threshold, until_below, schedule):
+    min_size = min(min_size, capacity)
+    buffer = ReplayBuffer(OBS, ACT, capacity, seed=0)
+    policy = StalePolicy()
+    rule = DynamicCapacity(buffer, every=1, threshold=threshold, min_size=min_size, drop_fraction=fraction,
+                           samples=samples, until_below=until_below)
+    live: list[int] = []
+    index = 0
+    for appended, drift in schedule:  # append, let the policy drift past more transitions, check
+        for _ in range(appended):
+            add(buffer, index)
+            live = (live + [index])[-capacity:]
+            index += 1
+        policy.boundary += drift
+        size_before = len(live)
+        measured = 0.5 * sum(i < policy.boundary for i in live[:samples]) / len(live[:samples])
+        live = simulate(live, policy.boundary, threshold, min_size, fraction, samples, until_below)
+        dropped = rule.check(policy)
+        assert dropped == size_before - len(live)
+        assert len(buffer) == len(live) and (len(buffer) >= min_size or dropped == 0)
+        contents = buffer.oldest(len(buffer)).obs[:, 0].long().tolist()
+        assert contents == live
+        sampled = set(buffer.sample(256).obs[:, 0].long().tolist())
+        assert sampled <= set(live)
+        assert rule.last_distance == pytest.approx(measured)  # D as measured, before the shrink
+
+
+def test_the_distance_is_half_the_mean_squared_action_difference():
+    buffer = ReplayBuffer(OBS, ACT, 10, seed=0)
+    stored = np.array([[0.5, -0.5, 0.0], [1.0, 1.0, 1.0]], np.float32)
+    for a in stored:
+        buffer.add(np.zeros(OBS, np.float32), a, 0.0, np.zeros(OBS, np.float32), False, False, a)
+    policy = nn.Linear(OBS, ACT)
+    with torch.no_grad():
+        policy.weight.zero_()
+        policy.bias.copy_(torch.tensor([0.0, 0.5, -1.0]))
+    expected = 0.5 * np.mean((np.array([0.0, 0.5, -1.0]) - stored) ** 2)
+    assert DynamicCapacity(buffer, samples=2048, min_size=1).distance(policy) == pytest.approx(expected)
+
+
+def test_checks_only_every_interval_and_keeps_its_state():
+    buffer = ReplayBuffer(OBS, ACT, 50, seed=0)
+    for i in range(50):
+        add(buffer, i)
+    policy = StalePolicy()
+    policy.boundary = 50
+    rule = DynamicCapacity(buffer, every=10, threshold=0.2, min_size=30, drop_fraction=0.1, samples=8)
+    assert [rule.maybe_check(step, policy) for step in (7, 10, 15, 20)] == [False, True, False, True]
+    assert len(buffer) == 50 - 5 - 4 and rule.dropped == 9 and rule.last_distance == 0.5
+    copy = DynamicCapacity(buffer)
+    copy.load_state_dict(rule.state_dict())
+    assert (copy.dropped, copy.last_distance) == (9, 0.5)
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"buffer_threshold": 0.0}, r"buffer_threshold must be a positive number, got 0.0"),
+    ({"buffer_min_size": 2_000_000}, r"buffer_min_size \(2000000\) must be positive and at most buffer_size "
+                                     r"\(1000000\)"),
+    ({"buffer_drop_fraction": 1.0}, r"buffer_drop_fraction must be in \(0, 1\), got 1.0"),
+    ({"buffer_check_every": 0}, r"buffer_check_every must be positive, got 0"),
+])
+def test_config_rejects_bad_dynamic_buffer_settings(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        Config(dynamic_buffer=True, **changes).validate()
+    Config(dynamic_buffer=False, **changes).validate()  # ignored while the buffer is fixed

@@ -1,0 +1,69 @@
+"""Reproductions are sweep specs: the comparison, the tasks and seeds of a budget, and every run's
+schedule compressed into the budget's steps."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sparserl.config import Config, compress_schedule, load_preset
+from sparserl.errors import ConfigError
+from sparserl.studies.reproduce import reproduction_spec
+from sparserl.studies.spec import expand
+
+
+def test_rlx2_small_is_dense_rlx2_and_ss_on_hopper_with_three_seeds_and_a_compressed_schedule():
+    plans = expand(reproduction_spec("rlx2-td3", "small"))
+    assert len(plans) == 9
+    by_preset = {p.values["preset"]: p.config for p in plans if p.values["seed"] == 0}
+    assert set(by_preset) == {"rlx2-td3-dense", "rlx2-td3", "rlx2-td3-ss"}
+    rlx2 = by_preset["rlx2-td3"]
+    assert (rlx2.env, rlx2.total_steps, rlx2.start_steps, rlx2.threads) == ("Hopper-v5", 20_000, 5_000, 1)
+    assert (rlx2.sparsity.actor_sparsity, rlx2.sparsity.critic_sparsity) == (0.98, 0.95)
+    learning = 15_000 / 2_975_000  # the paper's 3M steps with 25k random ones, into 20k with 5k
+    assert rlx2.delay_nstep == round(300_000 * learning) and rlx2.sparsity.update_interval == round(10_000 * learning)
+    assert rlx2.buffer_check_every == round(10_000 * 20_000 / 3_000_000)
+    assert rlx2.buffer_min_size == round(100_000 * 20_000 / 3_000_000)
+    assert by_preset["rlx2-td3-dense"].sparsity.method == "dense" and by_preset["rlx2-td3-dense"].nstep == 1
+
+
+def test_rnm_small_compares_dense_with_three_nm_ratios():
+    plans = expand(reproduction_spec("rnm-td3", "small", seeds=2))
+    assert sorted({p.config.sparsity.method for p in plans}) == ["dense", "nm:1:4", "nm:1:8", "nm:2:4"]
+    assert len(plans) == 8 and {p.config.env for p in plans} == {"HalfCheetah-v5"}
+    assert all(p.config.sparsity.update_interval == 1 for p in plans if p.config.sparsity.kind == "nm")
+
+
+def test_paper_budget_keeps_the_presets_schedule():
+    plans = expand(reproduction_spec("rlx2-sac", "paper"))
+    assert len(plans) == 3 * 4 * 8
+    assert {p.config.total_steps for p in plans} == {3_000_000}
+
+
+@pytest.mark.parametrize("args,message", [
+    (("rlx3-td3",), r"unknown paper 'rlx3-td3'; reproductions exist for rnm-td3, rlx2-td3, rlx2-sac"),
+    (("rlx2-td3", "tiny"), r"unknown budget 'tiny'; choose one of small, medium, paper"),
+])
+def test_bad_reproduction_names(args, message):
+    with pytest.raises(ConfigError, match=message):
+        reproduction_spec(*args)
+
+
+def test_an_env_without_preset_settings_is_refused_before_any_run():
+    with pytest.raises(ConfigError, match=r"preset 'rlx2-td3' has no settings for Humanoid-v5"):
+        expand(reproduction_spec("rlx2-td3", envs=["Humanoid-v5"]))
+
+
+@given(total=st.integers(2, 10**6), start=st.integers(0, 10**6), delay=st.integers(0, 10**6),
+       interval=st.integers(0, 50_000))
+def test_compressed_schedules_stay_valid(total, start, delay, interval):
+    start = min(start, total - 1)
+    config = Config(**load_preset("rlx2-td3", "Hopper-v5")).replace(delay_nstep=delay)
+    config.sparsity.update_interval = interval
+    small = compress_schedule(config, total, start)
+    assert (small.total_steps, small.start_steps) == (total, start)
+    assert small.sparsity.update_interval == 0 if interval == 0 else small.sparsity.update_interval >= 1
+    assert (small.delay_nstep == 0) == (delay == 0)
+    assert 1 <= small.buffer_min_size <= small.buffer_size
+    small.validate()
