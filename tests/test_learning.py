@@ -17,15 +17,20 @@ CASES = {
     # of them (one of its three observations lost), which is not what N:M is about; they stay dense
     "td3-nm-2:4": ("td3", SparsityConfig(method="nm:2:4", keep_first_dense=True)),
     "td3-rigl-0.9": ("td3", SparsityConfig(method="rigl", actor_sparsity=0.9, critic_sparsity=0.9)),
+    # RLx2's value learning: 3-step targets after 2 000 updates, a buffer that drops stale transitions
+    "td3-rlx2": ("td3", SparsityConfig(method="rigl", actor_sparsity=0.9, critic_sparsity=0.9),
+                 {"nstep": 3, "delay_nstep": 2000, "dynamic_buffer": True, "buffer_check_every": 2000,
+                  "buffer_min_size": 5000}),
+    "sac-nstep": ("sac", SparsityConfig(), {"nstep": 3, "delay_nstep": 2000}),
 }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_pendulum_reaches_minus_300_within_20k_steps(tmp_path, case):
-    algo, sparsity = CASES[case]
+    algo, sparsity, *extra = CASES[case]
     config = Config(**load_preset(f"pendulum-{algo}")).replace(
-        sparsity=sparsity, eval_every=2000, stop_at_return=-300.0, threads=1, progress=False,
+        **(extra[0] if extra else {}), sparsity=sparsity, eval_every=2000, stop_at_return=-300.0, threads=1, progress=False,
         tensorboard=False, run_dir=str(tmp_path / case))
     assert config.total_steps == 20_000 and config.start_steps == 1_000 and config.hidden == (256, 256)
     result = train(config)
