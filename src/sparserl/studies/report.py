@@ -115,13 +115,14 @@ class Report:
             plt.close(fig)
             paths.append(path)
         if self.iqm_rows:
-            fig, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * len(self.iqm_rows)), dpi=120)
+            fig, ax = plt.subplots(figsize=(7, 1.0 + 0.45 * len(self.iqm_rows)), dpi=120)
             for y, r in enumerate(self.iqm_rows):
                 ax.plot([r["ci_low"], r["ci_high"]], [y, y], linewidth=6, alpha=0.35, solid_capstyle="butt")
                 ax.plot([r["iqm"]], [y], "k|", markersize=14)
             ax.set_yticks(range(len(self.iqm_rows)), [r["label"] for r in self.iqm_rows])
             ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
-            ax.set_xlabel("IQM of normalised score (1 = dense), 95 % stratified bootstrap CI")
+            ax.set_title("IQM over tasks and seeds, 95 % stratified bootstrap interval", fontsize=10)
+            ax.set_xlabel("normalised score (1 = dense)")
             ax.grid(axis="x", alpha=0.3)
             fig.tight_layout()
             path = folder / "iqm.png"
