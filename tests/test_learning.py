@@ -30,8 +30,8 @@ CASES = {
 def test_pendulum_reaches_minus_300_within_20k_steps(tmp_path, case):
     algo, sparsity, *extra = CASES[case]
     config = Config(**load_preset(f"pendulum-{algo}")).replace(
-        **(extra[0] if extra else {}), sparsity=sparsity, eval_every=2000, stop_at_return=-300.0, threads=1, progress=False,
-        tensorboard=False, run_dir=str(tmp_path / case))
+        **(extra[0] if extra else {}), sparsity=sparsity, eval_every=2000, stop_at_return=-300.0, threads=1,
+        progress=False, tensorboard=False, run_dir=str(tmp_path / case))
     assert config.total_steps == 20_000 and config.start_steps == 1_000 and config.hidden == (256, 256)
     result = train(config)
     assert result.evaluations[0][1] < -900  # it really started from scratch

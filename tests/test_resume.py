@@ -66,7 +66,7 @@ CASES = {
     "sac-dense": {"algo": "sac"},
     # topology updates every 200 critic steps: several fall before and after the checkpoint
     "td3-rigl": {"algo": "td3", "sparsity": {"method": "rigl", "actor_sparsity": 0.8, "critic_sparsity": 0.8,
-                                             "update_interval": 200}},
+                                             "update_interval": 200}, "diagnostics_every": 600},
     "sac-nm-srste": {"algo": "sac", "sparsity": {"method": "nm:2:4", "nm_gradient": "srste"}},
     # DS-TD3's options: random regrowth, target masks pruned by their own magnitudes
     "td3-set-dstd3": {"algo": "td3", "sparsity": {"method": "set", "actor_sparsity": 0.5, "critic_sparsity": 0.5,
@@ -101,6 +101,8 @@ def test_sigkill_and_resume_gives_identical_metrics(tmp_path, case):
         assert got == expected, f"{algo}: resumed metrics differ from the uninterrupted run"
         later = [r for r in expected if int(r["step"]) > killed_at]
         assert later and all(r["critic_loss"] for r in later)
+        if CASES[case].get("diagnostics_every"):  # diagnostics after the checkpoint, identical too
+            assert any(r["diag_actor_srank"] for r in later)
         if CASES[case].get("dynamic_buffer"):  # the buffer did shrink after the checkpoint, and identically
             assert any(float(r["buffer_size"]) < int(r["step"]) for r in later)
         if "sparsity" in CASES[case]:  # the masks did change after the checkpoint, and identically

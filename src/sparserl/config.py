@@ -123,6 +123,17 @@ class Config:
     stop_at_return: float | None = None
     """Stop the run early once an evaluation's mean return reaches this value (None: never)."""
 
+    # --- diagnostics (sparserl.diagnostics) ------------------------------------------------------
+    diagnostics_every: int = 5_000
+    """Log plasticity diagnostics (srank, dormant ratio, norms, gradient interference) at the first
+    evaluation after every this-many steps; 0 turns them off."""
+    diagnostics_batch: int = 256
+    """Replay samples the diagnostics are computed on (Ma et al.: 256)."""
+    interference_samples: int = 32
+    """Per-sample actor gradients compared for the gradient interference."""
+    dormant_point: Literal["post", "pre"] = "post"
+    """Dormant units measured after the activation (Sokar et al.) or on the layer output before it."""
+
     # --- run directory, checkpoints, output ----------------------------------------------------
     run_dir: str | None = None
     """Where the run is written; None means <runs_root>/<env>__<algo>__s<seed>__<time>."""
@@ -153,6 +164,11 @@ class Config:
             value = getattr(self, name)
             need(isinstance(value, int) and value > 0, f"{name} must be a positive integer, got {value!r}")
         need(self.start_steps >= 0, f"start_steps must be >= 0, got {self.start_steps!r}")
+        need(isinstance(self.diagnostics_every, int) and self.diagnostics_every >= 0,
+             f"diagnostics_every must be an integer >= 0 (0 = off), got {self.diagnostics_every!r}")
+        for name in ("diagnostics_batch", "interference_samples"):
+            value = getattr(self, name)
+            need(isinstance(value, int) and value >= 2, f"{name} must be an integer >= 2, got {value!r}")
         need(self.threads >= 0, f"threads must be >= 0 (0 = all cores), got {self.threads!r}")
         need(self.algo in ALGOS, f"algo must be one of {', '.join(ALGOS)}; got {self.algo!r}")
         if self.batch_size > 0 and self.buffer_size > 0:

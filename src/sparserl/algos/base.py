@@ -146,6 +146,14 @@ class Agent(ABC):
     def update(self, batch: Batch) -> None:
         """One gradient update from a minibatch."""
 
+    @abstractmethod
+    def actor_objective(self, obs: torch.Tensor) -> torch.Tensor:
+        """The actor's loss per sample, (B,), as in its update (for diagnostics)."""
+
+    @abstractmethod
+    def critic_objective(self, batch: Batch) -> torch.Tensor:
+        """The critics' loss on a batch, as in their update (for diagnostics)."""
+
     # --- checkpointing -----------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {

@@ -75,18 +75,32 @@ class SAC(Agent):
         entropy_bonus = (window.next_discount * log_probs.view(batch_size, n)).sum(dim=1)
         return window.reward_sum + window.bootstrap_discount * next_q - alpha * entropy_bonus
 
+    def _actor_loss(self, obs: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample actor loss alpha log pi(a|s) - min_i Q_i(s, a), a ~ pi(.|s), and log pi."""
+        action, log_prob = self.actor.sample(obs)
+        q_pi = self.critic(obs, action, detach=True).amin(dim=0)
+        return alpha * log_prob - q_pi, log_prob
+
+    def actor_objective(self, obs: torch.Tensor) -> torch.Tensor:
+        return self._actor_loss(obs, self.temperature().detach())[0]
+
+    def _critic_loss(self, window: TDWindow, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        target = self.td_target(window, alpha)
+        q = self.critic(window.obs, window.action)  # (2, B): both critics in one pass
+        return twin_mse(q, target), q
+
+    def critic_objective(self, batch: Batch) -> torch.Tensor:
+        return self._critic_loss(td_window(batch, self.gamma), self.temperature().detach())[0]
+
     def update(self, batch: Batch) -> None:
         self.updates += 1
         alpha = self.temperature().detach()
         window = td_window(batch, self.gamma)
-        target = self.td_target(window, alpha)
-        q = self.critic(window.obs, window.action)  # (2, B): both critics in one pass
-        critic_loss = twin_mse(q, target)
+        critic_loss, q = self._critic_loss(window, alpha)
         self.optimize(self.critic_opt, critic_loss)
 
-        action, log_prob = self.actor.sample(window.obs)
-        q_pi = self.critic(window.obs, action, detach=True).amin(dim=0)
-        actor_loss = (alpha * log_prob - q_pi).mean()
+        actor_losses, log_prob = self._actor_loss(window.obs, alpha)
+        actor_loss = actor_losses.mean()
         self.optimize(self.actor_opt, actor_loss)
 
         log_prob = log_prob.detach()

@@ -60,17 +60,27 @@ class TD3(Agent):
         next_q = self.critic_target(window.bootstrap_obs, next_action).amin(dim=0)
         return window.reward_sum + window.bootstrap_discount * next_q
 
+    def actor_objective(self, obs: torch.Tensor) -> torch.Tensor:
+        """Per-sample actor loss -Q_1(s, pi(s)), (B,); the critic's weights get no gradient."""
+        return -self.critic(obs, self.actor(obs), detach=True, member=0)[0]
+
+    def _critic_loss(self, window: TDWindow) -> tuple[torch.Tensor, torch.Tensor]:
+        target = self.td_target(window)
+        q = self.critic(window.obs, window.action)  # (2, B): both critics in one pass
+        return twin_mse(q, target), q
+
+    def critic_objective(self, batch: Batch) -> torch.Tensor:
+        return self._critic_loss(td_window(batch, self.gamma))[0]
+
     def update(self, batch: Batch) -> None:
         self.updates += 1
         window = td_window(batch, self.gamma)
-        target = self.td_target(window)
-        q = self.critic(window.obs, window.action)  # (2, B): both critics in one pass
-        critic_loss = twin_mse(q, target)
+        critic_loss, q = self._critic_loss(window)
         self.optimize(self.critic_opt, critic_loss)
         self.record(0, torch.stack((critic_loss, q.mean())))
 
         if self.updates % self.policy_delay == 0:
-            actor_loss = -self.critic(window.obs, self.actor(window.obs), detach=True, member=0).mean()
+            actor_loss = self.actor_objective(window.obs).mean()
             self.optimize(self.actor_opt, actor_loss)
             self.record(2, actor_loss.reshape(1))
             self.soft_update(self._targets, self.tau)

@@ -94,6 +94,20 @@ class MLP(nn.Module):
         return x
 
 
+    def hidden(self, x: torch.Tensor, point: str = "post") -> list[torch.Tensor]:
+        """The hidden layers' outputs, after ReLU ("post") or before it ("pre"), for diagnostics."""
+        return _hidden(self.layers, lambda layer, h: F.linear(h, layer.weight, layer.bias), x, point)
+
+
+def _hidden(layers, apply, x: torch.Tensor, point: str) -> list[torch.Tensor]:
+    out = []
+    for layer in layers[:-1]:
+        pre = apply(layer, x)
+        x = torch.relu(pre)
+        out.append(pre if point == "pre" else x)
+    return out
+
+
 def mlp(in_dim: int, out_dim: int, hidden: tuple[int, ...]) -> MLP:
     return MLP(in_dim, out_dim, hidden)
 
@@ -117,6 +131,10 @@ class QEnsemble(nn.Module):
                 x = torch.relu_(x)
         return x.squeeze(-1)
 
+    def hidden(self, obs: torch.Tensor, action: torch.Tensor, point: str = "post") -> list[torch.Tensor]:
+        """Hidden layers' outputs, (E, B, width) each, after ReLU ("post") or before it ("pre")."""
+        return _hidden(self.layers, lambda layer, h: layer(h), torch.cat((obs, action), dim=-1), point)
+
 
 class DeterministicActor(nn.Module):
     """TD3 actor: tanh(MLP(s)), actions in [-1, 1]."""
@@ -128,6 +146,9 @@ class DeterministicActor(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.net(obs))
+
+    def hidden(self, obs: torch.Tensor, point: str = "post") -> list[torch.Tensor]:
+        return self.net.hidden(obs, point)
 
 
 class GaussianActor(nn.Module):
@@ -145,6 +166,9 @@ class GaussianActor(nn.Module):
         """The deterministic (mean) action tanh(mu), used for evaluation."""
         mean, _ = self.net(obs).chunk(2, dim=-1)
         return torch.tanh(mean)
+
+    def hidden(self, obs: torch.Tensor, point: str = "post") -> list[torch.Tensor]:
+        return self.net.hidden(obs, point)
 
     def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Reparameterised action a = tanh(mu + sigma * eps) and its log-probability (B,)."""

@@ -85,15 +85,16 @@ class ReplayBuffer:
             return logical
         return (logical + self._start) % self.capacity
 
-    def sample(self, batch_size: int, n: int = 1) -> Batch:
+    def sample(self, batch_size: int, n: int = 1, generator: torch.Generator | None = None) -> Batch:
         """Uniform minibatch of `batch_size` windows of `n` consecutive transitions.
 
         Window starts are uniform over the live window such that a window never runs past the
         newest transition (RLx2's rule). Windows may cross episode boundaries: the flags say where.
+        `generator` replaces the buffer's own (which then does not advance).
         """
         if self.size < n:
             raise ValueError(f"cannot sample windows of {n} from a buffer holding {self.size}")
-        starts = torch.randint(0, self.size - n + 1, (batch_size,), generator=self.generator)
+        starts = torch.randint(0, self.size - n + 1, (batch_size,), generator=generator or self.generator)
         if n == 1:
             rows = self._storage.index_select(0, self._physical(starts))
         else:

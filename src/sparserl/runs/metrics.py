@@ -29,6 +29,9 @@ _TAG_GROUPS = {"eval_return": "eval/return", "eval_return_std": "eval/return_std
 
 
 def tag_for(column: str) -> str:
+    if column.startswith("diag_"):  # diag_actor_srank -> diagnostics/actor/srank
+        _, network, name = column.split("_", 2)
+        return f"diagnostics/{network}/{name}"
     if column.startswith(("density_", "sad_")):
         kind, _, rest = column.partition("_")
         return f"sparsity/{kind}/{rest.replace('_', '/')}"

@@ -120,6 +120,12 @@ class Trainer:
                 drop_fraction=c.buffer_drop_fraction, samples=c.buffer_check_samples or 8 * c.batch_size,
                 until_below=c.buffer_shrink == "until_below")
         self.eval_seed = c.eval_seed if c.eval_seed is not None else c.seed + 100
+        self.diagnostics = None
+        if c.diagnostics_every:
+            from sparserl.diagnostics import Diagnostics
+            self.diagnostics = Diagnostics(self.agent, self.sparsifier, c.dormant_point, c.interference_samples)
+            self.diagnostics_generator = torch.Generator().manual_seed(c.seed + 7919)  # its own replay draws
+        self.next_diagnostics = c.diagnostics_every
         self.checkpoint_dir = self.run_dir / "checkpoints"
 
         # counters and the partial metrics row
@@ -137,7 +143,8 @@ class Trainer:
 
         sparsity_columns = self.sparsifier.stat_names() if self.sparsifier is not None else ()
         replay_columns = ("buffer_size", "policy_distance") if self.capacity is not None else ()
-        columns = RUN_COLUMNS + self.agent.stat_names + replay_columns + sparsity_columns
+        diagnostic_columns = self.diagnostics.names if self.diagnostics is not None else ()
+        columns = RUN_COLUMNS + self.agent.stat_names + replay_columns + diagnostic_columns + sparsity_columns
         self.metrics = MetricsLog(self.run_dir, columns, c.tensorboard,
                                   resume_step=None if checkpoint is None else self.step)
         self.console = console or RunConsole(c.total_steps, self.step, enabled=c.progress)
@@ -156,7 +163,8 @@ class Trainer:
                 "step": self.step, "episodes": self.episodes, "wall_time": self.wall_time,
                 "row_step": self.row_step, "row_returns": list(self.row_returns),
                 "row_lengths": list(self.row_lengths), "evaluations": [list(e) for e in self.evaluations],
-                "next_checkpoint": self.next_checkpoint,
+                "next_checkpoint": self.next_checkpoint, "next_diagnostics": self.next_diagnostics,
+                "diagnostics_generator": None if self.diagnostics is None else self.diagnostics_generator.get_state(),
             },
             "rng": {"torch": torch.get_rng_state(), "numpy": self.rng.bit_generator.state,
                     "python": random.getstate()},
@@ -180,6 +188,9 @@ class Trainer:
         self.row_returns, self.row_lengths = list(t["row_returns"]), list(t["row_lengths"])
         self.evaluations = [(int(s), float(m)) for s, m in t["evaluations"]]
         self.next_checkpoint = int(t["next_checkpoint"])
+        self.next_diagnostics = int(t.get("next_diagnostics", self.next_diagnostics))
+        if self.diagnostics is not None and t.get("diagnostics_generator") is not None:
+            self.diagnostics_generator.set_state(t["diagnostics_generator"])
         while self.next_checkpoint <= self.step:
             self.next_checkpoint += self.config.checkpoint_every
         rng = payload["rng"]
@@ -288,6 +299,11 @@ class Trainer:
         replay = {}
         if self.capacity is not None:  # the distance is NaN until the first check
             replay = {"buffer_size": float(len(self.buffer)), "policy_distance": self.capacity.last_distance}
+        if self.diagnostics is not None and self.step >= self.next_diagnostics \
+                and len(self.buffer) >= c.diagnostics_batch:
+            batch = self.buffer.sample(c.diagnostics_batch, generator=self.diagnostics_generator)
+            replay.update(self.diagnostics.compute(batch))
+            self.next_diagnostics = (self.step // c.diagnostics_every + 1) * c.diagnostics_every
         row = {"step": self.step, "wall_time": self.wall_time, "sps": sps, "episodes": self.episodes,
                "train_return": float(np.mean(self.row_returns)) if self.row_returns else math.nan,
                "train_length": float(np.mean(self.row_lengths)) if self.row_lengths else math.nan,

@@ -173,6 +173,11 @@ class Sparsifier:
             self.method.target_update(group)
 
     # --- statistics ---------------------------------------------------------------------------
+    def masks_by_param(self, name: str) -> dict[nn.Parameter, torch.Tensor]:
+        """The masks of network `name`'s sparse weights, keyed by parameter (empty if not attached)."""
+        group = self.groups.get(name)
+        return {} if group is None else dict(zip(group.params, group.masks))
+
     def stat_names(self) -> tuple[str, ...]:
         """Names of the values `pop_stats` returns (metrics columns)."""
         names = []
