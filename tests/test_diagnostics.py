@@ -102,16 +102,21 @@ def test_agent_diagnostics_are_finite_hook_points_differ_and_random_state_is_unt
     assert all(p.grad is None for p in agent.networks["actor"].parameters())  # no gradient left behind
 
 
+def read_rows(path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def test_a_run_logs_diagnostics_that_do_not_change_training(tmp_path):
     base = Config(env="Pendulum-v1", total_steps=1200, start_steps=300, batch_size=64, buffer_size=5000,
                   hidden=(32, 32), eval_every=300, eval_episodes=1, checkpoint_every=600, threads=1,
                   progress=False, tensorboard=False, sparsity=SparsityConfig(method="rigl"))
     with_diag = train(base.replace(diagnostics_every=600, run_dir=str(tmp_path / "on")))
     without = train(base.replace(diagnostics_every=0, run_dir=str(tmp_path / "off")))
-    rows = list(csv.DictReader(open(with_diag.run_dir / "metrics.csv")))
+    rows = read_rows(with_diag.run_dir / "metrics.csv")
     logged = [r for r in rows if r["diag_actor_srank"] != ""]
     assert [int(r["step"]) for r in logged] == [600, 1200]  # the first evaluation row after every 600 steps
     assert all(math.isfinite(float(r["diag_critic_grad_norm"])) for r in logged)
-    plain = list(csv.DictReader(open(without.run_dir / "metrics.csv")))
+    plain = read_rows(without.run_dir / "metrics.csv")
     keep = [k for k in plain[0] if k not in TIMING_COLUMNS]
     assert [{k: r[k] for k in keep} for r in rows] == [{k: r[k] for k in keep} for r in plain]
