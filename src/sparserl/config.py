@@ -52,6 +52,24 @@ class Config:
     # --- networks and optimisation -------------------------------------------------------------
     hidden: tuple[int, ...] = (256, 256)
     """Hidden layer widths of actor and critics (ReLU MLP)."""
+    network: Literal["mlp", "simba", "bronet"] = "mlp"
+    """Actor and critic bodies: the ReLU MLP of `hidden`, or residual SimBa (Lee et al. 2025) or
+    BroNet (Nauman et al. 2024) bodies of the widths and block counts below."""
+    actor_width: int = 128
+    """SimBa/BroNet: actor width (SimBa default 128)."""
+    actor_blocks: int = 1
+    """SimBa/BroNet: actor residual blocks (SimBa default 1)."""
+    critic_width: int = 512
+    """SimBa/BroNet: critic width (SimBa default 512)."""
+    critic_blocks: int = 2
+    """SimBa/BroNet: critic residual blocks (SimBa default 2)."""
+    critics: int = 2
+    """Q-networks in the critic ensemble; the target takes their minimum (2: clipped double Q;
+    1: a single critic, as SimBa on DeepMind Control)."""
+    obs_norm: bool = False
+    """Normalise observations with running statistics updated on every acted observation (SimBa)."""
+    action_repeat: int = 1
+    """Repeat each action this many environment steps, summing rewards (steps count decisions)."""
     gamma: float = 0.99
     """Discount factor."""
     tau: float = 0.005
@@ -61,7 +79,9 @@ class Config:
     critic_lr: float = 3e-4
     """Adam learning rate of the twin critics."""
     weight_decay: float = 0.0
-    """Adam's L2 weight decay on actor and critics (DS-TD3: 2e-4)."""
+    """Weight decay on actor and critics: Adam's L2 term (DS-TD3: 2e-4) or AdamW's decoupled one."""
+    optimizer: Literal["adam", "adamw"] = "adam"
+    """Adam, or AdamW with decoupled weight decay (SimBa: lr 1e-4, weight decay 1e-2)."""
 
     # --- TD3 -----------------------------------------------------------------------------------
     exploration_noise: float = 0.1
@@ -79,7 +99,9 @@ class Config:
     init_alpha: float = 1.0
     """SAC: initial temperature alpha."""
     target_entropy: float | None = None
-    """SAC: entropy target; None means -|A| (Haarnoja et al. 2018)."""
+    """SAC: entropy target; None means -target_entropy_scale * |A|."""
+    target_entropy_scale: float = 1.0
+    """SAC: the default entropy target is -this * |A| (Haarnoja et al. 2018: 1; SimBa: 0.5)."""
     log_std_min: float = -20.0
     """SAC: lower clamp of the policy's log standard deviation."""
     log_std_max: float = 2.0
@@ -159,6 +181,11 @@ class Config:
             if not ok:
                 problems.append(message)
 
+        for name in ("actor_width", "actor_blocks", "critic_width", "critic_blocks", "critics", "action_repeat"):
+            value = getattr(self, name)
+            need(isinstance(value, int) and value >= 1, f"{name} must be an integer >= 1, got {value!r}")
+        need(math.isfinite(self.target_entropy_scale) and self.target_entropy_scale > 0,
+             f"target_entropy_scale must be a positive number, got {self.target_entropy_scale!r}")
         for name in ("total_steps", "batch_size", "buffer_size", "updates_per_step", "eval_every",
                      "eval_episodes", "checkpoint_every", "keep_checkpoints", "policy_delay", "score_window"):
             value = getattr(self, name)

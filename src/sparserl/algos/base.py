@@ -17,17 +17,21 @@ from torch import nn
 
 from sparserl.config import Config
 from sparserl.envs import EnvInfo
+from sparserl.nets import QEnsemble
+from sparserl.nets.simba import ResidualBody, RunningNorm
 from sparserl.optim import LeanAdam
 from sparserl.replay import Batch
 
 
-def make_adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """Adam stepping with PyTorch's fused kernel (LeanAdam); foreach Adam where fused is unavailable."""
+def make_adam(params, lr: float, weight_decay: float = 0.0, decoupled: bool = False) -> torch.optim.Optimizer:
+    """Adam (AdamW if `decoupled`) stepping with PyTorch's fused kernel (LeanAdam); foreach Adam
+    where fused is unavailable."""
     params = list(params)
     try:
-        return LeanAdam(params, lr=lr, weight_decay=weight_decay)
+        return LeanAdam(params, lr=lr, weight_decay=weight_decay, decoupled_weight_decay=decoupled)
     except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, foreach=True)
+        cls = torch.optim.AdamW if decoupled else torch.optim.Adam
+        return cls(params, lr=lr, weight_decay=weight_decay, foreach=True)
 
 
 def twin_mse(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -46,21 +50,45 @@ class Agent(ABC):
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.updates = 0  # gradient updates done (the iteration counter of TD3's policy delay)
         self.sparsifier = None  # set by attach_sparsity
+        self.obs_norm = RunningNorm(info.obs_dim) if config.obs_norm else None
+        """Running observation statistics shared by actor, critics and targets (None if off)."""
         self._stat_sums = torch.zeros(len(self.stat_names))
         self._stat_counts = [0] * len(self.stat_names)
 
     # --- construction ------------------------------------------------------------------------
     def add_network(self, name: str, module: nn.Module, target: bool = False) -> nn.Module:
-        """Register `module`; with `target=True` also a frozen copy registered as `<name>_target`."""
+        """Register `module`; with `target=True` also a frozen copy registered as `<name>_target`
+        (which shares, not copies, the running observation statistics)."""
         self.networks[name] = module
         if target:
-            clone = copy.deepcopy(module).requires_grad_(False)
+            shared = {id(m): m for m in module.modules() if isinstance(m, RunningNorm)}
+            clone = copy.deepcopy(module, memo=shared).requires_grad_(False)
             self.networks[f"{name}_target"] = clone
         return module
 
-    def add_optimizer(self, name: str, params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-        self.optimizers[name] = make_adam(params, lr, weight_decay)
+    def add_optimizer(self, name: str, params, lr: float, weight_decay: float | None = None) -> torch.optim.Optimizer:
+        """Adam (or AdamW, per config.optimizer) with the config's weight decay unless given."""
+        decay = self.config.weight_decay if weight_decay is None else weight_decay
+        self.optimizers[name] = make_adam(params, lr, decay, decoupled=self.config.optimizer == "adamw")
         return self.optimizers[name]
+
+    # --- networks from the config ------------------------------------------------------------
+    def make_actor(self, actor_class: type[nn.Module], **kwargs) -> nn.Module:
+        c = self.config
+        return actor_class(self.info.obs_dim, self.info.act_dim, c.hidden, network=c.network, width=c.actor_width,
+                           blocks=c.actor_blocks, obs_norm=self.obs_norm or False, **kwargs)
+
+    def make_critic(self) -> QEnsemble:
+        c, info = self.config, self.info
+        body = None
+        if c.network != "mlp":
+            body = ResidualBody(info.obs_dim + info.act_dim, 1, c.critic_width, c.critic_blocks, c.critics, c.network)
+        return QEnsemble(info.obs_dim, info.act_dim, c.hidden, c.critics, body=body, obs_norm=self.obs_norm)
+
+    def observe(self, obs: np.ndarray) -> None:
+        """Called with every observation the agent acts on in training (warm-up included)."""
+        if self.obs_norm is not None:
+            self.obs_norm.update(torch.as_tensor(obs))
 
     def target_pairs(self, *names: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """(target parameters, online parameters) of the named networks, flattened for one lerp."""

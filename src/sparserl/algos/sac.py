@@ -20,7 +20,7 @@ from sparserl.algos.base import Agent, twin_mse
 from sparserl.algos.nstep import TDWindow, td_window
 from sparserl.config import Config
 from sparserl.envs import EnvInfo
-from sparserl.nets import GaussianActor, QEnsemble
+from sparserl.nets import GaussianActor
 from sparserl.replay import Batch
 
 
@@ -41,18 +41,18 @@ class SAC(Agent):
     def __init__(self, info: EnvInfo, config: Config):
         super().__init__(info, config)
         c = config
-        self.actor = self.add_network("actor", GaussianActor(info.obs_dim, info.act_dim, c.hidden,
-                                                             c.log_std_min, c.log_std_max))
-        self.critic = self.add_network("critic", QEnsemble(info.obs_dim, info.act_dim, c.hidden, 2),
-                                       target=True)
+        self.actor = self.add_network("actor", self.make_actor(GaussianActor, log_std_min=c.log_std_min,
+                                                               log_std_max=c.log_std_max))
+        self.critic = self.add_network("critic", self.make_critic(), target=True)
         self.critic_target = self.networks["critic_target"]
         self.temperature = self.add_network("temperature", Temperature(c.init_alpha))
-        self.actor_opt = self.add_optimizer("actor", self.actor.parameters(), c.actor_lr, c.weight_decay)
-        self.critic_opt = self.add_optimizer("critic", self.critic.parameters(), c.critic_lr, c.weight_decay)
-        self.alpha_opt = self.add_optimizer("temperature", self.temperature.parameters(), c.alpha_lr)
+        self.actor_opt = self.add_optimizer("actor", self.actor.parameters(), c.actor_lr)
+        self.critic_opt = self.add_optimizer("critic", self.critic.parameters(), c.critic_lr)
+        self.alpha_opt = self.add_optimizer("temperature", self.temperature.parameters(), c.alpha_lr, 0.0)
         self._targets = self.target_pairs("critic")
         self.gamma, self.tau = c.gamma, c.tau
-        self.target_entropy = float(-info.act_dim if c.target_entropy is None else c.target_entropy)
+        self.target_entropy = float(-c.target_entropy_scale * info.act_dim if c.target_entropy is None
+                                    else c.target_entropy)
 
     @property
     def policy(self) -> GaussianActor:

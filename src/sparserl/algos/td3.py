@@ -16,7 +16,7 @@ from sparserl.algos.base import Agent, twin_mse
 from sparserl.algos.nstep import TDWindow, td_window
 from sparserl.config import Config
 from sparserl.envs import EnvInfo
-from sparserl.nets import DeterministicActor, QEnsemble
+from sparserl.nets import DeterministicActor
 from sparserl.replay import Batch
 
 
@@ -26,14 +26,12 @@ class TD3(Agent):
     def __init__(self, info: EnvInfo, config: Config):
         super().__init__(info, config)
         c = config
-        self.actor = self.add_network("actor", DeterministicActor(info.obs_dim, info.act_dim, c.hidden),
-                                      target=True)
-        self.critic = self.add_network("critic", QEnsemble(info.obs_dim, info.act_dim, c.hidden, 2),
-                                       target=True)
+        self.actor = self.add_network("actor", self.make_actor(DeterministicActor), target=True)
+        self.critic = self.add_network("critic", self.make_critic(), target=True)
         self.actor_target = self.networks["actor_target"]
         self.critic_target = self.networks["critic_target"]
-        self.actor_opt = self.add_optimizer("actor", self.actor.parameters(), c.actor_lr, c.weight_decay)
-        self.critic_opt = self.add_optimizer("critic", self.critic.parameters(), c.critic_lr, c.weight_decay)
+        self.actor_opt = self.add_optimizer("actor", self.actor.parameters(), c.actor_lr)
+        self.critic_opt = self.add_optimizer("critic", self.critic.parameters(), c.critic_lr)
         self._targets = self.target_pairs("actor", "critic")
         self.gamma, self.tau, self.policy_delay = c.gamma, c.tau, c.policy_delay
         self.policy_noise, self.noise_clip, self.exploration_noise = c.policy_noise, c.noise_clip, \

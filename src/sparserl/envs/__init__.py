@@ -66,11 +66,31 @@ def check_env_id(env_id: str) -> None:
     raise EnvError(f"unknown environment id {env_id!r}.{did_you_mean}{extra}")
 
 
-def make_env(env_id: str, seed: int | None = None, **kwargs) -> gym.Env:
-    """Build `env_id` with flat float32 observations and actions rescaled to [-1, 1].
+class ActionRepeat(gym.Wrapper):
+    """Repeat each action `repeat` times, summing the rewards; stops early when the episode ends."""
+
+    def __init__(self, env: gym.Env, repeat: int):
+        super().__init__(env)
+        self.repeat = repeat
+
+    def step(self, action):
+        total = 0.0
+        for _ in range(self.repeat):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            total += float(reward)
+            if terminated or truncated:
+                break
+        return obs, total, terminated, truncated, info
+
+
+def make_env(env_id: str, seed: int | None = None, action_repeat: int = 1, **kwargs) -> gym.Env:
+    """Build `env_id` with flat float32 observations and actions rescaled to [-1, 1], each action
+    repeated `action_repeat` times.
 
     If `seed` is given the environment is reset once with it and its action space is seeded.
     """
+    if action_repeat < 1:
+        raise EnvError(f"action_repeat must be >= 1, got {action_repeat}")
     check_env_id(env_id)
     env = gym.make(env_id, **kwargs)
     if isinstance(env.observation_space, gym.spaces.Dict):
@@ -92,6 +112,8 @@ def make_env(env_id: str, seed: int | None = None, **kwargs) -> gym.Env:
         box = env.observation_space
         space = gym.spaces.Box(box.low.astype(np.float32), box.high.astype(np.float32), dtype=np.float32)
         env = gym.wrappers.TransformObservation(env, lambda obs: np.asarray(obs, dtype=np.float32), space)
+    if action_repeat > 1:
+        env = ActionRepeat(env, action_repeat)
     if seed is not None:
         env.reset(seed=seed)
         env.action_space.seed(seed)

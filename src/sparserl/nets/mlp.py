@@ -113,17 +113,30 @@ def mlp(in_dim: int, out_dim: int, hidden: tuple[int, ...]) -> MLP:
 
 
 class QEnsemble(nn.Module):
-    """E independent Q(s, a) networks evaluated together; forward returns (E, B)."""
+    """E independent Q(s, a) networks evaluated together; forward returns (E, B).
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], ensemble_size: int = 2):
+    The body is a ReLU MLP of EnsembleLinear layers (`hidden` widths), or a SimBa/BroNet body given
+    as `body` (a ResidualBody with E members and one output). `obs_norm`, a RunningNorm shared with
+    the actor, normalises observations first.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], ensemble_size: int = 2,
+                 body: nn.Module | None = None, obs_norm: nn.Module | None = None):
         super().__init__()
-        sizes = (obs_dim + act_dim, *hidden, 1)
-        self.layers = nn.ModuleList(
-            EnsembleLinear(i, o, ensemble_size) for i, o in zip(sizes[:-1], sizes[1:]))
+        self.body, self.obs_norm = body, obs_norm
+        if body is None:
+            sizes = (obs_dim + act_dim, *hidden, 1)
+            self.layers = nn.ModuleList(
+                EnsembleLinear(i, o, ensemble_size) for i, o in zip(sizes[:-1], sizes[1:]))
+
+    def _input(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return torch.cat((obs if self.obs_norm is None else self.obs_norm(obs), action), dim=-1)
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor, detach: bool = False,
                 member: int | None = None) -> torch.Tensor:
-        x = torch.cat((obs, action), dim=-1)
+        x = self._input(obs, action)
+        if self.body is not None:
+            return self.body(x, detach=detach, member=member).squeeze(-1)
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             x = layer(x, detach=detach, member=member)
@@ -133,16 +146,55 @@ class QEnsemble(nn.Module):
 
     def hidden(self, obs: torch.Tensor, action: torch.Tensor, point: str = "post") -> list[torch.Tensor]:
         """Hidden layers' outputs, (E, B, width) each, after ReLU ("post") or before it ("pre")."""
-        return _hidden(self.layers, lambda layer, h: layer(h), torch.cat((obs, action), dim=-1), point)
+        x = self._input(obs, action)
+        if self.body is not None:
+            return self.body.hidden(x, point)
+        return _hidden(self.layers, lambda layer, h: layer(h), x, point)
+
+
+class Body(nn.Module):
+    """An actor's body: optional running observation normalisation, then a ReLU MLP (`hidden`) or a
+    SimBa/BroNet body (`network`, `width`, `blocks`), mapping (B, obs) to (B, out)."""
+
+    def __init__(self, obs_dim: int, out_dim: int, hidden: tuple[int, ...], network: str = "mlp",
+                 width: int = 128, blocks: int = 1, obs_norm: bool | nn.Module = False):
+        super().__init__()
+        from sparserl.nets.simba import ResidualBody, RunningNorm
+
+        self.obs_norm = obs_norm if isinstance(obs_norm, nn.Module) else RunningNorm(obs_dim) if obs_norm else None
+        self.residual = network != "mlp"
+        self.net = ResidualBody(obs_dim, out_dim, width, blocks, 1, network) if self.residual else \
+            mlp(obs_dim, out_dim, hidden)
+
+    def _input(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs if self.obs_norm is None else self.obs_norm(obs)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        out = self.net(self._input(obs))
+        return out[0] if self.residual else out
+
+    def hidden(self, obs: torch.Tensor, point: str = "post") -> list[torch.Tensor]:
+        layers = self.net.hidden(self._input(obs), point)
+        return [h[0] for h in layers] if self.residual else layers
+
+
+def _body_kwargs(obs_dim, act_dim, hidden, network, width, blocks, obs_norm) -> dict:
+    return {"obs_dim": obs_dim, "act_dim": act_dim, "hidden": list(hidden), "network": network, "width": width,
+            "blocks": blocks, "obs_norm": bool(obs_norm)}
 
 
 class DeterministicActor(nn.Module):
-    """TD3 actor: tanh(MLP(s)), actions in [-1, 1]."""
+    """TD3 actor: tanh(body(s)), actions in [-1, 1]."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...]):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], network: str = "mlp",
+                 width: int = 128, blocks: int = 1, obs_norm: bool | nn.Module = False):
         super().__init__()
-        self.init_kwargs = {"obs_dim": obs_dim, "act_dim": act_dim, "hidden": list(hidden)}
-        self.net = mlp(obs_dim, act_dim, hidden)
+        self.init_kwargs = _body_kwargs(obs_dim, act_dim, hidden, network, width, blocks, obs_norm)
+        self.net = Body(obs_dim, act_dim, hidden, network, width, blocks, obs_norm)
+
+    @property
+    def obs_norm(self) -> nn.Module | None:
+        return self.net.obs_norm
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.net(obs))
@@ -155,12 +207,17 @@ class GaussianActor(nn.Module):
     """SAC actor: tanh-squashed Gaussian with state-dependent mean and clamped log-std."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...],
-                 log_std_min: float = -20.0, log_std_max: float = 2.0):
+                 log_std_min: float = -20.0, log_std_max: float = 2.0, network: str = "mlp",
+                 width: int = 128, blocks: int = 1, obs_norm: bool | nn.Module = False):
         super().__init__()
-        self.init_kwargs = {"obs_dim": obs_dim, "act_dim": act_dim, "hidden": list(hidden),
+        self.init_kwargs = {**_body_kwargs(obs_dim, act_dim, hidden, network, width, blocks, obs_norm),
                             "log_std_min": log_std_min, "log_std_max": log_std_max}
-        self.net = mlp(obs_dim, 2 * act_dim, hidden)
+        self.net = Body(obs_dim, 2 * act_dim, hidden, network, width, blocks, obs_norm)
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    @property
+    def obs_norm(self) -> nn.Module | None:
+        return self.net.obs_norm
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """The deterministic (mean) action tanh(mu), used for evaluation."""

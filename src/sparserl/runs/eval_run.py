@@ -24,7 +24,7 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None, seed: int | N
         raise ConfigError(f"episodes must be a positive integer, got {episodes}")
     if seed is None:
         seed = config.eval_seed if config.eval_seed is not None else config.seed + 100
-    env = make_env(config.env)
+    env = make_env(config.env, action_repeat=config.action_repeat)
     try:
         return evaluate(policy.act, env, episodes, seed), int(policy.meta.get("step", -1))
     finally:

@@ -53,7 +53,7 @@ from sparserl.runs.metrics import RUN_COLUMNS, MetricsLog, read_metrics
 from sparserl.runs.policy import POLICY_FILE, save_policy
 from sparserl.runs.progress import RunConsole
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: actors hold their body as `net.net` (SimBa support)
 
 
 @dataclass
@@ -102,8 +102,8 @@ class Trainer:
         torch.manual_seed(c.seed)
         random.seed(c.seed)
         self.rng = np.random.default_rng(c.seed)  # warm-up actions
-        self.env = make_env(c.env)
-        self.eval_env = make_env(c.env)
+        self.env = make_env(c.env, action_repeat=c.action_repeat)
+        self.eval_env = make_env(c.env, action_repeat=c.action_repeat)
         self.info = env_info(self.env)
         self.agent = make_agent(self.info, c)
         self.sparsifier = None
@@ -238,6 +238,7 @@ class Trainer:
         env, agent, buffer = self.env, self.agent, self.buffer
         act, update, sample, add = agent.act, agent.update, buffer.sample, buffer.add
         capacity = self.capacity
+        observe = agent.observe if agent.obs_norm is not None else (lambda _: None)
         total, start_steps, batch_size, utd = c.total_steps, c.start_steps, c.batch_size, c.updates_per_step
         eval_every, act_dim = c.eval_every, self.info.act_dim
         obs = self._reset()
@@ -245,6 +246,7 @@ class Trainer:
         step = self.step
         pending_checkpoint = False
         while step < total:
+            observe(obs)
             if step < start_steps:
                 action = self.rng.uniform(-1.0, 1.0, act_dim).astype(np.float32)
                 policy_action = action

@@ -1,0 +1,130 @@
+"""SimBa and BroNet bodies: parameter counts by the reference formula, independent ensemble members,
+running observation statistics, and every sparsity method on them (norms and biases dense)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sparserl.algos import SAC, TD3
+from sparserl.config import Config
+from sparserl.envs import EnvInfo
+from sparserl.nets import GaussianActor, QEnsemble
+from sparserl.nets.simba import ResidualBody, RunningNorm
+from sparserl.sparsity import Sparsifier, SparsityConfig
+
+
+def simba_parameters(d_in: int, h: int, blocks: int, outputs: int) -> int:
+    """Ma et al.'s formula: (d_in + 1) h + N (8 h^2 + 7 h) + 2 h + (h + 1) out."""
+    return (d_in + 1) * h + blocks * (8 * h * h + 7 * h) + 2 * h + (h + 1) * outputs
+
+
+def count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_humanoid_default_sizes():
+    actor = GaussianActor(67, 21, (256, 256), network="simba", width=128, blocks=1, obs_norm=True)
+    critic = QEnsemble(67, 21, (), 1, body=ResidualBody(67 + 21, 1, 512, 2, members=1))
+    assert count(actor) == 146_346
+    assert count(critic) == 4_248_577
+
+
+@settings(max_examples=25, deadline=None)
+@given(d_in=st.integers(1, 40), h=st.integers(1, 48), blocks=st.integers(1, 3), outputs=st.integers(1, 8))
+def test_simba_parameter_count_formula(d_in, h, blocks, outputs):
+    assert count(ResidualBody(d_in, outputs, h, blocks)) == simba_parameters(d_in, h, blocks, outputs)
+
+
+def test_bronet_parameter_count():
+    d_in, h, blocks, out = 10, 16, 2, 3
+    expected = (d_in + 1) * h + 2 * h + blocks * (2 * (h * h + h) + 4 * h) + (h + 1) * out
+    assert count(ResidualBody(d_in, out, h, blocks, kind="bronet")) == expected
+
+
+@pytest.mark.parametrize("kind", ["simba", "bronet"])
+def test_ensemble_members_are_independent_networks(kind):
+    torch.manual_seed(0)
+    body = ResidualBody(6, 2, 16, 2, members=3, kind=kind)
+    for p in body.parameters():  # distinct norms too, not just the initial ones
+        p.data.add_(0.1 * torch.randn_like(p))
+    x = torch.randn(5, 6)
+    out = body(x)
+    assert out.shape == (3, 5, 2)
+    for m in range(3):
+        torch.testing.assert_close(body(x, member=m)[0], out[m])
+    changed = ResidualBody(6, 2, 16, 2, members=3, kind=kind)
+    changed.load_state_dict(body.state_dict())
+    with torch.no_grad():
+        changed.blocks[0]["fc1"].weight[1].add_(torch.randn(changed.blocks[0]["fc1"].weight[1].shape))
+    after = changed(x)
+    torch.testing.assert_close(after[0], out[0])
+    torch.testing.assert_close(after[2], out[2])
+    assert not torch.allclose(after[1], out[1])
+
+
+@settings(max_examples=30, deadline=None)
+@given(chunks=st.lists(st.integers(1, 20), min_size=1, max_size=6), seed=st.integers(0, 1000))
+def test_running_norm_matches_the_statistics_of_everything_seen(chunks, seed):
+    rng = np.random.default_rng(seed)
+    norm = RunningNorm(3)
+    seen = []
+    for size in chunks:
+        x = rng.normal(2.0, 3.0, size=(size, 3))
+        norm.update(torch.as_tensor(x, dtype=torch.float32))
+        seen.append(x)
+    data = np.concatenate(seen)
+    prior = 1e-4  # the initial pseudo-count at mean 0, variance 1
+    n = len(data)
+    mean = data.sum(0) / (n + prior)
+    var = (data.var(0) * n + prior * 1.0 + (data.mean(0) ** 2) * n * prior / (n + prior)) / (n + prior)
+    np.testing.assert_allclose(norm.mean.numpy(), mean, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(norm.var.numpy(), var, rtol=1e-4)
+    x = torch.randn(4, 3)
+    torch.testing.assert_close(norm(x), (x - norm.mean) / torch.sqrt(norm.var + 1e-8))
+
+
+@pytest.mark.parametrize("algo", [TD3, SAC])
+def test_agents_share_observation_statistics_with_their_targets(algo):
+    info = EnvInfo("test", obs_dim=5, act_dim=2, max_episode_steps=None)
+    config = Config(algo=algo.__name__.lower(), network="simba", actor_width=16, critic_width=32, critic_blocks=1,
+                    critics=1, obs_norm=True)
+    agent = algo(info, config)
+    norms = {id(m) for net in agent.networks.values() for m in net.modules() if isinstance(m, RunningNorm)}
+    assert norms == {id(agent.obs_norm)}
+    agent.observe(np.full(5, 3.0, np.float32))
+    assert agent.networks["critic_target"].obs_norm.mean[0] > 0  # the target sees the update
+    q = agent.critic(torch.randn(4, 5), torch.zeros(4, 2))
+    assert q.shape == (1, 4)
+
+
+@pytest.mark.parametrize("method", ["static", "rigl", "set", "gmp", "nm:2:4"])
+def test_every_sparsity_method_runs_on_simba_with_norms_and_biases_dense(method):
+    info = EnvInfo("test", obs_dim=8, act_dim=4, max_episode_steps=None)
+    sparsity = SparsityConfig(method=method, budget_scope="all" if method == "static" else "weights",
+                              **({} if method.startswith("nm") else {"actor_sparsity": 0.8, "critic_sparsity": 0.8}))
+    config = Config(algo="sac", network="simba", actor_width=16, critic_width=32, critic_blocks=2, critics=2,
+                    obs_norm=True, batch_size=16, sparsity=sparsity)
+    agent = SAC(info, config)
+    sparsifier = Sparsifier(sparsity, seed=0)
+    agent.attach_sparsity(sparsifier, 100)
+    from sparserl.replay import ReplayBuffer
+
+    buffer = ReplayBuffer(8, 4, 100, seed=0)
+    for _ in range(40):
+        buffer.add(np.random.randn(8).astype(np.float32), np.random.uniform(-1, 1, 4).astype(np.float32), 1.0,
+                   np.random.randn(8).astype(np.float32), False, False, np.zeros(4, np.float32))
+    for _ in range(5):
+        agent.update(buffer.sample(16))
+    masked = {id(p) for group in sparsifier.groups.values() for p in group.params}
+    for name in ("actor", "critic"):
+        for pname, p in agent.networks[name].named_parameters():
+            if pname.endswith("bias") or "norm" in pname:  # biases and LayerNorm parameters stay dense
+                assert id(p) not in masked, pname
+        weights = [p for p in agent.networks[name].parameters() if id(p) in masked]
+        assert weights, f"{name}: no sparse layer"
+        zero = sum(int((p == 0).sum()) for p in weights) / sum(p.numel() for p in weights)
+        assert zero > 0.45 or method == "gmp"  # GMP only starts pruning at 20 % of training
