@@ -58,3 +58,45 @@ def test_episode_seeds_are_stable_and_distinct():
     assert len(set(seeds)) == 100
     assert seeds == [episode_seed(0, k) for k in range(100)]
     assert episode_seed(1, 0) != episode_seed(0, 0)
+
+
+@pytest.mark.parametrize("task", ["humanoid-stand", "humanoid-walk", "humanoid-run", "dog-stand", "dog-walk",
+                                  "dog-trot", "dog-run"])
+def test_the_scaling_benchmark_tasks_are_known(task):
+    check_env_id(f"dm_control/{task}-v0")
+
+
+def test_a_misspelt_dmc_task_gets_close_names():
+    with pytest.raises(EnvError, match=r"Did you mean: .*dm_control/humanoid-run-v0"):
+        check_env_id("dm_control/humanoid-rnu-v0")
+
+
+def test_dmc_without_the_extra_says_how_to_install_it(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_shimmy(name, *args, **kwargs):
+        if name == "shimmy":
+            raise ImportError("No module named 'shimmy'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_shimmy)
+    with pytest.raises(EnvError, match=r"need the dmc extra: pip install 'sparserl\[dmc\]'"):
+        check_env_id("dm_control/humanoid-run-v0")
+
+
+def test_action_repeat_sums_rewards_and_stops_at_the_episode_end():
+    plain, repeated = make_env("Pendulum-v1", seed=3), make_env("Pendulum-v1", seed=3, action_repeat=3)
+    action = np.array([0.5], np.float32)
+    total = sum(plain.step(action)[1] for _ in range(3))
+    assert repeated.step(action)[1] == pytest.approx(total)
+    steps = 0
+    while True:
+        steps += 1
+        _, _, terminated, truncated, _ = repeated.step(action)
+        if terminated or truncated:
+            break
+    assert steps == (200 - 3) // 3 + 1  # 200-step episodes: the last decision covers the remaining 2 steps
+    with pytest.raises(EnvError, match="action_repeat must be >= 1, got 0"):
+        make_env("Pendulum-v1", action_repeat=0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from sparserl.algos import make_agent
 from sparserl.config import Config, list_presets, load_preset, preset_envs, preset_header
@@ -116,3 +117,18 @@ def test_presets_are_overridden_field_by_field():
     values = load_preset("rlx2-td3", "Ant-v5")
     config = Config(**values).replace(total_steps=50_000)
     assert (config.env, config.total_steps, config.sparsity.actor_sparsity) == ("Ant-v5", 50_000, 0.96)
+
+
+def test_scaling_simba_builds_the_default_humanoid_networks_at_80_percent_of_all_parameters():
+    config = Config(**load_preset("scaling-simba")).validate()
+    assert config.env == "dm_control/humanoid-run-v0" and config.action_repeat == 2 and config.critics == 1
+    agent, report = built(config)
+    pruned = {line.network: 0 for line in report.layers}
+    for line in report.layers:
+        pruned[line.network] += line.total - line.kept
+    for name, expected in (("actor", 146_346), ("critic", 4_248_577)):
+        assert sum(p.numel() for p in agent.networks[name].parameters()) == expected
+        assert pruned[name] / expected == pytest.approx(0.8, abs=0.002), name  # norms and biases count too
+    critic, target = agent.networks["critic"], agent.networks["critic_target"]
+    for p, t in zip(critic.parameters(), target.parameters()):
+        assert torch.equal(p == 0, t == 0) or p.dim() < 2  # the target shares the masks
