@@ -1,0 +1,125 @@
+"""Scaling reports: final return and plasticity diagnostics against network size, per sparsity level.
+
+For every environment, sparsity level and network size (the dense parameter count of actor and
+critics): the score (mean of each run's last K evaluations, then mean ± std over seeds), the
+parameters left after pruning, and the mean over seeds of the last logged diagnostics (critic and
+actor srank, dormant ratio at tau = 0.1, critic parameter and gradient norms). Written as
+scaling.md, scaling.csv and one scaling_<env>.png with return, srank and dormant ratio against
+parameter count (log scale), a line per sparsity level.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sparserl.algos import make_agent
+from sparserl.envs import EnvInfo
+from sparserl.runs.metrics import read_metrics
+from sparserl.studies.report import RunData, _slug, collect_runs
+
+DIAGNOSTICS = ("diag_critic_srank", "diag_actor_srank", "diag_critic_dormant_0.1", "diag_actor_dormant_0.1",
+               "diag_critic_param_norm", "diag_critic_grad_norm")
+
+
+def parameter_counts(run: RunData) -> tuple[int, int]:
+    """(parameters of actor and critics, of which pruned) of a run."""
+    env = json.loads((run.path / "run.json").read_text())["env"]
+    info = EnvInfo(env["id"], env["obs_dim"], env["act_dim"], env["max_episode_steps"])
+    agent = make_agent(info, run.config)
+    total = sum(p.numel() for name in ("actor", "critic") for p in agent.networks[name].parameters())
+    pruned = 0
+    if run.sparsity:
+        pruned = sum(line["total"] - line["kept"] for line in run.sparsity["layers"])
+    return total, pruned
+
+
+def last_diagnostics(run: RunData) -> dict[str, float]:
+    rows = read_metrics(run.path / "metrics.csv")
+    out = {}
+    for name in DIAGNOSTICS:
+        values = [r[name] for r in rows if not math.isnan(r.get(name, math.nan))]
+        out[name] = values[-1] if values else math.nan
+    return out
+
+
+@dataclass
+class ScalingReport:
+    rows: list[dict]
+
+    def markdown(self) -> str:
+        out = ["| env | sparsity | parameters | after pruning | seeds | score (mean ± std) | critic srank | "
+               "critic dormant (τ 0.1) | actor srank | critic grad norm |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in self.rows:
+            out.append(f"| {r['env']} | {r['sparsity']:g} | {r['parameters']:,} | {r['nonzero']:,} | {r['seeds']} | "
+                       f"{r['score_mean']:.1f} ± {r['score_std']:.1f} | {r['diag_critic_srank']:.1f} | "
+                       f"{r['diag_critic_dormant_0.1']:.3f} | {r['diag_actor_srank']:.1f} | "
+                       f"{r['diag_critic_grad_norm']:.3g} |")
+        return "\n".join(out) + "\n"
+
+    def write(self, folder: str | Path) -> list[Path]:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "scaling.md").write_text(self.markdown())
+        with open(folder / "scaling.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(self.rows[0]))
+            writer.writeheader()
+            writer.writerows(self.rows)
+        return [folder / "scaling.md", folder / "scaling.csv", *self.plot(folder)]
+
+    def plot(self, folder: Path) -> list[Path]:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        paths = []
+        panels = (("score_mean", "score_std", "final return"), ("diag_critic_srank", None, "critic srank (δ 0.01)"),
+                  ("diag_critic_dormant_0.1", None, "critic dormant ratio (τ 0.1)"))
+        for env in sorted({r["env"] for r in self.rows}):
+            fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), dpi=120)
+            for level in sorted({r["sparsity"] for r in self.rows if r["env"] == env}):
+                rows = sorted((r for r in self.rows if r["env"] == env and r["sparsity"] == level),
+                              key=lambda r: r["parameters"])
+                x = [r["parameters"] for r in rows]
+                for ax, (key, err, title) in zip(axes, panels):
+                    ax.errorbar(x, [r[key] for r in rows], yerr=[r[err] for r in rows] if err else None,
+                                marker="o", capsize=3, label="dense" if level == 0 else f"sparsity {level:g}")
+                    ax.set_title(title, fontsize=10)
+            for ax in axes:
+                ax.set_xscale("log")
+                ax.set_xlabel("parameters (actor + critic, before pruning)")
+                ax.grid(alpha=0.3)
+            axes[0].legend(fontsize=8, frameon=False)
+            fig.suptitle(f"{env}: scaling with and without sparsity (mean over seeds)", fontsize=11)
+            fig.tight_layout()
+            path = folder / f"scaling_{_slug(env)}.png"
+            fig.savefig(path)
+            plt.close(fig)
+            paths.append(path)
+        return paths
+
+
+def build_scaling_report(dirs: list[str | Path], last_k: int | None = None) -> ScalingReport:
+    groups: dict[tuple, list] = {}
+    for run in collect_runs(dirs):
+        level = run.config.sparsity.default("critic_sparsity") if run.config.sparsity.enabled else 0.0
+        total, pruned = parameter_counts(run)
+        groups.setdefault((run.env, level, total), []).append((run, pruned))
+    rows = []
+    for (env, level, total), members in sorted(groups.items()):
+        scores = np.array([run.score(last_k) for run, _ in members])
+        diagnostics = [last_diagnostics(run) for run, _ in members]
+        row = {"env": env, "sparsity": level, "parameters": total,
+               "nonzero": total - int(np.mean([p for _, p in members])), "seeds": len(members),
+               "score_mean": float(scores.mean()), "score_std": float(scores.std())}
+        for name in DIAGNOSTICS:
+            values = [d[name] for d in diagnostics if not math.isnan(d[name])]
+            row[name] = float(np.mean(values)) if values else math.nan
+        rows.append(row)
+    return ScalingReport(rows)
