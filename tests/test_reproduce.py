@@ -67,3 +67,15 @@ def test_compressed_schedules_stay_valid(total, start, delay, interval):
     assert (small.delay_nstep == 0) == (delay == 0)
     assert 1 <= small.buffer_min_size <= small.buffer_size
     small.validate()
+
+
+def test_scaling_small_is_a_width_grid_of_dense_and_sparse_simba_on_a_cheap_task():
+    plans = expand(reproduction_spec("scaling", "small"))
+    assert len(plans) == 3 * 4
+    configs = [p.config for p in plans]
+    assert {c.env for c in configs} == {"dm_control/cartpole-swingup-v0"}
+    assert {c.critic_width for c in configs} == {64, 128, 256} and {c.network for c in configs} == {"simba"}
+    levels = {c.sparsity.critic_sparsity if c.sparsity.enabled else 0.0 for c in configs}
+    assert levels == {0.0, 0.5, 0.8, 0.9}
+    assert all(c.sparsity.method in ("dense", "static") and c.total_steps == 8_000 for c in configs)
+    assert all(c.sparsity.budget_scope == "all" for c in configs if c.sparsity.enabled)

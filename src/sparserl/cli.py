@@ -6,7 +6,7 @@
     sparserl sweep SPEC.yaml [--backend local|ray] [--workers N] [--address auto]
     sparserl sweep --preset NAME --axis KEY=V1,V2 ... --name NAME
     sparserl report DIR... [--out DIR] [--last-k K] [--baseline LABEL] [--label-by KEY,...]
-    sparserl reproduce {rnm-td3,rlx2-td3,rlx2-sac} [--budget small|medium|paper] [--env ENV ...] [--seeds N]
+    sparserl reproduce {rnm-td3,rlx2-td3,rlx2-sac,scaling} [--budget small|medium|paper] [--env ENV ...] [--seeds N]
     sparserl presets
 
 Flags of `train` are generated from sparserl.config.Config (its field docstrings are the help).
@@ -235,7 +235,7 @@ class ReproduceArgs:
     """Run a paper's comparison at a CPU-sized budget and print its table normalised to dense."""
 
     paper: tyro.conf.Positional[str]
-    """rnm-td3, rlx2-td3 or rlx2-sac."""
+    """rnm-td3, rlx2-td3, rlx2-sac or scaling."""
     budget: Literal["small", "medium", "paper"] = "small"
     """small: 20k steps, 3 seeds, one task; medium: 200k steps, 5 seeds, two tasks; paper: the paper's."""
     env: tuple[str, ...] = ()
@@ -276,7 +276,11 @@ def cmd_reproduce(argv: list[str]) -> int:
     start = time.perf_counter()
     result = run_sweep(spec, backend=args.backend, workers=args.workers, address=args.address,
                        log=lambda text: _console.print(text, markup=False))
-    report = build_report([spec.output_dir])
+    if REPRODUCTIONS[args.paper].report == "scaling":
+        from sparserl.studies.scaling import build_scaling_report
+        report = build_scaling_report([spec.output_dir])
+    else:
+        report = build_report([spec.output_dir])
     written = report.write(spec.output_dir / "report")
     _console.print(report.markdown(), markup=False)
     _console.print(f"wall time {time.perf_counter() - start:,.0f} s; written: "

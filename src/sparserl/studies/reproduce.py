@@ -53,6 +53,10 @@ class Reproduction:
     """The paper's seed count."""
     preset: str | None = None
     base: dict[str, Any] = field(default_factory=dict)
+    budget_changes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per budget: axes, tasks or base settings that replace the paper's (e.g. a smaller width grid)."""
+    report: str = "normalised"
+    """normalised (to dense, per task) or scaling (against network size)."""
 
 
 REPRODUCTIONS = {
@@ -71,6 +75,28 @@ REPRODUCTIONS = {
 }
 
 
+def _sparsity(level: float) -> str | dict[str, Any]:
+    return "dense" if level == 0 else {"method": "static", "actor_sparsity": level, "critic_sparsity": level}
+
+
+REPRODUCTIONS["scaling"] = Reproduction(
+    "Scaling (Ma et al. 2025): dense and one-shot sparse SAC-SimBa over a grid of critic sizes",
+    preset="scaling-simba",
+    axes={"critic_width": [256, 512, 1024], "critic_blocks": [2, 4],
+          "sparsity": [_sparsity(s) for s in (0, 0.5, 0.8, 0.9)]},
+    envs=["dm_control/humanoid-walk-v0", "dm_control/dog-run-v0", "dm_control/humanoid-run-v0",
+          "dm_control/dog-walk-v0"], seeds=5, report="scaling",
+    budget_changes={
+        # a cheap DMC task and widths a CPU trains in minutes; one block, actor 64
+        "small": {"envs": ["dm_control/cartpole-swingup-v0"], "steps": (8_000, 2_000), "seeds": 1,
+                  "axes": {"critic_width": [64, 128, 256], "sparsity": [_sparsity(s) for s in (0, 0.5, 0.8, 0.9)]},
+                  "base": {"actor_width": 64, "critic_blocks": 1, "diagnostics_every": 2_500}},
+        "medium": {"envs": ["dm_control/cheetah-run-v0"],
+                   "axes": {"critic_width": [128, 256, 512], "sparsity": [_sparsity(s) for s in (0, 0.5, 0.8, 0.9)]},
+                   "seeds": 3},
+    })
+
+
 def reproduction_spec(paper: str, budget: str = "small", envs: list[str] | None = None, seeds: int | None = None,
                       output: str | None = None) -> SweepSpec:
     """The sweep spec of `paper`'s comparison at `budget` (tasks and seed count may be overridden)."""
@@ -81,8 +107,11 @@ def reproduction_spec(paper: str, budget: str = "small", envs: list[str] | None 
     if seeds is not None and seeds < 1:
         raise ConfigError(f"seeds must be a positive integer, got {seeds}")
     r, b = REPRODUCTIONS[paper], BUDGETS[budget]
-    envs = envs or (r.envs[: b.tasks] if b.tasks else r.envs)
-    base = dict(r.base)
+    changes = r.budget_changes.get(budget, {})
+    envs = envs or changes.get("envs") or (r.envs[: b.tasks] if b.tasks else r.envs)
+    axes = changes.get("axes", r.axes)
+    seeds = seeds or changes.get("seeds") or b.seeds or r.seeds
+    base = {**r.base, **changes.get("base", {})}
     if b.eval_every:
         base.update(eval_every=b.eval_every, checkpoint_every=b.eval_every * 4)
     if b.score_window:
@@ -90,8 +119,9 @@ def reproduction_spec(paper: str, budget: str = "small", envs: list[str] | None 
     data: dict[str, Any] = {
         "name": f"reproduce-{paper}-{budget}",
         "preset": r.preset, "base": base,
-        "axes": {"env": list(envs), **r.axes, "seed": list(range(seeds or b.seeds or r.seeds))},
+        "axes": {"env": list(envs), **axes, "seed": list(range(seeds))},
         "threads": 1, "output": output}
-    if b.total_steps:
-        data["budget"] = {"total_steps": b.total_steps, "start_steps": b.start_steps}
+    total, start = changes.get("steps", (b.total_steps, b.start_steps))
+    if total:
+        data["budget"] = {"total_steps": total, "start_steps": start}
     return spec_from_dict(data, source=f"reproduction {paper} ({budget})")
