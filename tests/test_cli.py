@@ -36,6 +36,11 @@ BAD_INPUTS = [
      r"preset 'rlx2-td3' has no settings for Humanoid-v5; it has them for HalfCheetah-v5, Hopper-v5, "
      r"Walker2d-v5, Ant-v5"),
     (["--nstep", "0"], r"nstep must be an integer >= 1, got 0"),
+    (["--network", "simba", "--critic-width", "0"], r"critic_width must be an integer >= 1, got 0"),
+    (["--network", "simba", "--actor-blocks", "0"], r"actor_blocks must be an integer >= 1, got 0"),
+    (["--action-repeat", "0"], r"action_repeat must be an integer >= 1, got 0"),
+    (["--env", "dm_control/humanoid-rnu-v0"], r"Did you mean: .*dm_control/humanoid-run-v0"),
+    (["--diagnostics-every", "-1"], r"diagnostics_every must be an integer >= 0 \(0 = off\), got -1"),
     (["--delay-nstep", "-1"], r"delay_nstep must be an integer >= 0"),
     (["--dynamic-buffer", "--buffer-threshold", "0"], r"buffer_threshold must be a positive number, got 0.0"),
     (["--dynamic-buffer", "--buffer-min-size", "2000", "--buffer-size", "1000"],
@@ -126,6 +131,8 @@ SPARSITY_BAD_INPUTS = [
       "--distribution", "uniform"], r"actor: sparsity 0.99 cannot be met: the parts kept dense alone hold"),
     (["--sparsity", "static", "--actor-sparsity", "0.9999", "--distribution", "uniform"],
      r"actor: layer net.layers.\d.weight \(\d+x\d+\) would keep no weight"),
+    (["--network", "simba", "--sparsity", "static", "--actor-sparsity", "0.9999", "--distribution", "uniform"],
+     r"actor: layer net.net.\w+.weight \(\d+x\d+\) would keep no weight"),
 ]
 
 
