@@ -130,7 +130,7 @@ SPARSITY_BAD_INPUTS = [
     (["--sparsity", "static", "--actor-sparsity", "0.99", "--keep-first-dense", "--keep-last-dense",
       "--distribution", "uniform"], r"actor: sparsity 0.99 cannot be met: the parts kept dense alone hold"),
     (["--sparsity", "static", "--actor-sparsity", "0.9999", "--distribution", "uniform"],
-     r"actor: layer net.layers.\d.weight \(\d+x\d+\) would keep no weight"),
+     r"actor: layer net.net.layers.\d.weight \(\d+x\d+\) would keep no weight"),
     (["--network", "simba", "--sparsity", "static", "--actor-sparsity", "0.9999", "--distribution", "uniform"],
      r"actor: layer net.net.\w+.weight \(\d+x\d+\) would keep no weight"),
 ]
