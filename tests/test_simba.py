@@ -128,3 +128,23 @@ def test_every_sparsity_method_runs_on_simba_with_norms_and_biases_dense(method)
         assert weights, f"{name}: no sparse layer"
         zero = sum(int((p == 0).sum()) for p in weights) / sum(p.numel() for p in weights)
         assert zero > 0.45 or method == "gmp"  # GMP only starts pruning at 20 % of training
+
+
+def test_a_saved_simba_policy_with_observation_statistics_acts_like_the_trained_actor(tmp_path):
+    from sparserl import load_policy
+    from sparserl.runs.trainer import Trainer
+
+    config = Config(env="Pendulum-v1", algo="sac", network="simba", actor_width=16, critic_width=32, critic_blocks=1,
+                    obs_norm=True, action_repeat=2, total_steps=300, start_steps=100, batch_size=32,
+                    buffer_size=1000, eval_every=300, eval_episodes=1, checkpoint_every=10**9, threads=1,
+                    progress=False, tensorboard=False, run_dir=str(tmp_path / "run"))
+    trainer = Trainer(config, config.run_dir)
+    trainer.run()
+    actor = trainer.agent.policy
+    assert actor.obs_norm.count > 300  # the statistics moved with every acted observation
+    policy = load_policy(config.run_dir)
+    obs = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    with torch.no_grad():
+        expected = actor(torch.as_tensor(obs)).numpy()
+    for o, e in zip(obs, expected):
+        np.testing.assert_allclose(policy.act(o), e, atol=1e-6)
