@@ -122,3 +122,15 @@ def test_incompatible_runs_under_one_label_are_refused_and_label_by_splits_them(
         build_report([tmp_path], label_by=["critic_lr"])
     report = build_report([tmp_path], label_by=["critic_lr"], baseline="critic_lr=0.0003", reps=200)
     assert sorted(r["label"] for r in report.rows) == ["critic_lr=0.0003", "critic_lr=0.001"]
+
+
+def test_no_normalisation_while_dense_is_below_its_untrained_policy(tmp_path):
+    # HalfCheetah early in training: standing still (about -1) beats the first learned gaits
+    for seed in range(2):
+        make_run(tmp_path, f"dense-{seed}", "HalfCheetah-v5", seed, None, [-1, -300, -250, -200, -180, -170])
+        make_run(tmp_path, f"nm-{seed}", "HalfCheetah-v5", seed, SparsityConfig(method="nm:1:4"),
+                 [-1, -400, -380, -360, -350, -340])
+    report = build_report([tmp_path])
+    assert all(row["normalised"] is None and row["pct_of_dense"] is None for row in report.rows)
+    assert not report.iqm_rows
+    assert any("has not improved on its untrained policy" in note for note in report.notes)

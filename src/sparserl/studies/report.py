@@ -11,7 +11,8 @@ Per environment and label:
 - % of dense (RLx2's convention): 100 * score / dense score, when the dense score is positive;
 - normalised: (score - untrained) / (dense - untrained), where untrained and dense are the dense
   baseline's mean step-0 and final scores on that environment: 0 is an untrained policy, 1 the dense
-  agent, whatever the sign of the returns;
+  agent, whatever the sign of the returns (left out, with a note, while the dense agent has not yet
+  improved on its untrained policy);
 - model size, inference and training FLOPs relative to dense, from the runs' sparsity.json.
 
 Across environments, per label: the interquartile mean (IQM) of the normalised scores of all runs
@@ -260,6 +261,9 @@ def build_report(dirs: list[str | Path], last_k: int | None = None, baseline: st
             base_runs = groups[(env, base_label)]
             base = (float(np.mean([r.score(last_k) for r in base_runs])),
                     float(np.mean([r.returns[0] for r in base_runs])))
+            if base[0] <= base[1]:
+                notes.append(f"{env}: the dense baseline ({base[0]:.1f}) has not improved on its untrained policy "
+                             f"({base[1]:.1f}), so scores there are not normalised")
         else:
             notes.append(f"{env}: no dense baseline among the labels, so no normalised scores")
         curves[env] = {}
@@ -274,7 +278,7 @@ def build_report(dirs: list[str | Path], last_k: int | None = None, baseline: st
                 dense, untrained = base
                 if dense > 0:
                     row["pct_of_dense"] = 100.0 * row["score_mean"] / dense
-                if dense != untrained:
+                if dense > untrained:
                     per_run = (scores - untrained) / (dense - untrained)
                     row["normalised"] = float(per_run.mean())
                     normalised_by_label[label].append(per_run)
