@@ -23,17 +23,19 @@ _EXPORTS = {
     "resume": "sparserl.runs.trainer",
     "read_result": "sparserl.runs.trainer",
     "RunResult": "sparserl.runs.trainer",
-    "load_policy": "sparserl.runs.policy",
-    "Policy": "sparserl.runs.policy",
+    "load_policy": "sparserl.deploy",
+    "Policy": "sparserl.deploy",
+    "export_run": "sparserl.export",
     "evaluate_run": "sparserl.runs.eval_run",
     "make_env": "sparserl.envs",
 }
 
 if TYPE_CHECKING:
     from sparserl.config import Config, resolve_config
+    from sparserl.deploy import Policy, load_policy
     from sparserl.envs import make_env
+    from sparserl.export import export_run
     from sparserl.runs.eval_run import evaluate_run
-    from sparserl.runs.policy import Policy, load_policy
     from sparserl.runs.trainer import RunResult, read_result, resume, train
 
 
@@ -43,5 +45,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'sparserl' has no attribute {name!r}")
 
 
-__all__ = ["Config", "Policy", "RunResult", "__version__", "evaluate_run", "load_policy", "make_env", "read_result",
-           "resolve_config", "resume", "train"]
+__all__ = ["Config", "Policy", "RunResult", "__version__", "evaluate_run", "export_run", "load_policy", "make_env",
+           "read_result", "resolve_config", "resume", "train"]

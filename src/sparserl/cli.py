@@ -3,6 +3,8 @@
     sparserl train [--preset NAME] [--config FILE] [--<key> VALUE ...]
     sparserl train --resume RUN_DIR [--total-steps N] [--checkpoint FILE]
     sparserl eval RUN_DIR [--episodes N] [--seed S]
+    sparserl eval --policy FILE [--env ENV] [--episodes N] [--backend auto|dense|csr|nm]
+    sparserl export RUN_DIR --out policy.safetensors [--storage auto|dense|csr|nm]
     sparserl sweep SPEC.yaml [--backend local|ray] [--workers N] [--address auto]
     sparserl sweep --preset NAME --axis KEY=V1,V2 ... --name NAME
     sparserl report DIR... [--out DIR] [--last-k K] [--baseline LABEL] [--label-by KEY,...]
@@ -53,14 +55,32 @@ class TrainArgs:
 
 @dataclass
 class EvalArgs:
-    """Re-evaluate the saved policy of a run directory."""
+    """Re-evaluate the saved policy of a run directory, or an exported policy file (--policy)."""
+
+    run_dir: tyro.conf.Positional[Path | None] = None
+    """A run directory written by `sparserl train`."""
+    policy: Path | None = None
+    """An exported policy file (`sparserl export`) to evaluate instead of a run directory."""
+    env: str | None = None
+    """With --policy: the environment (default: the one the policy was trained on)."""
+    episodes: int | None = None
+    """Episodes to run (default: the run's eval_episodes; 10 with --policy)."""
+    seed: int | None = None
+    """Seed of the evaluation environment (default: the run's evaluation seed; 0 with --policy)."""
+    backend: Literal["auto", "dense", "csr", "nm", "semi_structured"] = "auto"
+    """Kernels of the sparse layers: auto measures and keeps the fastest per layer."""
+
+
+@dataclass
+class ExportArgs:
+    """Export a run's policy as a compact deployable file (actor only, sparse layers packed)."""
 
     run_dir: tyro.conf.Positional[Path]
     """A run directory written by `sparserl train`."""
-    episodes: int | None = None
-    """Episodes to run (default: the run's eval_episodes)."""
-    seed: int | None = None
-    """Seed of the evaluation environment (default: the run's evaluation seed)."""
+    out: Path = Path("policy.safetensors")
+    """Where to write the policy file."""
+    storage: Literal["auto", "dense", "csr", "nm"] = "auto"
+    """Weight storage: auto takes the smallest of dense, CSR and packed N:M per layer."""
 
 
 def _prescan(argv: list[str]) -> argparse.Namespace:
@@ -131,12 +151,34 @@ def cmd_train(argv: list[str]) -> int:
 
 
 def cmd_eval(argv: list[str]) -> int:
-    from sparserl.runs.eval_run import evaluate_run
+    from sparserl.runs.eval_run import evaluate_policy_file, evaluate_run
 
     args = tyro.cli(EvalArgs, args=argv, prog="sparserl eval")
-    result, step = evaluate_run(args.run_dir, args.episodes, args.seed)
+    if (args.run_dir is None) == (args.policy is None):
+        raise ConfigError("give either a run directory or --policy FILE (exactly one)")
+    if args.policy is not None:
+        result, source = evaluate_policy_file(args.policy, args.env, args.episodes or 10, args.seed or 0,
+                                              args.backend)
+        origin = f" (trained on {source.get('env')}, step {source.get('step', '?'):,})" if source.get("env") else ""
+        _console.print(f"Evaluation of {args.policy}{origin}: {result}")
+        return 0
+    if args.env is not None:
+        raise ConfigError("--env applies to --policy files; a run directory is evaluated on its own environment")
+    result, step = evaluate_run(args.run_dir, args.episodes, args.seed, args.backend)
     at = f" (policy saved at step {step:,})" if step >= 0 else ""
     _console.print(f"Evaluation of {args.run_dir}{at}: {result}")
+    return 0
+
+
+def cmd_export(argv: list[str]) -> int:
+    from sparserl.export import export_run
+
+    args = tyro.cli(ExportArgs, args=argv, prog="sparserl export")
+    header = export_run(args.run_dir, args.out, args.storage)
+    dense_bytes = sum(4 * e["shape"][0] * e["shape"][1] for e in header["layers"].values())
+    stored = ", ".join(f"{n} {e['storage']}" for n, e in header["layers"].items())
+    _console.print(f"Wrote {args.out} ({args.out.stat().st_size:,} bytes; weights dense would be {dense_bytes:,}): "
+                   f"{stored}", markup=False)
     return 0
 
 
@@ -301,12 +343,13 @@ def cmd_presets(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sweep": cmd_sweep, "report": cmd_report,
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "sweep": cmd_sweep, "report": cmd_report,
             "reproduce": cmd_reproduce, "presets": cmd_presets}
-USAGE = """usage: sparserl {train,eval,sweep,report,reproduce,presets} ...
+USAGE = """usage: sparserl {train,eval,export,sweep,report,reproduce,presets} ...
 
   train    train an agent (sparserl train --help for every flag)
-  eval     re-evaluate the saved policy of a run directory
+  eval     re-evaluate the saved policy of a run directory (or --policy FILE)
+  export   write a run's policy as a compact deployable file (sparserl export RUN_DIR --out FILE)
   sweep    run a grid of configurations, locally or on Ray (sparserl sweep --help)
   report   tables and plots over runs (sparserl report --help)
   reproduce  a paper's comparison at a CPU budget (sparserl reproduce rlx2-td3 --budget small)

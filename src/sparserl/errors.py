@@ -19,3 +19,7 @@ class CheckpointError(SparserlError):
 
 class TrainingDiverged(SparserlError):
     """A loss or parameter became NaN or infinite; the last good checkpoint is kept."""
+
+
+class PolicyError(SparserlError, ValueError):
+    """A policy file is missing, corrupt or of another version, or `act` got a malformed observation."""

@@ -2,7 +2,6 @@
 
 from sparserl.nets.mlp import (
     MLP,
-    POLICY_CLASSES,
     DeterministicActor,
     EnsembleLinear,
     GaussianActor,
@@ -10,4 +9,4 @@ from sparserl.nets.mlp import (
     mlp,
 )
 
-__all__ = ["POLICY_CLASSES", "DeterministicActor", "EnsembleLinear", "MLP", "GaussianActor", "QEnsemble", "mlp"]
+__all__ = ["DeterministicActor", "EnsembleLinear", "MLP", "GaussianActor", "QEnsemble", "mlp"]

@@ -238,6 +238,3 @@ class GaussianActor(nn.Module):
                     - 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
         return torch.tanh(u), log_prob
 
-
-#: Actor classes a saved policy can name (see sparserl.runs.policy).
-POLICY_CLASSES: dict[str, type[nn.Module]] = {c.__name__: c for c in (DeterministicActor, GaussianActor)}

@@ -1,31 +1,59 @@
-"""Re-evaluate the saved policy of a run directory (what `sparserl eval` does)."""
+"""Re-evaluate a saved policy: a run directory's (what `sparserl eval RUN_DIR` does) or an exported
+policy file (`sparserl eval --policy FILE`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from sparserl.deploy import load_policy
 from sparserl.envs import make_env
+from sparserl.errors import ConfigError
 from sparserl.runs.evaluate import EvalResult, evaluate
-from sparserl.runs.policy import load_policy
 from sparserl.runs.trainer import load_run_config
 
 
-def evaluate_run(run_dir: str | Path, episodes: int | None = None, seed: int | None = None) -> tuple[EvalResult, int]:
+def _check_episodes(episodes: int) -> None:
+    if episodes < 1:
+        raise ConfigError(f"episodes must be a positive integer, got {episodes}")
+
+
+def evaluate_run(run_dir: str | Path, episodes: int | None = None, seed: int | None = None,
+                 backend: str = "auto") -> tuple[EvalResult, int]:
     """Evaluate `run_dir`'s policy.safetensors on a fresh environment.
 
     Defaults are the run's own evaluation settings, so the result matches the run's evaluation at
-    the step the policy was saved. Returns the result and that step.
+    the step the policy was saved (up to float rounding where `backend` picks sparse kernels).
+    Returns the result and that step.
     """
     config = load_run_config(Path(run_dir))
-    policy = load_policy(run_dir)
+    policy = load_policy(run_dir, backend=backend)
     episodes = config.eval_episodes if episodes is None else episodes
-    if episodes < 1:
-        from sparserl.errors import ConfigError
-        raise ConfigError(f"episodes must be a positive integer, got {episodes}")
+    _check_episodes(episodes)
     if seed is None:
         seed = config.eval_seed if config.eval_seed is not None else config.seed + 100
     env = make_env(config.env, action_repeat=config.action_repeat)
     try:
         return evaluate(policy.act, env, episodes, seed), int(policy.meta.get("step", -1))
+    finally:
+        env.close()
+
+
+def evaluate_policy_file(path: str | Path, env_id: str | None = None, episodes: int = 10, seed: int = 0,
+                         backend: str = "auto") -> tuple[EvalResult, dict]:
+    """Evaluate an exported policy file on `env_id` (default: the environment it was trained on).
+    Returns the result and the file's source description."""
+    _check_episodes(episodes)
+    policy = load_policy(path, backend=backend)
+    source = policy.meta
+    env_id = env_id or source.get("env")
+    if not env_id:
+        raise ConfigError(f"{path} does not name its environment: pass --env")
+    env = make_env(env_id, action_repeat=int(source.get("action_repeat", 1)))
+    try:
+        obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+        if (obs_dim, act_dim) != (policy.obs_dim, policy.act_dim):
+            raise ConfigError(f"{path} maps {policy.obs_dim} observations to {policy.act_dim} actions, but "
+                              f"{env_id} has {obs_dim} and {act_dim}")
+        return evaluate(policy.act, env, episodes, seed), source
     finally:
         env.close()

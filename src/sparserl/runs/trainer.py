@@ -37,8 +37,10 @@ import yaml
 from sparserl import __version__
 from sparserl.algos import make_agent
 from sparserl.config import Config, load_yaml
+from sparserl.deploy import POLICY_FILE
 from sparserl.envs import check_env_id, env_info, episode_seed, make_env
 from sparserl.errors import CheckpointError, ConfigError, TrainingDiverged
+from sparserl.export import export_actor
 from sparserl.replay import DynamicCapacity, ReplayBuffer
 from sparserl.runs.checkpoint import (
     atomic_write,
@@ -50,7 +52,6 @@ from sparserl.runs.checkpoint import (
 )
 from sparserl.runs.evaluate import EvalResult, evaluate
 from sparserl.runs.metrics import RUN_COLUMNS, MetricsLog, read_metrics
-from sparserl.runs.policy import POLICY_FILE, save_policy
 from sparserl.runs.progress import RunConsole
 
 CHECKPOINT_FORMAT = 2  # 2: actors hold their body as `net.net` (SimBa support)
@@ -68,6 +69,10 @@ class RunResult:
     evaluations: list[tuple[int, float]] = field(default_factory=list)
     sparsity: object | None = None
     """The SparsityReport at the end of the run (None for dense runs)."""
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda f: f.write(data))
 
 
 def _default_run_dir(config: Config) -> Path:
@@ -340,9 +345,16 @@ class Trainer:
         self.metrics.sync()
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         save_checkpoint(self.checkpoint_dir / checkpoint_name(self.step), self._payload())
-        save_policy(self.run_dir / POLICY_FILE, self.agent.policy,
-                    {"env": self.config.env, "algo": self.config.algo, "step": self.step})
+        self.save_policy(self.run_dir / POLICY_FILE)
         prune_checkpoints(self.checkpoint_dir, self.config.keep_checkpoints)
+
+    def save_policy(self, path: Path, storage: str = "auto") -> dict:
+        """Export the actor as a deployable policy file (atomically); returns its header."""
+        c = self.config
+        nm = c.sparsity.nm if c.sparsity.method.startswith("nm") else None
+        source = {"env": c.env, "algo": c.algo, "step": self.step, "action_repeat": c.action_repeat,
+                  "sparsity": c.sparsity.method, **({"nm": list(nm)} if nm else {})}
+        return export_actor(self.agent.policy, path, source, storage, nm, writer=_write_atomic)
 
     # --- results and status ---------------------------------------------------------------------
     def _report_sparsity(self, final: bool = False) -> None:

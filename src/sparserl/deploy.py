@@ -1,0 +1,359 @@
+"""Deployable policies: a compact safetensors file and a loader that needs only torch.
+
+    from sparserl import load_policy
+    policy = load_policy("policy.safetensors")      # or a run directory
+    action = policy.act(obs)                        # (obs_dim,) -> (act_dim,), or a batch
+
+This module imports torch, numpy and safetensors and nothing of sparserl's training code: the file
+header describes the actor (architecture, sizes, observation statistics) and the loader runs it on
+the kernels of sparserl.kernels.
+
+File format 1: safetensors tensors plus one metadata entry ``sparserl_policy`` (JSON):
+
+    {"format": 1, "kind": "deterministic" | "gaussian", "obs_dim", "act_dim",
+     "architecture": {"network": "mlp" | "simba" | "bronet", "hidden", "width", "blocks", "obs_norm"},
+     "layers": {name: {"storage", "shape": [out, in], "kept", "nm"?}}, "source": {env, algo, step, ...}}
+
+Linear layers are named ``layers.{i}`` (MLP) or ``embed``, ``blocks.{i}.fc1``/``fc2``, ``head``
+(SimBa/BroNet); norms ``blocks.{i}.norm1``/``norm2``, ``norm``; observation statistics
+``obs_norm.mean``/``var``. Each linear weight W (out, in) is stored in the smallest of:
+
+- dense: ``{name}.weight`` float32 (out, in);
+- csr:   ``{name}.crow`` int32 (out + 1), ``{name}.col`` int16 (int32 if in > 32767), ``{name}.values``;
+- nm:    ``{name}.values`` float32 (out, G, N) and ``{name}.offsets`` uint8 (out, G, N), the kept
+         weights of each group of M inputs and their positions in the group (G = ceil(in / M); a
+         group with fewer than N kept weights is padded with zeros at offset 0);
+
+with ``{name}.bias`` float32 (out) beside it. A 1:8 layer costs 5/32 of its dense bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sparserl import kernels
+from sparserl.errors import PolicyError
+
+FORMAT = 1
+META_KEY = "sparserl_policy"
+POLICY_FILE = "policy.safetensors"
+STORAGES = ("auto", "dense", "csr", "nm")
+BACKENDS = ("auto", "dense", "csr", "nm", "semi_structured")
+
+
+# --- architecture ------------------------------------------------------------------------------
+def linear_names(arch: dict) -> list[str]:
+    """The linear layers of an architecture, input first."""
+    if arch["network"] == "mlp":
+        return [f"layers.{i}" for i in range(len(arch["hidden"]) + 1)]
+    names = ["embed"]
+    for i in range(arch["blocks"]):
+        names += [f"blocks.{i}.fc1", f"blocks.{i}.fc2"]
+    return [*names, "head"]
+
+
+def norm_names(arch: dict) -> list[str]:
+    if arch["network"] == "mlp":
+        return []
+    per_block = ("norm1", "norm2") if arch["network"] == "bronet" else ("norm1",)
+    return [f"blocks.{i}.{n}" for i in range(arch["blocks"]) for n in per_block] + ["norm"]
+
+
+# --- storage: dense weights <-> compact tensors --------------------------------------------------
+def _groups(weight: torch.Tensor, m: int) -> torch.Tensor:
+    """`weight` (out, in) zero-padded to (out, G, m)."""
+    out, fan_in = weight.shape
+    pad = (-fan_in) % m
+    return F.pad(weight, (0, pad)).view(out, (fan_in + pad) // m, m)
+
+
+def fits_nm(weight: torch.Tensor, n: int, m: int) -> bool:
+    """Whether every group of m consecutive inputs of every row has at most n nonzeros."""
+    return bool(((_groups(weight, m) != 0).sum(-1) <= n).all())
+
+
+def pack_nm(weight: torch.Tensor, n: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values, offsets) of a weight that `fits_nm`: each group's nonzeros (padded with zeros)."""
+    grouped = _groups(weight, m)
+    fan_in = weight.shape[1]
+    real = (torch.arange(grouped.shape[1] * m).view(1, -1, m) < fan_in)
+    score = torch.where(real, grouped.abs(), torch.full_like(grouped, -1.0))  # padding columns last
+    offsets = score.topk(n, dim=-1).indices.sort(-1).values
+    values = grouped.gather(-1, offsets)
+    column = offsets + torch.arange(grouped.shape[1]).view(1, -1, 1) * m
+    outside = column >= fan_in  # only when a partial last group has fewer than n real inputs
+    return values.masked_fill(outside, 0.0), offsets.masked_fill(outside, 0).to(torch.uint8)
+
+
+def nm_index(offsets: torch.Tensor, m: int) -> torch.Tensor:
+    """Absolute input columns (out, G * N) of packed N:M offsets (out, G, N)."""
+    groups = offsets.shape[1]
+    return (offsets.long() + torch.arange(groups).view(1, -1, 1) * m).flatten(1)
+
+
+def storage_bytes(weight: torch.Tensor, nm: tuple[int, int] | None) -> dict[str, int]:
+    """Bytes of `weight` in each storage it can take (nm only if it fits)."""
+    out, fan_in = weight.shape
+    kept = int((weight != 0).sum())
+    sizes = {"dense": out * fan_in * 4, "csr": kept * (4 + (2 if fan_in <= 32767 else 4)) + (out + 1) * 4}
+    if nm is not None and fits_nm(weight, *nm):
+        sizes["nm"] = out * math.ceil(fan_in / nm[1]) * nm[0] * 5
+    return sizes
+
+
+def encode_layer(name: str, weight: torch.Tensor, storage: str, nm: tuple[int, int] | None) -> tuple[dict, dict]:
+    """(tensors, header entry) for one linear weight (out, in) in `storage` (auto: the smallest)."""
+    weight = weight.detach().float().contiguous()
+    sizes = storage_bytes(weight, nm)
+    if storage == "auto" or storage not in sizes:
+        # an explicit nm for a layer that is not N:M (kept dense, say) falls back to the smallest
+        storage = min(sizes, key=sizes.get)
+    entry = {"storage": storage, "shape": list(weight.shape), "kept": int((weight != 0).sum())}
+    if storage == "dense":
+        return {f"{name}.weight": weight}, entry
+    if storage == "csr":
+        csr = kernels.csr_from_dense(weight)
+        col_dtype = torch.int16 if weight.shape[1] <= 32767 else torch.int32
+        return {f"{name}.crow": csr.crow_indices().to(torch.int32), f"{name}.col": csr.col_indices().to(col_dtype),
+                f"{name}.values": csr.values().contiguous()}, entry
+    values, offsets = pack_nm(weight, *nm)
+    return {f"{name}.values": values, f"{name}.offsets": offsets}, {**entry, "nm": list(nm)}
+
+
+def decode_dense(name: str, entry: dict, tensors: dict) -> torch.Tensor:
+    """The dense weight (out, in) of a stored layer."""
+    out, fan_in = entry["shape"]
+    storage = entry["storage"]
+    if storage == "dense":
+        return tensors[f"{name}.weight"]
+    if storage == "csr":
+        return _csr(name, entry, tensors).to_dense()
+    n, m = entry["nm"]
+    values, offsets = tensors[f"{name}.values"], tensors[f"{name}.offsets"]
+    groups = offsets.shape[1]
+    dense = torch.zeros(out, groups * m).scatter_add_(1, nm_index(offsets, m), values.flatten(1))
+    return dense[:, :fan_in].contiguous()
+
+
+def _csr(name: str, entry: dict, tensors: dict) -> torch.Tensor:
+    return kernels.csr_from_parts(tensors[f"{name}.crow"], tensors[f"{name}.col"], tensors[f"{name}.values"],
+                                  tuple(entry["shape"]))
+
+
+def encode(arch: dict, dense: dict[str, torch.Tensor], storage: str = "auto",
+           nm: tuple[int, int] | None = None) -> tuple[dict, dict]:
+    """(tensors, layer entries) of an actor given as canonical dense tensors (see the module doc)."""
+    if storage not in STORAGES:
+        raise PolicyError(f"unknown storage {storage!r}; use one of {', '.join(STORAGES)}")
+    tensors, layers = {}, {}
+    for name in linear_names(arch):
+        stored, layers[name] = encode_layer(name, dense[f"{name}.weight"], storage, nm)
+        tensors.update(stored)
+        tensors[f"{name}.bias"] = dense[f"{name}.bias"].detach().float().contiguous()
+    for name in [*norm_names(arch), *(["obs_norm"] if arch["obs_norm"] else [])]:
+        for part in ("mean", "var") if name == "obs_norm" else ("weight", "bias"):
+            tensors[f"{name}.{part}"] = dense[f"{name}.{part}"].detach().float().contiguous()
+    return tensors, layers
+
+
+def write(path: str | Path, header: dict, tensors: dict[str, torch.Tensor], writer=None) -> None:
+    """Write a policy file (`writer(path, data)`, default a plain write; training passes an atomic one)."""
+    from safetensors.torch import save
+
+    blob = save({k: v.contiguous() for k, v in tensors.items()},
+                metadata={META_KEY: json.dumps({"format": FORMAT, **header})})
+    if writer is None:
+        Path(path).write_bytes(blob)
+    else:
+        writer(Path(path), blob)
+
+
+# --- loading -----------------------------------------------------------------------------------
+def read(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(header, tensors) of a policy file, with clear errors for anything that is not one."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / POLICY_FILE
+    if not path.is_file():
+        raise PolicyError(f"no policy file at {path} (a run writes policy.safetensors with its first checkpoint)")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise PolicyError(f"{path} is not a readable policy file (corrupt or truncated?): {e}") from None
+    if META_KEY not in metadata:
+        old = "sparserl" in metadata
+        raise PolicyError(f"{path} is not a sparserl policy file" + (
+            " of this version: it was written by an older sparserl; export it again with "
+            "`sparserl export RUN_DIR` from a run of this version" if old else " (no sparserl_policy header)"))
+    try:
+        header = json.loads(metadata[META_KEY])
+    except json.JSONDecodeError as e:
+        raise PolicyError(f"{path}: the policy header is not valid JSON ({e})") from None
+    version = header.get("format")
+    if version != FORMAT:
+        raise PolicyError(f"{path} has policy format {version!r}; this sparserl reads format {FORMAT} "
+                          f"(export the run again with this version)")
+    _check(path, header, tensors)
+    return header, tensors
+
+
+def _check(path: Path, header: dict, tensors: dict) -> None:
+    try:
+        arch, layers = header["architecture"], header["layers"]
+        needed = [f"{n}.bias" for n in linear_names(arch)]
+        for name in linear_names(arch):
+            storage = layers[name]["storage"]
+            parts = {"dense": ("weight",), "csr": ("crow", "col", "values"), "nm": ("values", "offsets")}[storage]
+            needed += [f"{name}.{p}" for p in parts]
+        needed += [f"{n}.{p}" for n in norm_names(arch) for p in ("weight", "bias")]
+        needed += ["obs_norm.mean", "obs_norm.var"] if arch["obs_norm"] else []
+        int(header["obs_dim"]), int(header["act_dim"])
+        if header["kind"] not in ("deterministic", "gaussian"):
+            raise KeyError("kind")
+    except (KeyError, TypeError) as e:
+        raise PolicyError(f"{path}: the policy header is incomplete or malformed (at {e})") from None
+    missing = [k for k in needed if k not in tensors]
+    if missing:
+        raise PolicyError(f"{path}: the policy file lacks tensors {', '.join(missing[:5])}"
+                          f"{' ...' if len(missing) > 5 else ''} (corrupt or hand-edited?)")
+
+
+def _kernel(name: str, entry: dict, tensors: dict, backend: str, batch: int) -> kernels.Kernel:
+    bias = tensors[f"{name}.bias"]
+    storage = entry["storage"]
+    if backend == "semi_structured":
+        return kernels.semi_structured_kernel(decode_dense(name, entry, tensors), bias)
+    candidates: dict[str, kernels.Kernel] = {}
+    if backend in ("auto", "dense") or storage == "dense":
+        candidates["dense"] = kernels.DenseKernel(decode_dense(name, entry, tensors), bias)
+    if storage != "dense" and backend in ("auto", "csr") or (backend == "nm" and storage == "csr"):
+        csr = _csr(name, entry, tensors) if storage == "csr" else kernels.csr_from_dense(
+            decode_dense(name, entry, tensors))
+        candidates["csr"] = kernels.CSRKernel(csr, bias)
+    if storage == "nm" and backend in ("auto", "nm"):
+        m = entry["nm"][1]
+        offsets = tensors[f"{name}.offsets"]
+        candidates["nm"] = kernels.NMKernel(tensors[f"{name}.values"].flatten(1), nm_index(offsets, m), bias)
+    if backend != "auto":
+        return candidates.get(backend) or next(iter(candidates.values()))
+    return kernels.choose(candidates, entry["shape"][1], batch, key=(*entry["shape"], entry["kept"], storage))
+
+
+class Policy:
+    """A deterministic policy loaded from a policy file: `act(obs)` gives actions in [-1, 1].
+
+    `backends` names the kernel each linear layer runs on; `header` is the file's description
+    (architecture, sizes, per-layer storage, where it came from)."""
+
+    def __init__(self, header: dict, tensors: dict[str, torch.Tensor], backend: str = "auto", batch: int = 1):
+        if backend not in BACKENDS:
+            raise PolicyError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+        self.header, self.arch = header, header["architecture"]
+        self.obs_dim, self.act_dim, self.kind = int(header["obs_dim"]), int(header["act_dim"]), header["kind"]
+        layers = header["layers"]
+        self.linears = {n: _kernel(n, layers[n], tensors, backend, batch) for n in linear_names(self.arch)}
+        self.norms = {n: (tensors[f"{n}.weight"], tensors[f"{n}.bias"]) for n in norm_names(self.arch)}
+        self.obs_stats = None
+        if self.arch["obs_norm"]:
+            self.obs_stats = (tensors["obs_norm.mean"], torch.sqrt(tensors["obs_norm.var"] + 1e-8))
+        self.device = "cuda" if backend == "semi_structured" else "cpu"
+        if self.device != "cpu":
+            self.norms = {n: (w.to(self.device), b.to(self.device)) for n, (w, b) in self.norms.items()}
+            if self.obs_stats is not None:
+                self.obs_stats = tuple(t.to(self.device) for t in self.obs_stats)
+
+    @property
+    def meta(self) -> dict:
+        """Where the policy came from (env, algo, step, ...)."""
+        return self.header.get("source", {})
+
+    @property
+    def backends(self) -> dict[str, str]:
+        return {n: k.name for n, k in self.linears.items()}
+
+    def _norm(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.norms[name]
+        return F.layer_norm(x, x.shape[-1:]) * weight + bias
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Actions (B, act_dim) in [-1, 1] for observations (B, obs_dim) (float32 tensors)."""
+        x = obs
+        if self.obs_stats is not None:
+            x = (x - self.obs_stats[0]) / self.obs_stats[1]
+        lin, network = self.linears, self.arch["network"]
+        if network == "mlp":
+            names = linear_names(self.arch)
+            for name in names[:-1]:
+                x = torch.relu_(lin[name](x))
+            x = lin[names[-1]](x)
+        else:
+            x = lin["embed"](x)
+            if network == "bronet":
+                x = torch.relu(self._norm("norm", x))
+            for i in range(self.arch["blocks"]):
+                b = f"blocks.{i}"
+                if network == "simba":
+                    x = x + lin[f"{b}.fc2"](torch.relu(lin[f"{b}.fc1"](self._norm(f"{b}.norm1", x))))
+                else:
+                    hidden = torch.relu(self._norm(f"{b}.norm1", lin[f"{b}.fc1"](x)))
+                    x = x + self._norm(f"{b}.norm2", lin[f"{b}.fc2"](hidden))
+            if network == "simba":
+                x = self._norm("norm", x)
+            x = lin["head"](x)
+        if self.kind == "gaussian":
+            x = x[:, :self.act_dim]  # the mean half: SAC acts with tanh(mean) when deterministic
+        return torch.tanh(x)
+
+    def _as_batch(self, obs) -> tuple[torch.Tensor, bool]:
+        if isinstance(obs, torch.Tensor):
+            x = obs.detach().cpu()
+        else:
+            try:
+                x = np.asarray(obs)
+            except (ValueError, TypeError) as e:
+                raise PolicyError(f"observation could not be read as an array: {e}") from None
+            if x.dtype.kind not in "fiu":
+                raise PolicyError(f"observation must be real numbers (float or int), got dtype {x.dtype}")
+            x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        if x.dtype.is_complex or x.dtype == torch.bool:
+            raise PolicyError(f"observation must be real numbers (float or int), got dtype {x.dtype}")
+        single = x.dim() == 1
+        if x.dim() not in (1, 2) or x.shape[-1] != self.obs_dim:
+            raise PolicyError(f"observation must have shape ({self.obs_dim},) or (batch, {self.obs_dim}), "
+                              f"got {tuple(x.shape)}")
+        return (x.unsqueeze(0) if single else x).to(torch.float32), single
+
+    @torch.no_grad()
+    def act(self, obs) -> np.ndarray:
+        """The action for one observation (obs_dim,) -> (act_dim,), or a batch (B, obs_dim) -> (B, act_dim)."""
+        x, single = self._as_batch(obs)
+        if self.device != "cpu":
+            x = x.to(self.device)
+        action = self.forward(x).cpu()
+        return (action[0] if single else action).numpy()
+
+    __call__ = act
+
+    def __repr__(self) -> str:
+        kinds = ", ".join(f"{n}: {k}" for n, k in self.backends.items())
+        return f"Policy({self.kind}, {self.arch['network']}, obs {self.obs_dim} -> act {self.act_dim}; {kinds})"
+
+
+def load_policy(path: str | Path, backend: str = "auto", batch: int = 1) -> Policy:
+    """Load a policy file (or a run directory's policy.safetensors).
+
+    `backend`: the kernel of each sparse layer — ``auto`` (measure dense, CSR and packed N:M at
+    `batch` and keep the fastest; the default), ``dense``, ``csr``, ``nm`` (where stored N:M), or
+    ``semi_structured`` (CUDA 2:4 kernels; needs a GPU, untested by the project)."""
+    header, tensors = read(path)
+    return Policy(header, tensors, backend, batch)

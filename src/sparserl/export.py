@@ -1,0 +1,97 @@
+"""Export a trained actor as a deployable policy file (format: sparserl.deploy).
+
+    sparserl export RUN_DIR --out policy.safetensors [--storage auto|dense|csr|nm]
+
+Only the deterministic part of the actor is kept (for SAC the mean half of the output layer), each
+weight in its smallest storage (dense, CSR or packed N:M), with the observation statistics and a
+header describing architecture, sizes and origin. Every run also writes its policy this way next to
+each checkpoint, so `export` re-encodes the run's latest policy (lossless: stored values are the
+trained float32 weights).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from sparserl import deploy
+from sparserl.errors import PolicyError
+
+
+def actor_tensors(actor: nn.Module) -> tuple[dict, dict[str, torch.Tensor], int, int]:
+    """(architecture, canonical dense tensors, obs_dim, act_dim) of a sparserl actor.
+
+    Layer names follow sparserl.deploy; ensemble layers (stored (1, in, out)) become (out, in)."""
+    kw = actor.init_kwargs
+    arch = {"network": kw["network"], "hidden": list(kw["hidden"]), "width": int(kw["width"]),
+            "blocks": int(kw["blocks"]), "obs_norm": bool(kw["obs_norm"])}
+    obs_dim, act_dim = int(kw["obs_dim"]), int(kw["act_dim"])
+    body = actor.net
+    dense: dict[str, torch.Tensor] = {}
+    if body.obs_norm is not None:
+        dense["obs_norm.mean"], dense["obs_norm.var"] = body.obs_norm.mean, body.obs_norm.var
+    if arch["network"] == "mlp":
+        for i, layer in enumerate(body.net.layers):
+            dense[f"layers.{i}.weight"], dense[f"layers.{i}.bias"] = layer.weight, layer.bias
+    else:
+        net = body.net
+
+        def linear(name: str, layer) -> None:
+            dense[f"{name}.weight"], dense[f"{name}.bias"] = layer.weight[0].t(), layer.bias[0, 0]
+
+        def norm(name: str, layer) -> None:
+            dense[f"{name}.weight"], dense[f"{name}.bias"] = layer.weight[0, 0], layer.bias[0, 0]
+
+        linear("embed", net.embed)
+        for i, block in enumerate(net.blocks):
+            linear(f"blocks.{i}.fc1", block["fc1"])
+            linear(f"blocks.{i}.fc2", block["fc2"])
+            for n in ("norm1", "norm2"):
+                if n in block:
+                    norm(f"blocks.{i}.{n}", block[n])
+        norm("norm", net.norm)
+        linear("head", net.head)
+    last = deploy.linear_names(arch)[-1]  # keep the action-mean rows only (SAC's head also holds log-stds)
+    dense[f"{last}.weight"], dense[f"{last}.bias"] = dense[f"{last}.weight"][:act_dim], dense[f"{last}.bias"][:act_dim]
+    return arch, {k: v.detach().float() for k, v in dense.items()}, obs_dim, act_dim
+
+
+def export_actor(actor: nn.Module, path: str | Path, source: dict, storage: str = "auto",
+                 nm: tuple[int, int] | None = None, writer=None) -> dict:
+    """Write `actor` as a policy file at `path`; returns the header written.
+
+    `source` describes the run (env, algo, step, ...); `nm` is the run's N:M pattern, if any, so
+    N:M layers can be stored packed."""
+    from sparserl.nets import GaussianActor
+
+    arch, dense, obs_dim, act_dim = actor_tensors(actor)
+    tensors, layers = deploy.encode(arch, dense, storage, nm)
+    header = {"kind": "gaussian" if isinstance(actor, GaussianActor) else "deterministic",
+              "obs_dim": obs_dim, "act_dim": act_dim, "architecture": arch, "layers": layers,
+              "actions": "in [-1, 1]: rescale to the environment's bounds (sparserl.make_env does)",
+              "source": source}
+    deploy.write(path, header, tensors, writer)
+    return header
+
+
+def export_run(run_dir: str | Path, out: str | Path, storage: str = "auto") -> dict:
+    """Re-encode a run's latest saved policy into `out` with `storage`; returns the header written."""
+    header, tensors = deploy.read(run_dir)
+    if Path(out).resolve() == (Path(run_dir) / deploy.POLICY_FILE).resolve():
+        raise PolicyError(f"--out {out} is the run's own policy file; choose another path")
+    arch = header["architecture"]
+    dense = {k: v for k, v in tensors.items() if k.rsplit(".", 1)[-1] in ("bias", "mean", "var")
+             or k.rsplit(".", 1)[0] in deploy.norm_names(arch)}
+    for name in deploy.linear_names(arch):
+        dense[f"{name}.weight"] = deploy.decode_dense(name, header["layers"][name], tensors)
+    nm = next((tuple(e["nm"]) for e in header["layers"].values() if "nm" in e), None)
+    nm = nm or header["source"].get("nm")
+    if nm is not None:
+        nm = tuple(nm)
+    tensors, layers = deploy.encode(arch, dense, storage, nm)
+    new = {**header, "layers": layers}
+    new.pop("format", None)
+    deploy.write(out, new, tensors)
+    return new
