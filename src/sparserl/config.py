@@ -132,6 +132,10 @@ class Config:
     # --- sparsity (flags are flat: --sparsity rigl --actor-sparsity 0.9 ...) ---------------------
     sparsity: tyro.conf.OmitArgPrefixes[SparsityConfig] = field(default_factory=SparsityConfig)
     """Sparsity of actor and critics (see sparserl.sparsity.config.SparsityConfig)."""
+    execution: Literal["dense", "csr", "auto"] = "dense"
+    """Kernels of the masked layers: dense (masked dense products, bitwise reproducible), csr
+    (compressed sparse rows in forward and backward where no dense gradient is needed; pays at
+    >= 90 % sparsity and width >= 1024) or auto (per layer, whichever measures faster)."""
 
     # --- evaluation ----------------------------------------------------------------------------
     eval_every: int = 5_000

@@ -117,6 +117,7 @@ class Trainer:
             self.sparsifier = Sparsifier(c.sparsity, seed=c.seed)
             learning_steps = max(0, c.total_steps - c.start_steps) * c.updates_per_step
             self.agent.attach_sparsity(self.sparsifier, learning_steps)
+            self.sparsifier.execute_sparse(c.execution, c.batch_size)
         self.buffer = ReplayBuffer(self.info.obs_dim, self.info.act_dim, c.buffer_size, seed=c.seed)
         self.capacity = None
         if c.dynamic_buffer:

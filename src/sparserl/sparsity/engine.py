@@ -49,6 +49,8 @@ class Group:
     """target_weights[j][i]: the weight of sparse layer i in target network j."""
     step: int = 0
     """Optimiser steps this network has taken."""
+    mask_version: int = 0
+    """Bumped whenever the masks change (sparse execution rebuilds its structures then)."""
     targets_dirty: bool = False
     """Masks changed during this step: the targets must be masked again."""
     flips: torch.Tensor | None = None
@@ -163,6 +165,7 @@ class Sparsifier:
         self.method.post_step(group)
         group.step += 1
         if group.targets_dirty:  # masks changed: targets follow at once
+            group.mask_version += 1
             self.method.mask_targets(group)
 
     @torch.no_grad()
@@ -171,6 +174,29 @@ class Sparsifier:
         zeros); DS-TD3's magnitude-pruned target masks are recomputed here."""
         for group in self.groups.values():
             self.method.target_update(group)
+
+    # --- sparse execution -----------------------------------------------------------------------
+    def execute_sparse(self, mode: str = "auto", batch: int = 256) -> int:
+        """Run the masked layers (and their targets, when they share the masks) through CSR products
+        where no dense gradient is needed (sparserl.sparsity.execution). `mode`: csr (always) or
+        auto (per layer, whichever measures faster at `batch`). Returns the number of layers set."""
+        from sparserl.sparsity.execution import EXECUTIONS, LayerExecutor
+
+        if mode not in EXECUTIONS:
+            raise ConfigError(f"unknown execution {mode!r}; use one of {', '.join(EXECUTIONS)}")
+        if mode == "dense":
+            return 0
+        count = 0
+        for group in self.groups.values():
+            modules = [group.module] + (group.targets if self.config.target_mask != "magnitude" else [])
+            needs_dense = lambda g=group: self.method.dense_gradient_needed(g)  # noqa: E731
+            for index, layer in enumerate(group.sparse_layers):
+                path = layer.name.rsplit(".", 1)[0] if "." in layer.name else ""
+                for module in modules:
+                    sub = module.get_submodule(path)
+                    sub.sparse_executor = LayerExecutor(group, index, layer, mode, batch, needs_dense)
+                    count += 1
+        return count
 
     # --- statistics ---------------------------------------------------------------------------
     def masks_by_param(self, name: str) -> dict[nn.Parameter, torch.Tensor]:
@@ -230,4 +256,5 @@ class Sparsifier:
             group.densities = list(saved["densities"])
             for mask, loaded in zip(group.masks, saved["masks"]):
                 mask.copy_(loaded)
+            group.mask_version += 1
             self.method.load_extra_state(group, saved["extra"])

@@ -86,6 +86,11 @@ class Method:
     def post_step(self, group) -> None:
         pass
 
+    def dense_gradient_needed(self, group) -> bool:
+        """Whether the coming optimiser step needs the gradient at pruned positions too (then sparse
+        execution runs this step's products densely). Masked-gradient methods never do."""
+        return False
+
     def interval(self) -> int:
         return int(self.config.default("update_interval") or 0)
 

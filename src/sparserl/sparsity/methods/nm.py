@@ -55,6 +55,10 @@ class NM(Method):
     def latent(self) -> bool:
         return self.config.nm_gradient in ("ste", "srste")
 
+    def dense_gradient_needed(self, group) -> bool:
+        """STE and SR-STE train dense latent weights with the dense gradient."""
+        return self.latent
+
     def setup(self, group) -> None:
         layers = group.sparse_layers
         if self.latent:  # the dense weights before projection become the trained latent weights

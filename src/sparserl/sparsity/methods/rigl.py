@@ -37,6 +37,10 @@ class RigL(Method):
     def due(self, group) -> bool:
         return super().due(group) and group.step + 1 <= self.t_end(group)
 
+    def dense_gradient_needed(self, group) -> bool:
+        """RigL grows by the dense gradient of the update step."""
+        return self.due(group)
+
     def drop_fraction(self, group) -> float:
         zeta0 = float(self.config.default("drop_fraction"))
         if self.config.default("drop_schedule") == "constant":

@@ -12,6 +12,9 @@ from sparserl.sparsity.methods.rigl import RigL
 class SET(RigL):
     name = "set"
 
+    def dense_gradient_needed(self, group) -> bool:
+        return False
+
     def save_scores(self, group) -> None:
         """Random growth needs no gradient."""
 

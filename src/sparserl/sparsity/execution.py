@@ -1,0 +1,188 @@
+"""Sparse execution of masked layers in training: CSR products for forward and backward.
+
+A masked layer computes y = x (M ⊙ W)ᵀ + b. With most of M zero, compressed-sparse-row copies of
+the kept weights do the three products of a training step with a fraction of the multiply-adds:
+
+    forward       y  = A x          A = CSR of M ⊙ W (rows: outputs)
+    input grad    gx = Aᵀ g         a CSR of the transpose (rows: inputs), same kept set
+    weight grad   gW = (gᵀ x) at M  sampled dense-dense product (SDDMM): kept entries only
+
+The structure (row pointers, column indices and where each kept weight sits in the parameter) is
+built once per mask and reused until the mask changes; each call gathers the current values, so it
+serves trained networks and Polyak targets alike. The weight gradient is scattered into a dense
+gradient that is zero at pruned positions, which is what masked dense training produces, so the
+optimiser, the engine's hooks and checkpoints see no difference. Measured on 2 cores (see
+BENCHMARKS.md), this pays at ≥ 90 % sparsity and widths ≥ 1024; `auto` measures each layer.
+
+Steps that need the dense gradient (RigL's growth step, N:M with STE or SR-STE) run the masked
+dense product instead: the method says so through `Method.dense_gradient_needed`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from sparserl import kernels
+
+EXECUTIONS = ("dense", "csr", "auto")
+
+
+@dataclass
+class Structure:
+    """The kept positions of one member's (out, in) weight, in both orientations."""
+
+    shape: tuple[int, int]
+    crow: torch.Tensor
+    col: torch.Tensor
+    perm: torch.Tensor
+    """Flat positions in the parameter of the kept weights, in CSR order of A (out, in)."""
+    crow_t: torch.Tensor
+    col_t: torch.Tensor
+    perm_t: torch.Tensor
+    """The same for Aᵀ (in, out)."""
+    pattern: torch.Tensor
+    """A (out, in) CSR of zeros with A's structure: where the SDDMM writes the weight gradient."""
+
+    @classmethod
+    def build(cls, mask_oi: torch.Tensor, positions_oi: torch.Tensor) -> Structure:
+        """From a member's mask (out, in) and the flat parameter position of every (out, in) entry."""
+        out, fan_in = mask_oi.shape
+        kept = mask_oi != 0
+        rows, cols = kept.nonzero(as_tuple=True)
+        crow = torch.zeros(out + 1, dtype=torch.int32)
+        crow[1:] = torch.cumsum(kept.sum(1), 0)
+        cols_t, rows_t = kept.t().nonzero(as_tuple=True)
+        crow_t = torch.zeros(fan_in + 1, dtype=torch.int32)
+        crow_t[1:] = torch.cumsum(kept.sum(0), 0)
+        col = cols.to(torch.int32)
+        pattern = kernels.csr_from_parts(crow, col, torch.zeros(len(col)), (out, fan_in))
+        return cls((out, fan_in), crow, col, positions_oi[rows, cols], crow_t, rows_t.to(torch.int32),
+                   positions_oi.t()[cols_t, rows_t], pattern)
+
+    def matrix(self, flat_weight: torch.Tensor) -> torch.Tensor:
+        return kernels.csr_from_parts(self.crow, self.col, flat_weight.index_select(0, self.perm), self.shape)
+
+    def matrix_t(self, flat_weight: torch.Tensor) -> torch.Tensor:
+        return kernels.csr_from_parts(self.crow_t, self.col_t, flat_weight.index_select(0, self.perm_t),
+                                      self.shape[::-1])
+
+
+class _SparseLinear(torch.autograd.Function):
+    """y[e] = x[e] A[e]ᵀ + b[e] for the listed members e of a (possibly ensemble) layer.
+
+    x: (B, in) shared by all members or (E, B, in); weight: the whole parameter; bias: (E, out)
+    rows for the listed members (or None). Output yᵀ, (E, out, B): the CSR products write that
+    layout, and `sparse_linear` returns its transposed view."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, structures):
+        flat = weight.detach().reshape(-1)
+        shared = x.dim() == 2
+        members = len(structures)
+        out_t = x.new_empty(members, structures[0].shape[0], x.shape[-2])
+        for e, s in enumerate(structures):
+            xe = x if shared else x[e]
+            if bias is None:
+                torch.mm(s.matrix(flat), xe.t(), out=out_t[e])
+            else:
+                torch.addmm(bias[e].unsqueeze(1), s.matrix(flat), xe.t(), out=out_t[e])
+        ctx.structures, ctx.shared = structures, shared
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return out_t
+
+    @staticmethod
+    def backward(ctx, grad):  # grad: (E, out, B), like the output
+        x, weight = ctx.saved_tensors
+        structures, shared = ctx.structures, ctx.shared
+        grad_x = grad_w = grad_b = None
+        flat = weight.detach().reshape(-1)
+        if ctx.needs_input_grad[0]:
+            parts = [(s.matrix_t(flat) @ grad[e]).t() for e, s in enumerate(structures)]
+            grad_x = sum(parts[1:], parts[0]) if shared else torch.stack(parts)
+        if ctx.needs_input_grad[1]:
+            grad_flat = torch.zeros(weight.numel(), dtype=weight.dtype)
+            for e, s in enumerate(structures):
+                xe = x if shared else x[e]
+                values = torch.sparse.sampled_addmm(s.pattern, grad[e], xe, beta=0.0).values()
+                grad_flat.index_put_((s.perm,), values)
+            grad_w = grad_flat.view_as(weight)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum(2)
+        return grad_x, grad_w, grad_b, None
+
+
+def sparse_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                  structures: list[Structure]) -> torch.Tensor:
+    """Apply the masked layer through CSR products (see the module docstring); output (E, B, out)."""
+    return _SparseLinear.apply(x, weight, bias, structures).transpose(1, 2)
+
+
+class LayerExecutor:
+    """Runs one layer of a network (or of a target copy) through CSR products while its mask holds.
+
+    Installed by `Sparsifier.execute_sparse` as the layer module's `sparse_executor`; the layer's
+    forward calls it. `members` are the layer's ensemble members (1 for nn.Linear)."""
+
+    def __init__(self, group, index: int, layer, mode: str, batch: int, needs_dense=lambda: False):
+        self.group, self.index, self.layer, self.mode, self.batch = group, index, layer, mode, batch
+        self.needs_dense = needs_dense
+        self.version = -1
+        self.structures: list[Structure] = []
+        self.use_sparse = mode == "csr"
+
+    def _refresh(self, weight: torch.Tensor) -> None:
+        mask = self.group.masks[self.index]
+        positions = torch.arange(weight.numel()).view(weight.shape)
+        mask_view, position_view = self.layer.view(mask), self.layer.view(positions)
+        self.structures = [Structure.build(mask_view[e], position_view[e]) for e in range(mask_view.shape[0])]
+        self.version = self.group.mask_version
+        if self.mode == "auto":
+            self.use_sparse = _sparse_is_faster(self.structures[0], self.batch)
+
+    def active(self, weight: torch.Tensor) -> bool:
+        """Whether this call should take the sparse path (refreshing the structure if the mask changed)."""
+        if torch.is_grad_enabled() and weight.requires_grad and self.needs_dense():
+            return False
+        if self.version != self.group.mask_version:
+            self._refresh(weight)
+        return self.use_sparse
+
+    def __call__(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                 member: int | None = None) -> torch.Tensor:
+        structures = self.structures if member is None else self.structures[member:member + 1]
+        return sparse_linear(x, weight, bias, structures)
+
+
+_FASTER: dict[tuple, bool] = {}
+
+
+def _sparse_is_faster(structure: Structure, batch: int) -> bool:
+    """Time forward + backward of one member both ways on random data (cached per shape, kept
+    count, batch and thread count)."""
+    out, fan_in = structure.shape
+    key = (out, fan_in, len(structure.col), batch, torch.get_num_threads())
+    if key not in _FASTER:
+        weight = torch.zeros(out * fan_in)
+        weight[structure.perm] = torch.randn(len(structure.perm))
+        weight = weight.view(out, fan_in).requires_grad_()
+        x = torch.randn(batch, fan_in, requires_grad=True)
+
+        def dense():
+            torch.nn.functional.linear(x, weight).sum().backward()
+
+        def sparse():
+            sparse_linear(x, weight, None, [structure]).sum().backward()
+
+        timings = {dense: [], sparse: []}
+        for _ in range(3):
+            for f in (dense, sparse):
+                f()
+                start = time.perf_counter()
+                f()
+                timings[f].append(time.perf_counter() - start)
+        _FASTER[key] = min(timings[sparse]) < min(timings[dense])
+    return _FASTER[key]
