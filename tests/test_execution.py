@@ -89,12 +89,13 @@ def td3_like_step(critic, actor, targets, optimizers, obs, act):
     ("nm:2:4", {"nm_gradient": "srste"}),
     ("nm:1:4", {"nm_gradient": "masked"}),
 ])
-def test_training_steps_under_csr_match_masked_dense(method, changes):
+@pytest.mark.parametrize("execution", ["csr", "auto"])
+def test_training_steps_under_sparse_kernels_match_masked_dense(method, changes, execution):
     """Five steps from the same state: losses, weights, masks and targets agree to rounding, mask
     updates included (RigL's growth step and SR-STE run their gradients densely)."""
     obs, act = torch.randn(64, 11), torch.rand(64, 3) * 2 - 1
     runs = []
-    for mode in ("dense", "csr"):
+    for mode in ("dense", execution):
         critic, actor, targets, optimizers, sparsifier = networks(method, **changes)
         set_layers = sparsifier.execute_sparse(mode, 64)
         assert set_layers == (0 if mode == "dense" else set_layers)

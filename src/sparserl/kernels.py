@@ -111,7 +111,7 @@ def choose(candidates: dict[str, Kernel], in_features: int, batch: int = 1, repe
     cache_key = (*key, tuple(sorted(candidates)), batch, torch.get_num_threads())
     name = _CHOICES.get(cache_key)
     if name is None or name not in candidates:
-        x = torch.randn(batch, in_features)
+        x = torch.randn(batch, in_features, generator=torch.Generator().manual_seed(0))
         rounds = {n: [] for n in candidates}
         for _ in range(3):  # interleaved rounds, so a burst of other load hits every candidate
             for n, kernel in candidates.items():

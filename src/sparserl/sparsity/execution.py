@@ -166,23 +166,31 @@ def _sparse_is_faster(structure: Structure, batch: int) -> bool:
     out, fan_in = structure.shape
     key = (out, fan_in, len(structure.col), batch, torch.get_num_threads())
     if key not in _FASTER:
-        weight = torch.zeros(out * fan_in)
-        weight[structure.perm] = torch.randn(len(structure.perm))
-        weight = weight.view(out, fan_in).requires_grad_()
-        x = torch.randn(batch, fan_in, requires_grad=True)
-
-        def dense():
-            torch.nn.functional.linear(x, weight).sum().backward()
-
-        def sparse():
-            sparse_linear(x, weight, None, [structure]).sum().backward()
-
-        timings = {dense: [], sparse: []}
-        for _ in range(3):
-            for f in (dense, sparse):
-                f()
-                start = time.perf_counter()
-                f()
-                timings[f].append(time.perf_counter() - start)
-        _FASTER[key] = min(timings[sparse]) < min(timings[dense])
+        with torch.enable_grad():  # may be called first under no_grad (a target's forward)
+            _FASTER[key] = _measure(structure, batch)
     return _FASTER[key]
+
+
+def _measure(structure: Structure, batch: int) -> bool:
+    out, fan_in = structure.shape
+    generator = torch.Generator().manual_seed(0)  # the run's own random streams stay untouched
+    mask = kernels.csr_from_parts(structure.crow, structure.col, torch.ones(len(structure.col)), (out, fan_in))
+    mask = mask.to_dense()
+    alone = Structure.build(mask, torch.arange(out * fan_in).view(out, fan_in))  # positions in a plain (out, in)
+    weight = (torch.randn(out, fan_in, generator=generator) * mask).requires_grad_()
+    x = torch.randn(batch, fan_in, generator=generator).requires_grad_()
+
+    def dense():
+        torch.nn.functional.linear(x, weight).sum().backward()
+
+    def sparse():
+        sparse_linear(x, weight, None, [alone]).sum().backward()
+
+    timings = {dense: [], sparse: []}
+    for _ in range(3):
+        for f in (dense, sparse):
+            f()
+            start = time.perf_counter()
+            f()
+            timings[f].append(time.perf_counter() - start)
+    return min(timings[sparse]) < min(timings[dense])
