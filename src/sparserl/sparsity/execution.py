@@ -85,7 +85,9 @@ class _SparseLinear(torch.autograd.Function):
         out_t = x.new_empty(members, structures[0].shape[0], x.shape[-2])
         for e, s in enumerate(structures):
             xe = x if shared else x[e]
-            if bias is None:
+            if xe.shape[0] == 1 and bias is not None:  # acting: a matrix-vector product
+                torch.addmv(bias[e], s.matrix(flat), xe[0], out=out_t[e, :, 0])
+            elif bias is None:
                 torch.mm(s.matrix(flat), xe.t(), out=out_t[e])
             else:
                 torch.addmm(bias[e].unsqueeze(1), s.matrix(flat), xe.t(), out=out_t[e])
