@@ -77,6 +77,7 @@ class ScalingReport:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import NullFormatter
 
         paths = []
         panels = (("score_mean", "score_std", "final return"), ("diag_critic_srank", None, "critic srank (δ 0.01)"),
@@ -93,6 +94,7 @@ class ScalingReport:
                     ax.set_title(title, fontsize=10)
             for ax in axes:
                 ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels collide on short ranges
                 ax.set_xlabel("parameters (actor + critic, before pruning)")
                 ax.grid(alpha=0.3)
             axes[0].legend(fontsize=8, frameon=False)
