@@ -19,10 +19,10 @@ from sparserl.sparsity.layers import find_sparse_layers
 
 
 class FixedGroup:
-    """The two things an executor reads from an engine group."""
+    """What an executor reads from an engine group."""
 
     def __init__(self, mask):
-        self.masks, self.mask_version = [mask], 0
+        self.masks, self.mask_version, self.densities, self.sparse = [mask], 0, [0.5], [0]
 
 
 @settings(max_examples=40, deadline=None)

@@ -262,6 +262,7 @@ class Policy:
         self.obs_dim, self.act_dim, self.kind = int(header["obs_dim"]), int(header["act_dim"]), header["kind"]
         layers = header["layers"]
         self.linears = {n: _kernel(n, layers[n], tensors, backend, batch) for n in linear_names(self.arch)}
+        self._chain = list(self.linears.values())  # the MLP's layers in order
         self.norms = {n: (tensors[f"{n}.weight"], tensors[f"{n}.bias"]) for n in norm_names(self.arch)}
         self.obs_stats = None
         if self.arch["obs_norm"]:
@@ -292,10 +293,10 @@ class Policy:
             x = (x - self.obs_stats[0]) / self.obs_stats[1]
         lin, network = self.linears, self.arch["network"]
         if network == "mlp":
-            names = linear_names(self.arch)
-            for name in names[:-1]:
-                x = torch.relu_(lin[name](x))
-            x = lin[names[-1]](x)
+            *hidden, last = self._chain
+            for kernel in hidden:
+                x = torch.relu_(kernel(x))
+            x = last(x)
         else:
             x = lin["embed"](x)
             if network == "bronet":
@@ -315,6 +316,8 @@ class Policy:
         return torch.tanh(x)
 
     def _as_batch(self, obs) -> tuple[torch.Tensor, bool]:
+        if type(obs) is np.ndarray and obs.dtype == np.float32 and obs.shape == (self.obs_dim,):
+            return torch.from_numpy(obs).unsqueeze(0), True  # the common case, without copies
         if isinstance(obs, torch.Tensor):
             x = obs.detach().cpu()
         else:
@@ -333,13 +336,17 @@ class Policy:
                               f"got {tuple(x.shape)}")
         return (x.unsqueeze(0) if single else x).to(torch.float32), single
 
-    @torch.no_grad()
     def act(self, obs) -> np.ndarray:
-        """The action for one observation (obs_dim,) -> (act_dim,), or a batch (B, obs_dim) -> (B, act_dim)."""
+        """The action for one observation (obs_dim,) -> (act_dim,), or a batch (B, obs_dim) -> (B, act_dim).
+
+        No autograd context is needed: no tensor of the policy requires a gradient, and `_as_batch`
+        detaches tensor inputs."""
         x, single = self._as_batch(obs)
         if self.device != "cpu":
             x = x.to(self.device)
-        action = self.forward(x).cpu()
+            action = self.forward(x).cpu()
+        else:
+            action = self.forward(x)
         return (action[0] if single else action).numpy()
 
     __call__ = act

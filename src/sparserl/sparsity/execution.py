@@ -32,17 +32,26 @@ EXECUTIONS = ("dense", "csr", "auto")
 
 @dataclass
 class Structure:
-    """The kept positions of one member's (out, in) weight, in both orientations."""
+    """The kept positions of one member's (out, in) weight, in both orientations.
+
+    Kept values are read from the parameter in storage order (`storage`, ascending flat
+    positions: one sequential pass) and then permuted within that compact vector into each CSR
+    order; reading them in CSR order directly strides across the whole weight (for an ensemble
+    layer stored (E, in, out), A's rows are columns of the storage) and costs ≈ 5x more."""
 
     shape: tuple[int, int]
     crow: torch.Tensor
     col: torch.Tensor
-    perm: torch.Tensor
-    """Flat positions in the parameter of the kept weights, in CSR order of A (out, in)."""
     crow_t: torch.Tensor
     col_t: torch.Tensor
-    perm_t: torch.Tensor
-    """The same for Aᵀ (in, out)."""
+    storage: torch.Tensor
+    """Flat positions of the kept weights in the parameter, ascending."""
+    a_index: torch.Tensor
+    """For each entry of A (out, in) in CSR order, its index in the compact storage-order vector."""
+    a_order: torch.Tensor
+    """The inverse: for each compact index, the entry of A it holds."""
+    at_index: torch.Tensor
+    """For each entry of Aᵀ (in, out) in CSR order, its compact index."""
     pattern: torch.Tensor
     """A (out, in) CSR of zeros with A's structure: where the SDDMM writes the weight gradient."""
 
@@ -59,15 +68,30 @@ class Structure:
         crow_t[1:] = torch.cumsum(kept.sum(0), 0)
         col = cols.to(torch.int32)
         pattern = kernels.csr_from_parts(crow, col, torch.zeros(len(col)), (out, fan_in))
-        return cls((out, fan_in), crow, col, positions_oi[rows, cols], crow_t, rows_t.to(torch.int32),
-                   positions_oi.t()[cols_t, rows_t], pattern)
+        perm, perm_t = positions_oi[rows, cols], positions_oi.t()[cols_t, rows_t]
+        storage, a_order = perm.sort()
+        a_index = torch.empty_like(a_order)
+        a_index[a_order] = torch.arange(len(a_order))
+        at_index = torch.searchsorted(storage, perm_t)
+        return cls((out, fan_in), crow, col, crow_t, rows_t.to(torch.int32), storage, a_index, a_order, at_index,
+                   pattern)
 
-    def matrix(self, flat_weight: torch.Tensor) -> torch.Tensor:
-        return kernels.csr_from_parts(self.crow, self.col, flat_weight.index_select(0, self.perm), self.shape)
+    def compact(self, flat_weight: torch.Tensor) -> torch.Tensor:
+        """The kept weights in storage order (one sequential gather)."""
+        return flat_weight.index_select(0, self.storage)
 
-    def matrix_t(self, flat_weight: torch.Tensor) -> torch.Tensor:
-        return kernels.csr_from_parts(self.crow_t, self.col_t, flat_weight.index_select(0, self.perm_t),
+    def matrix(self, flat_weight: torch.Tensor, compact: torch.Tensor | None = None) -> torch.Tensor:
+        compact = self.compact(flat_weight) if compact is None else compact
+        return kernels.csr_from_parts(self.crow, self.col, compact.index_select(0, self.a_index), self.shape)
+
+    def matrix_t(self, compact: torch.Tensor) -> torch.Tensor:
+        """Aᵀ from the compact kept values (those the forward read)."""
+        return kernels.csr_from_parts(self.crow_t, self.col_t, compact.index_select(0, self.at_index),
                                       self.shape[::-1])
+
+    def scatter(self, grad_flat: torch.Tensor, values: torch.Tensor) -> None:
+        """Write A-ordered `values` into their positions of a flat parameter-shaped gradient."""
+        grad_flat.index_put_((self.storage,), values.index_select(0, self.a_order))
 
 
 class _SparseLinear(torch.autograd.Function):
@@ -83,15 +107,17 @@ class _SparseLinear(torch.autograd.Function):
         shared = x.dim() == 2
         members = len(structures)
         out_t = x.new_empty(members, structures[0].shape[0], x.shape[-2])
-        for e, s in enumerate(structures):
+        compacts = [s.compact(flat) for s in structures]
+        for e, (s, compact) in enumerate(zip(structures, compacts)):
             xe = x if shared else x[e]
+            a = s.matrix(flat, compact)
             if xe.shape[0] == 1 and bias is not None:  # acting: a matrix-vector product
-                torch.addmv(bias[e], s.matrix(flat), xe[0], out=out_t[e, :, 0])
+                torch.addmv(bias[e], a, xe[0], out=out_t[e, :, 0])
             elif bias is None:
-                torch.mm(s.matrix(flat), xe.t(), out=out_t[e])
+                torch.mm(a, xe.t(), out=out_t[e])
             else:
-                torch.addmm(bias[e].unsqueeze(1), s.matrix(flat), xe.t(), out=out_t[e])
-        ctx.structures, ctx.shared = structures, shared
+                torch.addmm(bias[e].unsqueeze(1), a, xe.t(), out=out_t[e])
+        ctx.structures, ctx.shared, ctx.compacts = structures, shared, compacts
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
         return out_t
@@ -101,16 +127,16 @@ class _SparseLinear(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         structures, shared = ctx.structures, ctx.shared
         grad_x = grad_w = grad_b = None
-        flat = weight.detach().reshape(-1)
         if ctx.needs_input_grad[0]:
-            parts = [(s.matrix_t(flat) @ grad[e]).t() for e, s in enumerate(structures)]
+            parts = [(s.matrix_t(compact) @ grad[e]).t()
+                     for e, (s, compact) in enumerate(zip(structures, ctx.compacts))]
             grad_x = sum(parts[1:], parts[0]) if shared else torch.stack(parts)
         if ctx.needs_input_grad[1]:
             grad_flat = torch.zeros(weight.numel(), dtype=weight.dtype)
             for e, s in enumerate(structures):
                 xe = x if shared else x[e]
                 values = torch.sparse.sampled_addmm(s.pattern, grad[e], xe, beta=0.0).values()
-                grad_flat.index_put_((s.perm,), values)
+                s.scatter(grad_flat, values)
             grad_w = grad_flat.view_as(weight)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad.sum(2)
@@ -133,10 +159,16 @@ class LayerExecutor:
         self.group, self.index, self.layer, self.mode, self.batch = group, index, layer, mode, batch
         self.needs_dense = needs_dense
         self.version = -1
+        self.density = 1.0
         self.structures: list[Structure] = []
         self.use_sparse = mode == "csr"
 
     def _refresh(self, weight: torch.Tensor) -> None:
+        density = self.group.densities[self.group.sparse[self.index]]
+        if self.mode == "auto" and not self.use_sparse and self.version >= 0 and density == self.density:
+            self.version = self.group.mask_version  # measured slower sparse at this density: no structure needed
+            return
+        self.density = density
         mask = self.group.masks[self.index]
         positions = torch.arange(weight.numel()).view(weight.shape)
         mask_view, position_view = self.layer.view(mask), self.layer.view(positions)

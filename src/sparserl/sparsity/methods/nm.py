@@ -55,6 +55,11 @@ class NM(Method):
     def latent(self) -> bool:
         return self.config.nm_gradient in ("ste", "srste")
 
+    def due(self, group) -> bool:
+        """Re-projection steps; never with masked gradients, where pruned weights stay 0 and the
+        projection could only return the same mask."""
+        return self.latent and super().due(group)
+
     def dense_gradient_needed(self, group) -> bool:
         """STE and SR-STE train dense latent weights with the dense gradient."""
         return self.latent
