@@ -252,3 +252,18 @@ def test_export_and_eval_from_the_command_line(make_config, tmp_path, capsys):
     assert "run's own policy file" in capsys.readouterr().err
     assert main(["eval", "--policy", str(out), "--env", "Hopper-v5"]) == 2
     assert "maps 3 observations to 1 actions" in " ".join(capsys.readouterr().err.split())
+
+
+def test_a_run_policy_records_spaces_and_maps_actions_to_the_environment_bounds(make_config):
+    trainer = trained(make_config)
+    policy = load_policy(trainer.run_dir)
+    assert policy.spaces["observation"]["shape"] == [3]
+    assert policy.spaces["action"] == {"shape": [1], "low": [-2.0], "high": [2.0]}  # Pendulum's torque
+    np.testing.assert_allclose(policy.env_action(np.array([-1.0])), [-2.0])
+    np.testing.assert_allclose(policy.env_action(np.array([0.5])), [1.0])
+    assert policy.meta["env"] == "Pendulum-v1" and policy.meta["step"] == 300
+
+
+def test_env_action_needs_recorded_bounds(policy_file):
+    with pytest.raises(PolicyError, match="does not record the environment's action bounds"):
+        load_policy(policy_file).env_action(np.zeros(2))

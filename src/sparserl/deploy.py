@@ -12,7 +12,9 @@ File format 1: safetensors tensors plus one metadata entry ``sparserl_policy`` (
 
     {"format": 1, "kind": "deterministic" | "gaussian", "obs_dim", "act_dim",
      "architecture": {"network": "mlp" | "simba" | "bronet", "hidden", "width", "blocks", "obs_norm"},
-     "layers": {name: {"storage", "shape": [out, in], "kept", "nm"?}}, "source": {env, algo, step, ...}}
+     "layers": {name: {"storage", "shape": [out, in], "kept", "nm"?}},
+     "spaces": {"observation": {"shape"}, "action": {"shape", "low", "high"}},   (runs' exports)
+     "source": {env, algo, step, action_repeat, sparsity, ...}}
 
 Linear layers are named ``layers.{i}`` (MLP) or ``embed``, ``blocks.{i}.fc1``/``fc2``, ``head``
 (SimBa/BroNet); norms ``blocks.{i}.norm1``/``norm2``, ``norm``; observation statistics
@@ -277,6 +279,19 @@ class Policy:
     def meta(self) -> dict:
         """Where the policy came from (env, algo, step, ...)."""
         return self.header.get("source", {})
+
+    @property
+    def spaces(self) -> dict:
+        """The environment's observation shape and action bounds, where the file records them."""
+        return self.header.get("spaces", {})
+
+    def env_action(self, action: np.ndarray) -> np.ndarray:
+        """Rescale an action in [-1, 1] to the environment's own bounds (as recorded in the file)."""
+        bounds = self.spaces.get("action")
+        if not bounds:
+            raise PolicyError("this policy file does not record the environment's action bounds")
+        low, high = np.asarray(bounds["low"]), np.asarray(bounds["high"])
+        return (low + (np.asarray(action) + 1.0) * 0.5 * (high - low)).astype(np.float32)
 
     @property
     def backends(self) -> dict[str, str]:

@@ -59,11 +59,11 @@ def actor_tensors(actor: nn.Module) -> tuple[dict, dict[str, torch.Tensor], int,
 
 
 def export_actor(actor: nn.Module, path: str | Path, source: dict, storage: str = "auto",
-                 nm: tuple[int, int] | None = None, writer=None) -> dict:
+                 nm: tuple[int, int] | None = None, writer=None, spaces: dict | None = None) -> dict:
     """Write `actor` as a policy file at `path`; returns the header written.
 
     `source` describes the run (env, algo, step, ...); `nm` is the run's N:M pattern, if any, so
-    N:M layers can be stored packed."""
+    N:M layers can be stored packed; `spaces` the environment's observation and action spaces."""
     from sparserl.nets import GaussianActor
 
     arch, dense, obs_dim, act_dim = actor_tensors(actor)
@@ -71,7 +71,7 @@ def export_actor(actor: nn.Module, path: str | Path, source: dict, storage: str 
     header = {"kind": "gaussian" if isinstance(actor, GaussianActor) else "deterministic",
               "obs_dim": obs_dim, "act_dim": act_dim, "architecture": arch, "layers": layers,
               "actions": "in [-1, 1]: rescale to the environment's bounds (sparserl.make_env does)",
-              "source": source}
+              **({"spaces": spaces} if spaces else {}), "source": source}
     deploy.write(path, header, tensors, writer)
     return header
 

@@ -355,7 +355,15 @@ class Trainer:
         nm = c.sparsity.nm if c.sparsity.method.startswith("nm") else None
         source = {"env": c.env, "algo": c.algo, "step": self.step, "action_repeat": c.action_repeat,
                   "sparsity": c.sparsity.method, **({"nm": list(nm)} if nm else {})}
-        return export_actor(self.agent.policy, path, source, storage, nm, writer=_write_atomic)
+        return export_actor(self.agent.policy, path, source, storage, nm, writer=_write_atomic, spaces=self._spaces())
+
+    def _spaces(self) -> dict:
+        """Observation and action spaces for a policy file's header (the environment's own action
+        bounds, which the policy's [-1, 1] actions are rescaled to)."""
+        base = self.env.unwrapped.action_space
+        return {"observation": {"shape": list(self.env.observation_space.shape)},
+                "action": {"shape": list(base.shape), "low": np.asarray(base.low, dtype=float).tolist(),
+                           "high": np.asarray(base.high, dtype=float).tolist()}}
 
     # --- results and status ---------------------------------------------------------------------
     def _report_sparsity(self, final: bool = False) -> None:
