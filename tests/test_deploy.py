@@ -267,3 +267,20 @@ def test_a_run_policy_records_spaces_and_maps_actions_to_the_environment_bounds(
 def test_env_action_needs_recorded_bounds(policy_file):
     with pytest.raises(PolicyError, match="does not record the environment's action bounds"):
         load_policy(policy_file).env_action(np.zeros(2))
+
+
+def test_tensors_that_disagree_with_the_header_are_refused(policy_file, tmp_path):
+    from safetensors.torch import save
+
+    header, tensors = deploy.read(policy_file)
+    tensors["layers.0.weight"] = tensors["layers.0.weight"][:, :3].contiguous()
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(save(tensors, metadata={deploy.META_KEY: json.dumps(header)}))
+    with pytest.raises(PolicyError, match=r"layers.0.weight has shape \(16, 3\), its header implies \(16, 5\)"):
+        load_policy(bad)
+
+    def wrong_obs(h):
+        h["obs_dim"] = 7
+
+    with pytest.raises(PolicyError, match="do not fit obs_dim 7"):
+        load_policy(rewritten(policy_file, tmp_path, wrong_obs))

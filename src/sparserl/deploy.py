@@ -228,6 +228,32 @@ def _check(path: Path, header: dict, tensors: dict) -> None:
     if missing:
         raise PolicyError(f"{path}: the policy file lacks tensors {', '.join(missing[:5])}"
                           f"{' ...' if len(missing) > 5 else ''} (corrupt or hand-edited?)")
+    for name in linear_names(arch):
+        _check_layer(path, name, layers[name], tensors)
+    first, last = layers[linear_names(arch)[0]]["shape"], layers[linear_names(arch)[-1]]["shape"]
+    if first[1] != int(header["obs_dim"]) or last[0] != int(header["act_dim"]):
+        raise PolicyError(f"{path}: layer sizes {first} ... {last} do not fit obs_dim {header['obs_dim']} and "
+                          f"act_dim {header['act_dim']}")
+
+
+def _check_layer(path: Path, name: str, entry: dict, tensors: dict) -> None:
+    """Every stored tensor of a layer has the shape its header entry implies."""
+    out, fan_in = entry["shape"]
+    storage = entry["storage"]
+    expected = {f"{name}.bias": (out,)}
+    if storage == "dense":
+        expected[f"{name}.weight"] = (out, fan_in)
+    elif storage == "csr":
+        kept = tensors[f"{name}.values"].shape[0]
+        expected.update({f"{name}.crow": (out + 1,), f"{name}.col": (kept,), f"{name}.values": (kept,)})
+    else:
+        n, m = entry["nm"]
+        packed = (out, math.ceil(fan_in / m), n)
+        expected.update({f"{name}.values": packed, f"{name}.offsets": packed})
+    for key, shape in expected.items():
+        if tuple(tensors[key].shape) != shape:
+            raise PolicyError(f"{path}: {key} has shape {tuple(tensors[key].shape)}, its header implies {shape} "
+                              f"(corrupt or hand-edited?)")
 
 
 def _kernel(name: str, entry: dict, tensors: dict, backend: str, batch: int) -> kernels.Kernel:
@@ -326,9 +352,7 @@ class Policy:
             if network == "simba":
                 x = self._norm("norm", x)
             x = lin["head"](x)
-        if self.kind == "gaussian":
-            x = x[:, :self.act_dim]  # the mean half: SAC acts with tanh(mean) when deterministic
-        return torch.tanh(x)
+        return torch.tanh(x)  # a SAC export keeps only the mean rows of its head: tanh(mean)
 
     def _as_batch(self, obs) -> tuple[torch.Tensor, bool]:
         if type(obs) is np.ndarray and obs.dtype == np.float32 and obs.shape == (self.obs_dim,):
