@@ -81,6 +81,10 @@ CASES = {
                         "buffer_check_every": 400, "buffer_threshold": 0.01, "buffer_min_size": 500},
     "td3-gmp": {"algo": "td3", "sparsity": {"method": "gmp", "actor_sparsity": 0.8, "critic_sparsity": 0.8,
                                             "update_interval": 100}},
+    # CSR products in training (structures rebuilt after every topology update and after the resume)
+    "td3-rigl-csr": {"algo": "td3", "execution": "csr",
+                     "sparsity": {"method": "rigl", "actor_sparsity": 0.9, "critic_sparsity": 0.9,
+                                  "update_interval": 200}},
 }
 
 
