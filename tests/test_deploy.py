@@ -284,3 +284,14 @@ def test_tensors_that_disagree_with_the_header_are_refused(policy_file, tmp_path
 
     with pytest.raises(PolicyError, match="do not fit obs_dim 7"):
         load_policy(rewritten(policy_file, tmp_path, wrong_obs))
+
+
+def test_the_nm_kernel_slices_large_batches_and_gives_the_same_products(monkeypatch):
+    weight = torch.randn(6, 16) * (torch.arange(16) % 8 < 4)  # 4:8, the first half of each group
+    values, offsets = deploy.pack_nm(weight, 4, 8)
+    kernel = kernels.NMKernel(values.flatten(1), deploy.nm_index(offsets, 8), torch.zeros(6))
+    x = torch.randn(50, 16)
+    expected = x @ weight.t()
+    torch.testing.assert_close(kernel(x), expected)
+    monkeypatch.setattr(kernels.NMKernel, "CHUNK", 6 * 4 * 7)  # 7 rows at a time
+    torch.testing.assert_close(kernel(x), expected)

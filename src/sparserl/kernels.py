@@ -80,7 +80,13 @@ class NMKernel:
         self.flat_index = index.reshape(-1).to(torch.int64)
         self.bias = bias if bias is not None else torch.zeros(self.out)
 
+    CHUNK = 1 << 22
+    """Most gathered values held at once (16 MB): large batches run in slices of rows."""
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        rows = max(1, self.CHUNK // max(1, self.out * self.kept))
+        if x.shape[0] > rows:
+            return torch.cat([self(part) for part in x.split(rows)])
         gathered = x.index_select(-1, self.flat_index).view(x.shape[0], self.out, self.kept)
         return (gathered * self.values).sum(-1) + self.bias
 
