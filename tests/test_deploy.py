@@ -295,3 +295,16 @@ def test_the_nm_kernel_slices_large_batches_and_gives_the_same_products(monkeypa
     torch.testing.assert_close(kernel(x), expected)
     monkeypatch.setattr(kernels.NMKernel, "CHUNK", 6 * 4 * 7)  # 7 rows at a time
     torch.testing.assert_close(kernel(x), expected)
+
+
+def test_forced_backends_apply_where_the_storage_allows(tmp_path):
+    torch.manual_seed(0)
+    actor = DeterministicActor(8, 2, (16,))
+    with torch.no_grad():  # layer 0 is 1:4 (one kept per group of 4), layer 1 stays dense
+        actor.net.net.layers[0].weight.mul_((torch.arange(8) % 4 == 0).float())
+    path = tmp_path / "p.safetensors"
+    header = export_actor(actor, path, {}, "auto", (1, 4))
+    assert [e["storage"] for e in header["layers"].values()] == ["nm", "dense"]
+    expected = {"dense": ["dense", "dense"], "csr": ["csr", "dense"], "nm": ["nm", "dense"]}
+    for backend, kinds in expected.items():
+        assert list(load_policy(path, backend=backend).backends.values()) == kinds

@@ -257,23 +257,26 @@ def _check_layer(path: Path, name: str, entry: dict, tensors: dict) -> None:
 
 
 def _kernel(name: str, entry: dict, tensors: dict, backend: str, batch: int) -> kernels.Kernel:
-    bias = tensors[f"{name}.bias"]
-    storage = entry["storage"]
+    """The kernel of one layer. A forced backend applies where the layer's storage allows it (csr
+    for any sparse storage, nm for packed N:M layers); elsewhere the layer runs in its stored form
+    (CSR for sparse layers). auto measures every form the layer can take at `batch`."""
+    bias, storage = tensors[f"{name}.bias"], entry["storage"]
     if backend == "semi_structured":
         return kernels.semi_structured_kernel(decode_dense(name, entry, tensors), bias)
-    candidates: dict[str, kernels.Kernel] = {}
-    if backend in ("auto", "dense") or storage == "dense":
-        candidates["dense"] = kernels.DenseKernel(decode_dense(name, entry, tensors), bias)
-    if storage != "dense" and backend in ("auto", "csr") or (backend == "nm" and storage == "csr"):
-        csr = _csr(name, entry, tensors) if storage == "csr" else kernels.csr_from_dense(
-            decode_dense(name, entry, tensors))
-        candidates["csr"] = kernels.CSRKernel(csr, bias)
-    if storage == "nm" and backend in ("auto", "nm"):
-        m = entry["nm"][1]
-        offsets = tensors[f"{name}.offsets"]
-        candidates["nm"] = kernels.NMKernel(tensors[f"{name}.values"].flatten(1), nm_index(offsets, m), bias)
-    if backend != "auto":
-        return candidates.get(backend) or next(iter(candidates.values()))
+    possible = ["dense"] + (["csr"] if storage != "dense" else []) + (["nm"] if storage == "nm" else [])
+    forms = [f for f in possible if backend in ("auto", f)] or ["csr" if storage != "dense" else "dense"]
+
+    def build(form: str) -> kernels.Kernel:
+        if form == "dense":
+            return kernels.DenseKernel(decode_dense(name, entry, tensors), bias)
+        if form == "csr":
+            csr = _csr(name, entry, tensors) if storage == "csr" else kernels.csr_from_dense(
+                decode_dense(name, entry, tensors))
+            return kernels.CSRKernel(csr, bias)
+        index = nm_index(tensors[f"{name}.offsets"], entry["nm"][1])
+        return kernels.NMKernel(tensors[f"{name}.values"].flatten(1), index, bias)
+
+    candidates = {form: build(form) for form in forms}
     return kernels.choose(candidates, entry["shape"][1], batch, key=(*entry["shape"], entry["kept"], storage))
 
 
