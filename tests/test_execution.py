@@ -169,10 +169,15 @@ def test_a_simba_run_trains_through_the_sparse_path(make_config):
 
     config = make_config(algo="sac", network="simba", actor_width=16, critic_width=32, critic_blocks=1,
                          total_steps=300, start_steps=100, eval_every=300, eval_episodes=1, execution="csr",
+                         diagnostics_every=300,
                          sparsity=SparsityConfig(method="static", actor_sparsity=0.8, critic_sparsity=0.8))
     trainer = Trainer(config, config.run_dir)
     result = trainer.run()
     assert result.final_eval is not None
+    from sparserl.runs.metrics import read_metrics
+
+    last = read_metrics(trainer.run_dir / "metrics.csv")[-1]  # diagnostics work through the sparse path too
+    assert float(last["diag_actor_grad_norm"]) > 0 and -1 <= float(last["diag_actor_interference"]) <= 1
     executors = [m.sparse_executor for m in trainer.agent.networks["critic"].modules()
                  if "sparse_executor" in m.__dict__]
     assert executors and all(e.version == 0 and e.structures for e in executors)  # built and used
