@@ -56,7 +56,8 @@ class ScalingReport:
         out = ["| env | sparsity | parameters | after pruning | seeds | score (mean ± std) | critic srank | "
                "critic dormant (τ 0.1) | actor srank | critic grad norm |", "|---|---|---|---|---|---|---|---|---|---|"]
         for r in self.rows:
-            out.append(f"| {r['env']} | {r['sparsity']:g} | {r['parameters']:,} | {r['nonzero']:,} | {r['seeds']} | "
+            level = "dense" if r["sparsity"] == 0 else f"{r['sparsity']:g}"
+            out.append(f"| {r['env']} | {level} | {r['parameters']:,} | {r['nonzero']:,} | {r['seeds']} | "
                        f"{r['score_mean']:.1f} ± {r['score_std']:.1f} | {r['diag_critic_srank']:.1f} | "
                        f"{r['diag_critic_dormant_0.1']:.3f} | {r['diag_actor_srank']:.1f} | "
                        f"{r['diag_critic_grad_norm']:.3g} |")
