@@ -308,3 +308,15 @@ def test_forced_backends_apply_where_the_storage_allows(tmp_path):
     expected = {"dense": ["dense", "dense"], "csr": ["csr", "dense"], "nm": ["nm", "dense"]}
     for backend, kinds in expected.items():
         assert list(load_policy(path, backend=backend).backends.values()) == kinds
+
+
+def test_the_header_describes_sparsity_and_observation_statistics(tmp_path):
+    torch.manual_seed(0)
+    actor = DeterministicActor(4, 2, (8,), obs_norm=True)
+    with torch.no_grad():
+        actor.obs_norm.mean.copy_(torch.tensor([0.5, -1.0, 2.0, 0.0]))
+        actor.net.net.layers[0].weight[:, :2] = 0.0  # half the first layer's weights pruned
+    header = export_actor(actor, tmp_path / "p.safetensors", {})
+    assert header["observation_normalisation"]["mean"] == [0.5, -1.0, 2.0, 0.0]
+    assert header["sparsity"] == {"density": (16 + 16) / (32 + 16), "weights": 48}
+    assert deploy.read(tmp_path / "p.safetensors")[0]["sparsity"] == header["sparsity"]

@@ -13,6 +13,7 @@ File format 1: safetensors tensors plus one metadata entry ``sparserl_policy`` (
     {"format": 1, "kind": "deterministic" | "gaussian", "obs_dim", "act_dim",
      "architecture": {"network": "mlp" | "simba" | "bronet", "hidden", "width", "blocks", "obs_norm"},
      "layers": {name: {"storage", "shape": [out, in], "kept", "nm"?}},
+     "sparsity": {"density", "weights"}, "observation_normalisation": {"mean", "var"} (a copy),
      "spaces": {"observation": {"shape"}, "action": {"shape", "low", "high"}},   (runs' exports)
      "source": {env, algo, step, action_repeat, sparsity, ...}}
 

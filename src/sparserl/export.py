@@ -68,10 +68,17 @@ def export_actor(actor: nn.Module, path: str | Path, source: dict, storage: str 
 
     arch, dense, obs_dim, act_dim = actor_tensors(actor)
     tensors, layers = deploy.encode(arch, dense, storage, nm)
+    weights = sum(e["shape"][0] * e["shape"][1] for e in layers.values())
+    extra: dict = {"sparsity": {"density": sum(e["kept"] for e in layers.values()) / weights, "weights": weights}}
+    if arch["obs_norm"]:  # for readers of the header; the loader uses the float32 tensors
+        extra["observation_normalisation"] = {"mean": dense["obs_norm.mean"].tolist(),
+                                              "var": dense["obs_norm.var"].tolist()}
+    if spaces:
+        extra["spaces"] = spaces
     header = {"kind": "gaussian" if isinstance(actor, GaussianActor) else "deterministic",
-              "obs_dim": obs_dim, "act_dim": act_dim, "architecture": arch, "layers": layers,
+              "obs_dim": obs_dim, "act_dim": act_dim, "architecture": arch, "layers": layers, **extra,
               "actions": "in [-1, 1]: rescale to the environment's bounds (sparserl.make_env does)",
-              **({"spaces": spaces} if spaces else {}), "source": source}
+              "source": source}
     deploy.write(path, header, tensors, writer)
     return header
 
