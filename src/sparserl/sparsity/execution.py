@@ -112,23 +112,26 @@ class _SparseLinear(torch.autograd.Function):
         members = len(structures)
         out_t = x.new_empty(members, structures[0].shape[0], x.shape[-2])
         compacts = [s.compact(flat) for s in structures]
+        # xᵀ (in, B) contiguous, once per distinct input: the CSR product and the backward's SDDMM
+        # both run ≈ 10 % faster on it than on a transposed view (and a copy costs ≈ 5 % of either)
+        inputs_t = [_contiguous_t(x)] if shared else [_contiguous_t(x[e]) for e in range(members)]
         for e, (s, compact) in enumerate(zip(structures, compacts)):
-            xe = x if shared else x[e]
+            xe_t = inputs_t[0 if shared else e]
             a = s.matrix(flat, compact)
-            if xe.shape[0] == 1 and bias is not None:  # acting: a matrix-vector product
-                torch.addmv(bias[e], a, xe[0], out=out_t[e, :, 0])
+            if xe_t.shape[1] == 1 and bias is not None:  # acting: a matrix-vector product
+                torch.addmv(bias[e], a, xe_t[:, 0], out=out_t[e, :, 0])
             elif bias is None:
-                torch.mm(a, xe.t(), out=out_t[e])
+                torch.mm(a, xe_t, out=out_t[e])
             else:
-                torch.addmm(bias[e].unsqueeze(1), a, xe.t(), out=out_t[e])
+                torch.addmm(bias[e].unsqueeze(1), a, xe_t, out=out_t[e])
         ctx.structures, ctx.shared, ctx.compacts = structures, shared, compacts
-        ctx.save_for_backward(x, weight)
+        ctx.save_for_backward(*inputs_t, weight)
         ctx.has_bias = bias is not None
         return out_t
 
     @staticmethod
     def backward(ctx, grad):  # grad: (E, out, B), like the output
-        x, weight = ctx.saved_tensors
+        *inputs_t, weight = ctx.saved_tensors
         structures, shared = ctx.structures, ctx.shared
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
@@ -138,13 +141,18 @@ class _SparseLinear(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             grad_flat = torch.zeros(weight.numel(), dtype=weight.dtype)
             for e, s in enumerate(structures):
-                xe = x if shared else x[e]
-                values = torch.sparse.sampled_addmm(s.pattern, grad[e], xe, beta=0.0).values()
+                xe_t = inputs_t[0 if shared else e]
+                values = torch.sparse.sampled_addmm(s.pattern, grad[e], xe_t.t(), beta=0.0).values()
                 s.scatter(grad_flat, values)
             grad_w = grad_flat.view_as(weight)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad.sum(2)
         return grad_x, grad_w, grad_b, None
+
+
+def _contiguous_t(x: torch.Tensor) -> torch.Tensor:
+    """xᵀ of a (B, in) input as a contiguous (in, B) tensor (free when x is a transposed view)."""
+    return x.t() if x.t().is_contiguous() else x.t().contiguous()
 
 
 def sparse_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
