@@ -80,19 +80,22 @@ class NM(Method):
             group.mask_gradients()
             return
         params, latents = group.params, group.extra["latent"]
-        projected = [p.data for p in params]
-        for p, latent in zip(params, latents):  # the optimiser steps the latent weights W
-            p.data = latent
         if self.config.nm_gradient == "srste":  # + lambda (1 - E) * W, and (1 - E) * W = W - E * W exactly
             grads = [p.grad for p in params]
-            if None in grads:
+            projected, kept_latents = params, latents  # the parameters hold E * W until the copy below
+            if any(g is None for g in grads):  # not `None in grads`: that compares tensors (≈ 35 µs)
                 keep = [i for i, g in enumerate(grads) if g is not None]
-                grads, latents, projected = ([x[i] for i in keep] for x in (grads, latents, projected))
+                grads, kept_latents, projected = ([x[i] for i in keep] for x in (grads, latents, params))
             if grads:
-                torch._foreach_add_(grads, latents, alpha=self.config.srste_decay)
+                torch._foreach_add_(grads, kept_latents, alpha=self.config.srste_decay)
                 torch._foreach_add_(grads, projected, alpha=-self.config.srste_decay)
+        # the optimiser steps the latent weights W: copied in and out (one multi-tensor op each),
+        # which costs less than swapping each parameter's storage from Python
+        torch._foreach_copy_(params, latents)
 
     def post_step(self, group) -> None:
+        if self.latent:
+            torch._foreach_copy_(group.extra["latent"], group.params)  # the updated W
         if self.due(group):
             new = group.extra["projector"]()
             group.masks[:] = new if group.extra["same_layout"] else \
@@ -100,8 +103,7 @@ class NM(Method):
             group.extra["updated"] = True
             group.targets_dirty = True
         if self.latent:  # the parameters go back to holding the projection E * W of the updated latents
-            for p, projected in zip(group.params, torch._foreach_mul(group.extra["latent"], group.masks)):
-                p.data = projected
+            torch._foreach_mul_(group.params, group.masks)
 
     def pop_flips(self, group) -> torch.Tensor:
         """SAD per layer: mask entries changed by the latest re-projection, computed only when asked
@@ -131,4 +133,4 @@ class NM(Method):
             for latent, saved in zip(group.extra["latent"], state["latent"]):
                 latent.copy_(saved)
             for layer, mask, latent in zip(group.sparse_layers, group.masks, group.extra["latent"]):
-                layer.param.data = latent * mask
+                layer.param.copy_(latent * mask)
