@@ -246,6 +246,8 @@ def test_export_and_eval_from_the_command_line(make_config, tmp_path, capsys):
     assert "layers.1 nm" in capsys.readouterr().out
     assert main(["eval", "--policy", str(out), "--episodes", "1"]) == 0
     assert "trained on Pendulum-v1, step 300" in capsys.readouterr().out
+    assert main(["eval", "--policy", str(out), "--episodes", "0"]) == 2
+    assert "episodes must be a positive integer, got 0" in capsys.readouterr().err
     assert main(["eval", str(trainer.run_dir), "--policy", str(out)]) == 2
     assert "exactly one" in capsys.readouterr().err
     assert main(["export", str(trainer.run_dir), "--out", str(trainer.run_dir / deploy.POLICY_FILE)]) == 1

@@ -157,8 +157,9 @@ def cmd_eval(argv: list[str]) -> int:
     if (args.run_dir is None) == (args.policy is None):
         raise ConfigError("give either a run directory or --policy FILE (exactly one)")
     if args.policy is not None:
-        result, source = evaluate_policy_file(args.policy, args.env, args.episodes or 10, args.seed or 0,
-                                              args.backend)
+        episodes = 10 if args.episodes is None else args.episodes  # 0 or less is refused, not defaulted
+        seed = 0 if args.seed is None else args.seed
+        result, source = evaluate_policy_file(args.policy, args.env, episodes, seed, args.backend)
         origin = f" (trained on {source.get('env')}, step {source.get('step', '?'):,})" if source.get("env") else ""
         _console.print(f"Evaluation of {args.policy}{origin}: {result}")
         return 0
