@@ -100,11 +100,16 @@ def nm_index(offsets: torch.Tensor, m: int) -> torch.Tensor:
     return (offsets.long() + torch.arange(groups).view(1, -1, 1) * m).flatten(1)
 
 
-def storage_bytes(weight: torch.Tensor, nm: tuple[int, int] | None) -> dict[str, int]:
-    """Bytes of `weight` in each storage it can take (nm only if it fits)."""
+def _col_dtype(fan_in: int) -> torch.dtype:
+    """CSR column indices: int16 while they fit."""
+    return torch.int16 if fan_in <= 32767 else torch.int32
+
+
+def storage_bytes(weight: torch.Tensor, nm: tuple[int, int] | None, kept: int) -> dict[str, int]:
+    """Bytes of `weight` (with `kept` nonzeros) in each storage it can take (nm only if it fits)."""
     out, fan_in = weight.shape
-    kept = int((weight != 0).sum())
-    sizes = {"dense": out * fan_in * 4, "csr": kept * (4 + (2 if fan_in <= 32767 else 4)) + (out + 1) * 4}
+    column = _col_dtype(fan_in).itemsize
+    sizes = {"dense": out * fan_in * 4, "csr": kept * (4 + column) + (out + 1) * 4}
     if nm is not None and fits_nm(weight, *nm):
         sizes["nm"] = out * math.ceil(fan_in / nm[1]) * nm[0] * 5
     return sizes
@@ -113,16 +118,17 @@ def storage_bytes(weight: torch.Tensor, nm: tuple[int, int] | None) -> dict[str,
 def encode_layer(name: str, weight: torch.Tensor, storage: str, nm: tuple[int, int] | None) -> tuple[dict, dict]:
     """(tensors, header entry) for one linear weight (out, in) in `storage` (auto: the smallest)."""
     weight = weight.detach().float().contiguous()
-    sizes = storage_bytes(weight, nm)
+    kept = int((weight != 0).sum())
+    sizes = storage_bytes(weight, nm, kept)
     if storage == "auto" or storage not in sizes:
         # an explicit nm for a layer that is not N:M (kept dense, say) falls back to the smallest
         storage = min(sizes, key=sizes.get)
-    entry = {"storage": storage, "shape": list(weight.shape), "kept": int((weight != 0).sum())}
+    entry = {"storage": storage, "shape": list(weight.shape), "kept": kept}
     if storage == "dense":
         return {f"{name}.weight": weight}, entry
     if storage == "csr":
         csr = kernels.csr_from_dense(weight)
-        col_dtype = torch.int16 if weight.shape[1] <= 32767 else torch.int32
+        col_dtype = _col_dtype(weight.shape[1])
         return {f"{name}.crow": csr.crow_indices().to(torch.int32), f"{name}.col": csr.col_indices().to(col_dtype),
                 f"{name}.values": csr.values().contiguous()}, entry
     values, offsets = pack_nm(weight, *nm)
@@ -158,11 +164,24 @@ def encode(arch: dict, dense: dict[str, torch.Tensor], storage: str = "auto",
     for name in linear_names(arch):
         stored, layers[name] = encode_layer(name, dense[f"{name}.weight"], storage, nm)
         tensors.update(stored)
-        tensors[f"{name}.bias"] = dense[f"{name}.bias"].detach().float().contiguous()
-    for name in [*norm_names(arch), *(["obs_norm"] if arch["obs_norm"] else [])]:
-        for part in ("mean", "var") if name == "obs_norm" else ("weight", "bias"):
-            tensors[f"{name}.{part}"] = dense[f"{name}.{part}"].detach().float().contiguous()
+    for key in _plain_keys(arch):
+        tensors[key] = dense[key].detach().float().contiguous()
     return tensors, layers
+
+
+def decode(arch: dict, layers: dict, tensors: dict) -> dict[str, torch.Tensor]:
+    """The canonical dense tensors of a stored actor: the inverse of `encode` (lossless)."""
+    dense = {key: tensors[key] for key in _plain_keys(arch)}
+    for name in linear_names(arch):
+        dense[f"{name}.weight"] = decode_dense(name, layers[name], tensors)
+    return dense
+
+
+def _plain_keys(arch: dict) -> list[str]:
+    """Tensors stored as they are: biases, norm parameters, observation statistics."""
+    keys = [f"{name}.bias" for name in linear_names(arch)]
+    keys += [f"{name}.{part}" for name in norm_names(arch) for part in ("weight", "bias")]
+    return keys + (["obs_norm.mean", "obs_norm.var"] if arch["obs_norm"] else [])
 
 
 def write(path: str | Path, header: dict, tensors: dict[str, torch.Tensor], writer=None) -> None:
@@ -213,13 +232,11 @@ def read(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
 def _check(path: Path, header: dict, tensors: dict) -> None:
     try:
         arch, layers = header["architecture"], header["layers"]
-        needed = [f"{n}.bias" for n in linear_names(arch)]
+        needed = _plain_keys(arch)
         for name in linear_names(arch):
             storage = layers[name]["storage"]
             parts = {"dense": ("weight",), "csr": ("crow", "col", "values"), "nm": ("values", "offsets")}[storage]
             needed += [f"{name}.{p}" for p in parts]
-        needed += [f"{n}.{p}" for n in norm_names(arch) for p in ("weight", "bias")]
-        needed += ["obs_norm.mean", "obs_norm.var"] if arch["obs_norm"] else []
         int(header["obs_dim"]), int(header["act_dim"])
         if header["kind"] not in ("deterministic", "gaussian"):
             raise KeyError("kind")

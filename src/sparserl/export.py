@@ -89,15 +89,9 @@ def export_run(run_dir: str | Path, out: str | Path, storage: str = "auto") -> d
     if Path(out).resolve() == (Path(run_dir) / deploy.POLICY_FILE).resolve():
         raise PolicyError(f"--out {out} is the run's own policy file; choose another path")
     arch = header["architecture"]
-    dense = {k: v for k, v in tensors.items() if k.rsplit(".", 1)[-1] in ("bias", "mean", "var")
-             or k.rsplit(".", 1)[0] in deploy.norm_names(arch)}
-    for name in deploy.linear_names(arch):
-        dense[f"{name}.weight"] = deploy.decode_dense(name, header["layers"][name], tensors)
-    nm = next((tuple(e["nm"]) for e in header["layers"].values() if "nm" in e), None)
-    nm = nm or header["source"].get("nm")
-    if nm is not None:
-        nm = tuple(nm)
-    tensors, layers = deploy.encode(arch, dense, storage, nm)
+    dense = deploy.decode(arch, header["layers"], tensors)
+    nm = next((e["nm"] for e in header["layers"].values() if "nm" in e), header["source"].get("nm"))
+    tensors, layers = deploy.encode(arch, dense, storage, tuple(nm) if nm else None)
     new = {**header, "layers": layers}
     new.pop("format", None)
     deploy.write(out, new, tensors)
