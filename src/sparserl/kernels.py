@@ -20,6 +20,7 @@ Only torch is imported here: deployable policies (sparserl.deploy) run on these 
 
 from __future__ import annotations
 
+import statistics
 import time
 import warnings
 from collections.abc import Callable
@@ -96,33 +97,44 @@ Kernel = DenseKernel | CSRKernel | NMKernel
 _CHOICES: dict[tuple, str] = {}
 
 
-def _median_time(kernel: Callable, x: torch.Tensor, repeats: int) -> float:
-    kernel(x)  # warm-up (first-call allocations)
-    times = []
-    for _ in range(repeats):
+def time_interleaved(calls: dict[str, Callable[[], object]], rounds: int = 5, min_seconds: float = 2e-3,
+                     max_calls: int = 64) -> dict[str, float]:
+    """Median seconds per call of each zero-argument callable, timed in interleaved rounds (A B A B
+    ...) so a burst of other load hits every candidate; each timing repeats the call until the first
+    candidate takes `min_seconds` (at most `max_calls`), to rise above timer and scheduler noise."""
+    for call in calls.values():
+        call()  # warm-up (first-call allocations)
+    first = next(iter(calls.values()))
+    repeat = 1
+    while repeat < max_calls:
         start = time.perf_counter()
-        kernel(x)
-        times.append(time.perf_counter() - start)
-    times.sort()
-    return times[len(times) // 2]
+        for _ in range(repeat):
+            first()
+        if time.perf_counter() - start >= min_seconds:
+            break
+        repeat *= 2
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            for _ in range(repeat):
+                call()
+            samples[name].append((time.perf_counter() - start) / repeat)
+    return {name: statistics.median(times) for name, times in samples.items()}
 
 
 @torch.no_grad()
-def choose(candidates: dict[str, Kernel], in_features: int, batch: int = 1, repeats: int = 15,
-           key: tuple = ()) -> Kernel:
+def choose(candidates: dict[str, Kernel], in_features: int, batch: int = 1, key: tuple = ()) -> Kernel:
     """The fastest of `candidates` on a (batch, in_features) input, cached under `key` (plus the batch
-    and thread count); ties and single candidates need no measurement."""
+    and thread count); a single candidate needs no measurement."""
     if len(candidates) == 1:
         return next(iter(candidates.values()))
     cache_key = (*key, tuple(sorted(candidates)), batch, torch.get_num_threads())
     name = _CHOICES.get(cache_key)
     if name is None or name not in candidates:
         x = torch.randn(batch, in_features, generator=torch.Generator().manual_seed(0))
-        rounds = {n: [] for n in candidates}
-        for _ in range(3):  # interleaved rounds, so a burst of other load hits every candidate
-            for n, kernel in candidates.items():
-                rounds[n].append(_median_time(kernel, x, repeats))
-        name = min(rounds, key=lambda n: min(rounds[n]))
+        times = time_interleaved({n: (lambda k=kernel: k(x)) for n, kernel in candidates.items()})
+        name = min(times, key=times.get)
         _CHOICES[cache_key] = name
     return candidates[name]
 

@@ -20,8 +20,6 @@ dense product instead: the method says so through `Method.dense_gradient_needed`
 
 from __future__ import annotations
 
-import statistics
-import time
 from dataclasses import dataclass
 
 import torch
@@ -165,7 +163,7 @@ class LayerExecutor:
     """Runs one layer of a network (or of a target copy) through CSR products while its mask holds.
 
     Installed by `Sparsifier.execute_sparse` as the layer module's `sparse_executor`; the layer's
-    forward calls it. `members` are the layer's ensemble members (1 for nn.Linear)."""
+    forward calls it. It keeps one `Structure` per ensemble member (one for nn.Linear)."""
 
     def __init__(self, group, index: int, layer, mode: str, batch: int, needs_dense=lambda: False):
         self.group, self.index, self.layer, self.mode, self.batch = group, index, layer, mode, batch
@@ -232,20 +230,6 @@ def _measure(structure: Structure, batch: int) -> bool:
     def sparse():
         sparse_linear(x, weight, None, [alone]).sum().backward()
 
-    calls = 1
-    while True:  # enough calls per timing to rise above timer and scheduler noise (>= 2 ms)
-        start = time.perf_counter()
-        for _ in range(calls):
-            dense()
-        if time.perf_counter() - start >= 2e-3 or calls >= 64:
-            break
-        calls *= 2
-    timings = {dense: [], sparse: []}
-    for _ in range(5):
-        for f in (dense, sparse):
-            start = time.perf_counter()
-            for _ in range(calls):
-                f()
-            timings[f].append(time.perf_counter() - start)
+    times = kernels.time_interleaved({"dense": dense, "sparse": sparse})
     # sparse must win clearly: the layer's share of a whole update also pays the CSR path's gathers
-    return statistics.median(timings[sparse]) < SPARSE_MARGIN * statistics.median(timings[dense])
+    return times["sparse"] < SPARSE_MARGIN * times["dense"]
