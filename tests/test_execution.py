@@ -145,6 +145,40 @@ def test_structures_follow_mask_changes():
     assert not torch.equal(executor.structures[0].col, kept)
 
 
+def test_gradient_memory_is_reused_only_while_no_one_holds_it():
+    """Training steps (gradients released to None in between) write each step's weight gradient into
+    the same memory, exact at kept positions and exactly zero at pruned ones; a gradient a caller
+    still holds is never overwritten by a later backward."""
+    g = torch.Generator().manual_seed(3)
+    layer = EnsembleLinear(6, 5, 2)
+    mask = (torch.rand(layer.weight.shape, generator=g) < 0.5).float()
+    with torch.no_grad():
+        layer.weight.mul_(mask)
+    executor = LayerExecutor(FixedGroup(mask), 0, find_sparse_layers(layer)[0], "csr", 4)
+    assert executor.active(layer.weight)
+
+    def step(x):
+        y = executor(x, layer.weight, layer.bias.view(2, -1))
+        return (y * y).sum()
+
+    pointers = []
+    for _ in range(3):
+        x = torch.randn(4, 6, generator=g)
+        layer.weight.grad = None
+        step(x).backward()
+        expected = torch.autograd.grad((layer(x) ** 2).sum(), layer.weight)[0] * mask
+        torch.testing.assert_close(layer.weight.grad, expected, atol=1e-5, rtol=1e-5)
+        assert torch.all(layer.weight.grad[mask == 0] == 0)
+        pointers.append(layer.weight.grad.data_ptr())
+    assert pointers[1] == pointers[2]  # reused once the first step's gradient was released
+
+    layer.weight.grad = None
+    held = torch.autograd.grad(step(torch.randn(4, 6, generator=g)), layer.weight)[0]
+    snapshot = held.clone()
+    again = torch.autograd.grad(step(torch.randn(4, 6, generator=g)), layer.weight)[0]
+    assert torch.equal(held, snapshot) and again.data_ptr() != held.data_ptr()
+
+
 def test_unknown_execution_is_refused():
     *_, sparsifier = networks("static", actor_sparsity=0.5, critic_sparsity=0.5)
     with pytest.raises(ConfigError, match="unknown execution 'gpu'"):
