@@ -7,15 +7,27 @@ import copy
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sparserl import native
 from sparserl.config import Config, coerce_fields
 from sparserl.errors import ConfigError
 from sparserl.nets import DeterministicActor, EnsembleLinear, QEnsemble
 from sparserl.sparsity import Sparsifier, SparsityConfig
 from sparserl.sparsity.execution import LayerExecutor, sparse_linear
 from sparserl.sparsity.layers import find_sparse_layers
+
+
+@pytest.fixture(params=["native", "torch"])
+def kernels(request):
+    """Run a test with the native sparse kernels and again with PyTorch's."""
+    if request.param == "native":
+        assert native.available(), native.status()
+        yield request.param
+    else:
+        with native.disabled():
+            yield request.param
 
 
 class FixedGroup:
@@ -25,10 +37,12 @@ class FixedGroup:
         self.masks, self.mask_version, self.densities, self.sparse = [mask], 0, [0.5], [0]
 
 
-@settings(max_examples=40, deadline=None)
-@given(members=st.integers(1, 3), out=st.integers(1, 9), fan_in=st.integers(1, 9), batch=st.integers(1, 5),
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(members=st.integers(1, 3), out=st.integers(1, 9), fan_in=st.integers(1, 9),
+       batch=st.one_of(st.integers(1, 5), st.integers(60, 140)),  # the native kernel's 64-wide tiles and tails
        density=st.floats(0.0, 1.0), shared=st.booleans(), seed=st.integers(0, 2**31 - 1))
-def test_csr_products_equal_masked_dense_forward_and_backward(members, out, fan_in, batch, density, shared, seed):
+def test_csr_products_equal_masked_dense_forward_and_backward(kernels, members, out, fan_in, batch, density, shared,
+                                                               seed):
     g = torch.Generator().manual_seed(seed)
     layer = EnsembleLinear(fan_in, out, members)
     mask = (torch.rand(layer.weight.shape, generator=g) < density).float()
@@ -90,7 +104,7 @@ def td3_like_step(critic, actor, targets, optimizers, obs, act):
     ("nm:1:4", {"nm_gradient": "masked"}),
 ])
 @pytest.mark.parametrize("execution", ["csr", "auto"])
-def test_training_steps_under_sparse_kernels_match_masked_dense(method, changes, execution):
+def test_training_steps_under_sparse_kernels_match_masked_dense(kernels, method, changes, execution):
     """Five steps from the same state: losses, weights, masks and targets agree to rounding, mask
     updates included (RigL's growth step and SR-STE run their gradients densely)."""
     obs, act = torch.randn(64, 11), torch.rand(64, 3) * 2 - 1

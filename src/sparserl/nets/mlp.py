@@ -22,6 +22,15 @@ def _relu(x: torch.Tensor) -> torch.Tensor:
     return torch.relu_(x) if x.is_contiguous() else torch.relu(x)
 
 
+def _transposed(x: torch.Tensor) -> bool:
+    """Whether x (..., B, features) is stored features-major, as sparse-executed layers produce it
+    (sparserl.sparsity.execution). A dense layer fed such an input computes yᵀ = W xᵀ + b in that
+    orientation, so its input gradient comes back in the same layout and the ReLU backward between
+    the two layers runs on matching layouts (mismatched ones were ≈ 10x slower: 3 ms against 0.3
+    for a 2 x 256 x 2048 activation)."""
+    return x.dim() >= 2 and not x.is_contiguous() and x.transpose(-1, -2).is_contiguous()
+
+
 class EnsembleLinear(nn.Module):
     """E independent linear maps in one batched matmul.
 
@@ -77,6 +86,8 @@ class EnsembleLinear(nn.Module):
             weight, bias = weight.detach(), bias.detach()
         if x.dim() == 2:
             x = x.expand(weight.shape[0], *x.shape)
+        if _transposed(x):  # output of a sparse-executed layer: compute in its layout (see _transposed)
+            return torch.baddbmm(bias.transpose(1, 2), weight.transpose(1, 2), x.transpose(1, 2)).transpose(1, 2)
         return torch.baddbmm(bias, x, weight)
 
     def extra_repr(self) -> str:
@@ -103,6 +114,8 @@ class MLP(nn.Module):
             executor = layer.__dict__.get("sparse_executor")  # set by Sparsifier.execute_sparse
             if executor is not None and executor.active(layer.weight):
                 x = executor(x, layer.weight, layer.bias.unsqueeze(0))[0]
+            elif _transposed(x):  # output of a sparse-executed layer: compute in its layout
+                x = torch.addmm(layer.bias.unsqueeze(1), layer.weight, x.t()).t()
             else:
                 x = F.linear(x, layer.weight, layer.bias)
             if i < last:

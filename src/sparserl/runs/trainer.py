@@ -380,6 +380,10 @@ class Trainer:
         atomic_write(self.run_dir / "sparsity.json", lambda f: f.write(json.dumps(data, indent=2).encode()))
         if not final:
             self.console.line(str(report))
+            if self.config.execution != "dense":
+                from sparserl import native
+
+                self.console.line(f"sparse execution ({self.config.execution}): {native.status()}")
         self.sparsity = report
 
     def result(self) -> RunResult:

@@ -9,13 +9,20 @@ the kept weights do the three products of a training step with a fraction of the
 
 The structure (row pointers, column indices and where each kept weight sits in the parameter) is
 built once per mask and reused until the mask changes; each call gathers the current values, so it
-serves trained networks and Polyak targets alike. The weight gradient is scattered into a dense
-gradient that is zero at pruned positions, which is what masked dense training produces, so the
-optimiser, the engine's hooks and checkpoints see no difference. That gradient's memory is reused
-from step to step while nothing else holds it (`GradientBuffer`): only the kept positions are
-written, the pruned ones stay zero, and a fresh parameter-sized allocation (page faults and a zero
-fill: ≈ 6 ms for a 2 x 2048 x 2048 ensemble layer) is avoided. Measured on 2 cores (see
-BENCHMARKS.md), this pays at ≥ 90 % sparsity and widths ≥ 1024; `auto` measures each layer.
+serves trained networks and Polyak targets alike. The products run on sparserl.native's kernels
+(C, compiled on first use; ≈ 2x PyTorch's CPU CSR product) or, where those cannot be built, on
+PyTorch's CSR kernels. Activations leave a sparse layer stored features-major (E, out, B), the
+layout the CSR product writes; dense layers fed such an input keep that orientation (see
+sparserl.nets.mlp), and input gradients come back in their input's layout, so no elementwise op
+runs on mismatched layouts.
+
+The weight gradient is scattered into a dense gradient that is zero at pruned positions, which is
+what masked dense training produces, so the optimiser, the engine's hooks and checkpoints see no
+difference. That gradient's memory is reused from step to step while nothing else holds it
+(`GradientBuffer`): only the kept positions are written, the pruned ones stay zero, and a fresh
+parameter-sized allocation (page faults and a zero fill: ≈ 6 ms for a 2 x 2048 x 2048 ensemble
+layer) is avoided. Measured on 2 cores (see BENCHMARKS.md), this pays at ≥ 75 % sparsity and
+widths ≥ 1024; `auto` measures each layer.
 
 Steps that need the dense gradient (RigL's growth step, N:M with STE or SR-STE) run the masked
 dense product instead: the method says so through `Method.dense_gradient_needed`.
@@ -27,7 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sparserl import kernels
+from sparserl import kernels, native
 
 EXECUTIONS = ("dense", "csr", "auto")
 SPARSE_MARGIN = 0.8
@@ -85,14 +92,21 @@ class Structure:
         """The kept weights in storage order (one sequential gather)."""
         return flat_weight.index_select(0, self.storage)
 
+    def values(self, compact: torch.Tensor) -> torch.Tensor:
+        """A's values in CSR order, from the compact kept values."""
+        return compact.index_select(0, self.a_index)
+
+    def values_t(self, compact: torch.Tensor) -> torch.Tensor:
+        """Aᵀ's values in CSR order, from the compact kept values."""
+        return compact.index_select(0, self.at_index)
+
     def matrix(self, flat_weight: torch.Tensor, compact: torch.Tensor | None = None) -> torch.Tensor:
         compact = self.compact(flat_weight) if compact is None else compact
-        return kernels.csr_from_parts(self.crow, self.col, compact.index_select(0, self.a_index), self.shape)
+        return kernels.csr_from_parts(self.crow, self.col, self.values(compact), self.shape)
 
     def matrix_t(self, compact: torch.Tensor) -> torch.Tensor:
         """Aᵀ from the compact kept values (those the forward read)."""
-        return kernels.csr_from_parts(self.crow_t, self.col_t, compact.index_select(0, self.at_index),
-                                      self.shape[::-1])
+        return kernels.csr_from_parts(self.crow_t, self.col_t, self.values_t(compact), self.shape[::-1])
 
     def scatter(self, grad_flat: torch.Tensor, values: torch.Tensor) -> None:
         """Write A-ordered `values` into their positions of a flat parameter-shaped gradient."""
@@ -151,8 +165,12 @@ class _SparseLinear(torch.autograd.Function):
         # xᵀ (in, B) contiguous, once per distinct input: the CSR product and the backward's SDDMM
         # both run ≈ 10 % faster on it than on a transposed view (and a copy costs ≈ 5 % of either)
         inputs_t = [_contiguous_t(x)] if shared else [_contiguous_t(x[e]) for e in range(members)]
+        fast = native.available()
         for e, (s, compact) in enumerate(zip(structures, compacts)):
             xe_t = inputs_t[0 if shared else e]
+            if fast:
+                native.csr_mm(s.crow, s.col, s.values(compact), xe_t, None if bias is None else bias[e], out_t[e])
+                continue
             a = s.matrix(flat, compact)
             if xe_t.shape[1] == 1 and bias is not None:  # acting: a matrix-vector product
                 torch.addmv(bias[e], a, xe_t[:, 0], out=out_t[e, :, 0])
@@ -161,6 +179,7 @@ class _SparseLinear(torch.autograd.Function):
             else:
                 torch.addmm(bias[e].unsqueeze(1), a, xe_t, out=out_t[e])
         ctx.structures, ctx.shared, ctx.compacts = structures, shared, compacts
+        ctx.transposed_input = not x.is_contiguous() and x.transpose(-1, -2).is_contiguous()
         ctx.buffer = buffer if len(structures) == _members(weight) else None  # every kept position rewritten
         ctx.save_for_backward(*inputs_t, weight)
         ctx.has_bias = bias is not None
@@ -171,16 +190,28 @@ class _SparseLinear(torch.autograd.Function):
         *inputs_t, weight = ctx.saved_tensors
         structures, shared = ctx.structures, ctx.shared
         grad_x = grad_w = grad_b = None
+        fast = native.available()
+        if fast:
+            grad = grad.contiguous()
         if ctx.needs_input_grad[0]:
-            parts = [(s.matrix_t(compact) @ grad[e]).t()
-                     for e, (s, compact) in enumerate(zip(structures, ctx.compacts))]
-            grad_x = sum(parts[1:], parts[0]) if shared else torch.stack(parts)
+            grad_x_t = grad.new_empty(len(structures), structures[0].shape[1], grad.shape[2])
+            for e, (s, compact) in enumerate(zip(structures, ctx.compacts)):
+                if fast:
+                    native.csr_mm(s.crow_t, s.col_t, s.values_t(compact), grad[e], None, grad_x_t[e])
+                else:
+                    torch.mm(s.matrix_t(compact), grad[e], out=grad_x_t[e])
+            grad_x = grad_x_t.sum(0).t() if shared else grad_x_t.transpose(1, 2)
+            if not ctx.transposed_input:  # in x's own layout: the ReLU backward before this layer
+                grad_x = grad_x.contiguous()  # then runs on matching layouts (≈ 10x faster)
         if ctx.needs_input_grad[1]:
             buffer = ctx.buffer
             grad_flat = torch.zeros(weight.numel(), dtype=weight.dtype) if buffer is None else buffer.take(weight)
             for e, s in enumerate(structures):
                 xe_t = inputs_t[0 if shared else e]
-                values = torch.sparse.sampled_addmm(s.pattern, grad[e], xe_t.t(), beta=0.0).values()
+                if fast:
+                    values = native.sddmm(s.crow, s.col, grad[e], xe_t, grad.new_empty(len(s.col)))
+                else:
+                    values = torch.sparse.sampled_addmm(s.pattern, grad[e], xe_t.t(), beta=0.0).values()
                 s.scatter(grad_flat, values)
             grad_w = grad_flat.view_as(weight)
         if ctx.has_bias and ctx.needs_input_grad[2]:
