@@ -79,3 +79,16 @@ def test_disabled_block_switches_to_pytorch_and_back():
     with native.disabled():
         assert not native.available() and "disabled" in native.status()
     assert native.available()
+
+
+@settings(max_examples=40, deadline=None)
+@given(size=st.integers(1, 500), kept=st.integers(0, 500), seed=st.integers(0, 2**31 - 1))
+def test_gather_and_scatter_equal_index_select_and_index_put(size, kept, seed):
+    g = torch.Generator().manual_seed(seed)
+    kept = min(kept, size)
+    src = torch.randn(size, generator=g)
+    index = torch.randperm(size, generator=g)[:kept]
+    assert torch.equal(native.gather(src, index), src.index_select(0, index))
+    values, order = torch.randn(kept, generator=g), torch.randperm(kept, generator=g)
+    expected = torch.zeros(size).index_put_((index,), values[order])
+    assert torch.equal(native.scatter(torch.zeros(size), index, values, order), expected)

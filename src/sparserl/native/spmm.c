@@ -109,3 +109,15 @@ void sparserl_sddmm(const int32_t *crow, const int32_t *col, const float *left, 
             out[k] = dot(a, right + (int64_t)col[k] * width, width);
     }
 }
+
+/* out[i] = src[index[i]]: reading kept weights out of a parameter, or permuting them. */
+void sparserl_gather(const float *src, const int64_t *index, float *out, int64_t n) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) out[i] = src[index[i]];
+}
+
+/* dst[index[i]] = src[order[i]]: writing permuted kept values back into a parameter-shaped tensor. */
+void sparserl_scatter(float *dst, const int64_t *index, const float *src, const int64_t *order, int64_t n) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) dst[index[i]] = src[order[i]];
+}

@@ -23,12 +23,19 @@ def _relu(x: torch.Tensor) -> torch.Tensor:
 
 
 def _transposed(x: torch.Tensor) -> bool:
-    """Whether x (..., B, features) is stored features-major, as sparse-executed layers produce it
-    (sparserl.sparsity.execution). A dense layer fed such an input computes yᵀ = W xᵀ + b in that
-    orientation, so its input gradient comes back in the same layout and the ReLU backward between
-    the two layers runs on matching layouts (mismatched ones were ≈ 10x slower: 3 ms against 0.3
-    for a 2 x 256 x 2048 activation)."""
+    """Whether x (..., B, features) is stored features-major, as sparse-executed layers take and
+    produce it (sparserl.sparsity.execution: the CSR product writes (out, B)). A dense layer next to
+    a sparse one computes yᵀ = W xᵀ + b in that orientation, when fed such an input or feeding a
+    sparse layer, so no transposing copy is needed between them and the ReLU backward between the
+    two runs on matching layouts (mismatched ones were ≈ 10x slower: 3 ms against 0.3 for a
+    2 x 256 x 2048 activation). Either orientation computes the same products."""
     return x.dim() >= 2 and not x.is_contiguous() and x.transpose(-1, -2).is_contiguous()
+
+
+def _runs_sparse(layer: nn.Module | None) -> bool:
+    """Whether `layer` is set to run through sparse kernels (then it wants features-major input)."""
+    executor = None if layer is None else layer.__dict__.get("sparse_executor")
+    return executor is not None and executor.use_sparse
 
 
 class EnsembleLinear(nn.Module):
@@ -70,9 +77,11 @@ class EnsembleLinear(nn.Module):
                 nn.init.kaiming_uniform_(self.weight_oi[member], a=math.sqrt(5))
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: torch.Tensor, detach: bool = False, member: int | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, detach: bool = False, member: int | None = None,
+                features_major: bool = False) -> torch.Tensor:
         """`detach` uses the weights without recording their gradient (e.g. a critic inside the
-        actor's loss); `member` runs only that member (output (1, B, out))."""
+        actor's loss); `member` runs only that member (output (1, B, out)); `features_major` stores
+        the output (E, out, B) (see _transposed: for a sparse-executed layer next)."""
         weight, bias = self.weight, self.bias
         executor = self.__dict__.get("sparse_executor")  # set by Sparsifier.execute_sparse
         if executor is not None and executor.active(weight.detach() if detach else weight):
@@ -86,7 +95,7 @@ class EnsembleLinear(nn.Module):
             weight, bias = weight.detach(), bias.detach()
         if x.dim() == 2:
             x = x.expand(weight.shape[0], *x.shape)
-        if _transposed(x):  # output of a sparse-executed layer: compute in its layout (see _transposed)
+        if features_major or _transposed(x):
             return torch.baddbmm(bias.transpose(1, 2), weight.transpose(1, 2), x.transpose(1, 2)).transpose(1, 2)
         return torch.baddbmm(bias, x, weight)
 
@@ -114,8 +123,8 @@ class MLP(nn.Module):
             executor = layer.__dict__.get("sparse_executor")  # set by Sparsifier.execute_sparse
             if executor is not None and executor.active(layer.weight):
                 x = executor(x, layer.weight, layer.bias.unsqueeze(0))[0]
-            elif _transposed(x):  # output of a sparse-executed layer: compute in its layout
-                x = torch.addmm(layer.bias.unsqueeze(1), layer.weight, x.t()).t()
+            elif x.shape[0] > 1 and (_transposed(x) or i < last and _runs_sparse(self.layers[i + 1])):
+                x = torch.addmm(layer.bias.unsqueeze(1), layer.weight, x.t()).t()  # see _transposed
             else:
                 x = F.linear(x, layer.weight, layer.bias)
             if i < last:
@@ -168,7 +177,7 @@ class QEnsemble(nn.Module):
             return self.body(x, detach=detach, member=member).squeeze(-1)
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            x = layer(x, detach=detach, member=member)
+            x = layer(x, detach=detach, member=member, features_major=i < last and _runs_sparse(self.layers[i + 1]))
             if i < last:
                 x = _relu(x)
         return x.squeeze(-1)

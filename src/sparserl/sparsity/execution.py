@@ -90,15 +90,15 @@ class Structure:
 
     def compact(self, flat_weight: torch.Tensor) -> torch.Tensor:
         """The kept weights in storage order (one sequential gather)."""
-        return flat_weight.index_select(0, self.storage)
+        return _gather(flat_weight, self.storage)
 
     def values(self, compact: torch.Tensor) -> torch.Tensor:
         """A's values in CSR order, from the compact kept values."""
-        return compact.index_select(0, self.a_index)
+        return _gather(compact, self.a_index)
 
     def values_t(self, compact: torch.Tensor) -> torch.Tensor:
         """Aᵀ's values in CSR order, from the compact kept values."""
-        return compact.index_select(0, self.at_index)
+        return _gather(compact, self.at_index)
 
     def matrix(self, flat_weight: torch.Tensor, compact: torch.Tensor | None = None) -> torch.Tensor:
         compact = self.compact(flat_weight) if compact is None else compact
@@ -110,7 +110,14 @@ class Structure:
 
     def scatter(self, grad_flat: torch.Tensor, values: torch.Tensor) -> None:
         """Write A-ordered `values` into their positions of a flat parameter-shaped gradient."""
-        grad_flat.index_put_((self.storage,), values.index_select(0, self.a_order))
+        if native.available():
+            native.scatter(grad_flat, self.storage, values, self.a_order)
+        else:
+            grad_flat.index_put_((self.storage,), values.index_select(0, self.a_order))
+
+
+def _gather(src: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    return native.gather(src, index) if native.available() else src.index_select(0, index)
 
 
 def _storage_users(tensor: torch.Tensor) -> int | None:
