@@ -3,7 +3,8 @@
 (a) TD3 update time (Hopper-v5 sizes: 11 observations, 3 actions; two hidden layers of `width`,
     batch 256) for widths 256/1024/2048: dense against unstructured static masks at 0.5, 0.75,
     0.9, 0.95 (ER budget, the engine's default) and row-wise N:M 2:4, 1:4, 1:8 (masked gradients),
-    each sparse agent with `execution=auto` (CSR products wherever they measure faster).
+    each sparse agent with `execution=auto` (CSR products wherever they measure faster), on
+    sparserl.native's kernels; column s90-pt repeats the 90 % agent on PyTorch's CSR kernels.
 (b) Batch-1 action latency of exported actors, `Policy.act` on a numpy observation: the dense export
     against sparse exports loaded with the auto backend, same widths and sparsities.
 (c) Bytes of the exported policy files against the dense export.
@@ -18,6 +19,7 @@ median over rounds of each variant's time divided by the dense time of the same 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
 import statistics
 import tempfile
@@ -27,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sparserl import native
 from sparserl.algos import make_agent
 from sparserl.config import Config
 from sparserl.deploy import load_policy
@@ -36,6 +39,8 @@ from sparserl.replay import ReplayBuffer
 from sparserl.sparsity import Sparsifier, SparsityConfig
 
 OBS, ACT, BATCH = 11, 3, 256
+TORCH_S90 = "s90-pt"
+"""The 90 % variant again, on PyTorch's CSR kernels instead of sparserl.native's (update only)."""
 SPARSE = {
     "s50": SparsityConfig(method="static", actor_sparsity=0.5, critic_sparsity=0.5),
     "s75": SparsityConfig(method="static", actor_sparsity=0.75, critic_sparsity=0.75),
@@ -89,11 +94,20 @@ def ratios(times: dict[str, list[float]]) -> dict[str, float]:
 
 
 def updates_benchmark(width: int, rounds: int) -> dict[str, list[float]]:
+    """Update times of dense, every sparse variant (native kernels where built) and, as TORCH_S90,
+    the 90 % variant on PyTorch's CSR kernels."""
     variants = {"dense": make(width, None), **{name: make(width, cfg) for name, cfg in SPARSE.items()}}
+    with native.disabled():
+        variants[TORCH_S90] = make(width, SPARSE["s90"])
     updates = max(2, int(8 * (256 / width) ** 1.5))
-    for agent, buffer in variants.values():  # warm-up: auto's measurements, first-call allocations
-        time_updates(agent, buffer, 3)
-    return interleave(variants, lambda v: time_updates(*v, updates), rounds)
+
+    def measure(name: str, count: int) -> float:
+        with native.disabled() if name == TORCH_S90 else contextlib.nullcontext():
+            return time_updates(*variants[name], count)
+
+    for name in variants:  # warm-up: auto's measurements, first-call allocations
+        measure(name, 3)
+    return interleave({name: name for name in variants}, lambda name: measure(name, updates), rounds)
 
 
 def export_variant(folder: Path, width: int, name: str, sparsity: SparsityConfig | None) -> tuple[Path, Path]:
@@ -165,14 +179,15 @@ def main() -> None:
           f"torch {torch.__version__}; {args.rounds} interleaved rounds")
     update_ms, act_us, headline = {}, {}, {}
     names = ["dense", *SPARSE]
-    print(f"\n{'':>14}" + "".join(f"{n:>9}" for n in names))
+    print(f"sparse kernels: {native.status()}")
+    print(f"\n{'':>14}" + "".join(f"{n:>9}" for n in [*names, TORCH_S90]))
     with tempfile.TemporaryDirectory() as folder:
         for width in args.widths:
             times = updates_benchmark(width, args.rounds)
             update_ms[width] = {n: statistics.median(t) * 1e3 for n, t in times.items()}
             speed = ratios(times)
-            print(f"update w{width:<5} ms" + "".join(f"{update_ms[width][n]:9.2f}" for n in names))
-            print(f"{'speed-up':>14}" + "".join(f"{speed[n]:9.2f}" for n in names))
+            print(f"update w{width:<5} ms" + "".join(f"{update_ms[width][n]:9.2f}" for n in [*names, TORCH_S90]))
+            print(f"{'speed-up':>14}" + "".join(f"{speed[n]:9.2f}" for n in [*names, TORCH_S90]))
             times, sizes = act_benchmark(Path(folder), width, args.rounds)
             act_us[width] = {n: statistics.median(t) * 1e6 for n, t in times.items()}
             speed_act = ratios(times)
@@ -188,6 +203,7 @@ def main() -> None:
         print(f"RESULT act_speedup_w1024_s90 {headline[1024][1]['s90']:.3f}")
     if 2048 in headline:
         print(f"RESULT update_speedup_w2048_s90 {headline[2048][0]['s90']:.3f}")
+        print(f"RESULT update_speedup_w2048_s90_pytorch_kernels {headline[2048][0][TORCH_S90]:.3f}")
     width = 1024 if 1024 in headline else args.widths[0]
     print(f"RESULT export_bytes_ratio_1_8 {headline[width][2]['nm1:8']:.3f}")
 

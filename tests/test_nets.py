@@ -75,3 +75,26 @@ def test_gaussian_log_prob_matches_torch_distributions():
     torch.testing.assert_close(log_prob, dist.log_prob(torch.tanh(u).clamp(-1 + 1e-6, 1 - 1e-6)).sum(-1),
                                atol=2e-3, rtol=1e-4)
     torch.testing.assert_close(actor(obs), torch.tanh(mean))
+
+
+def test_features_major_orientation_computes_the_same_values_and_gradients():
+    """Next to sparse-executed layers, dense layers compute yᵀ = W xᵀ + b on features-major storage;
+    values and every gradient equal the ordinary orientation's, and the output is features-major."""
+    torch.manual_seed(0)
+    layer = EnsembleLinear(6, 5, 2)
+    x = torch.randn(2, 4, 6)
+    upstream = torch.randn(2, 4, 5)
+    results = []
+    for variant in ("plain", "asked", "fed"):
+        layer.zero_grad(set_to_none=True)
+        xi = (x.transpose(1, 2).contiguous().transpose(1, 2) if variant == "fed" else x.clone()).requires_grad_()
+        y = layer(xi, features_major=variant == "asked")
+        assert y.is_contiguous() == (variant == "plain")
+        (y * upstream).sum().backward()
+        results.append((y.detach(), xi.grad, layer.weight.grad, layer.bias.grad))
+        assert layer.weight.grad.is_contiguous() and layer.bias.grad.is_contiguous()
+    for other in results[1:]:
+        for a, b in zip(other, results[0]):
+            torch.testing.assert_close(a, b)
+    shared = torch.randn(4, 6)
+    torch.testing.assert_close(layer(shared, member=1, features_major=True), layer(shared, member=1))

@@ -38,6 +38,26 @@ def _runs_sparse(layer: nn.Module | None) -> bool:
     return executor is not None and executor.use_sparse
 
 
+class _FeaturesMajor(torch.autograd.Function):
+    """yᵀ = Wᵀ xᵀ + b for an ensemble layer stored input-major: xᵀ (E, in, B) in, yᵀ (E, out, B)
+    out, each gradient computed straight into its own layout. (Autograd through a transposed view
+    of the weight would produce a transposed weight gradient and copy it into the parameter's
+    layout: 15 % slower for a 2 x 2048 x 2048 layer.)"""
+
+    @staticmethod
+    def forward(ctx, x_t, weight, bias):
+        ctx.save_for_backward(x_t, weight)
+        return torch.baddbmm(bias.transpose(1, 2), weight.transpose(1, 2), x_t)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x_t, weight = ctx.saved_tensors
+        grad_x = torch.bmm(weight, grad) if ctx.needs_input_grad[0] else None
+        grad_w = torch.bmm(x_t, grad.transpose(1, 2)) if ctx.needs_input_grad[1] else None
+        grad_b = grad.sum(2).unsqueeze(1) if ctx.needs_input_grad[2] else None
+        return grad_x, grad_w, grad_b
+
+
 class EnsembleLinear(nn.Module):
     """E independent linear maps in one batched matmul.
 
@@ -96,7 +116,7 @@ class EnsembleLinear(nn.Module):
         if x.dim() == 2:
             x = x.expand(weight.shape[0], *x.shape)
         if features_major or _transposed(x):
-            return torch.baddbmm(bias.transpose(1, 2), weight.transpose(1, 2), x.transpose(1, 2)).transpose(1, 2)
+            return _FeaturesMajor.apply(x.transpose(1, 2), weight, bias).transpose(1, 2)
         return torch.baddbmm(bias, x, weight)
 
     def extra_repr(self) -> str:

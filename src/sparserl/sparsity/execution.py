@@ -291,9 +291,9 @@ _FASTER: dict[tuple, bool] = {}
 
 def _sparse_is_faster(structure: Structure, batch: int) -> bool:
     """Time forward + backward of one member both ways on random data (cached per shape, kept
-    count, batch and thread count)."""
+    count, batch, thread count and kernel library)."""
     out, fan_in = structure.shape
-    key = (out, fan_in, len(structure.col), batch, torch.get_num_threads())
+    key = (out, fan_in, len(structure.col), batch, torch.get_num_threads(), native.available())
     if key not in _FASTER:
         with torch.enable_grad():  # may be called first under no_grad (a target's forward)
             _FASTER[key] = _measure(structure, batch)
