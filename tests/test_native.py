@@ -69,6 +69,17 @@ def test_without_a_compiler_pytorch_kernels_are_used_and_the_reason_given(tmp_pa
     assert not list(tmp_path.glob("*.so"))
 
 
+def test_a_compiler_refusing_march_native_gets_the_portable_build(tmp_path):
+    compiler = tmp_path / "cc-without-march-native"
+    compiler.write_text('#!/bin/sh\nfor a in "$@"; do [ "$a" = "-march=native" ] && '
+                        '{ echo "unknown option -march=native" >&2; exit 1; }; done\nexec cc "$@"\n')
+    compiler.chmod(0o755)
+    cache = tmp_path / "cache"
+    probe = _probe(cache, CC=str(compiler))
+    assert probe["available"], probe["status"]
+    assert len(list(cache.glob("spmm-*.so"))) == 1
+
+
 def test_switched_off_by_environment(tmp_path):
     probe = _probe(tmp_path, SPARSERL_NATIVE="0")
     assert not probe["available"] and probe["status"] == "PyTorch kernels (SPARSERL_NATIVE=0)"

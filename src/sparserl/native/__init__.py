@@ -8,11 +8,12 @@ keeps a 64-column tile of the result in AVX2 registers while a row's kept weight
 a 2048 x 2048 layer at 9.3 % density and batch 256 it takes ≈ 2.6 ms against 5.8 ms for
 PyTorch's CSR and 11 ms for the dense product (BENCHMARKS.md).
 
-The library is built once per source, compiler flags and CPU (``-O3 -march=native``, OpenMP when
-PyTorch runs on GNU OpenMP, whose thread pool and thread count it then shares) into
-``$SPARSERL_CACHE_DIR`` (default ``~/.cache/sparserl``), written atomically so parallel runs may
-race to build it. Where no compiler works, or with ``SPARSERL_NATIVE=0``, `available()` is False
-and callers use PyTorch's kernels; results agree to float rounding either way.
+The library is built once per source, compiler flags and CPU (``-O3 -march=native``, or without
+``-march=native`` where the compiler refuses it; OpenMP when PyTorch runs on GNU OpenMP, whose
+thread pool and thread count it then shares) into ``$SPARSERL_CACHE_DIR`` (default
+``~/.cache/sparserl``), written atomically so parallel runs may race to build it. Where no
+compiler works, or with ``SPARSERL_NATIVE=0``, `available()` is False and callers use PyTorch's
+kernels; results agree to float rounding either way.
 """
 
 from __future__ import annotations
@@ -59,23 +60,29 @@ def _build() -> tuple[ctypes.CDLL | None, str]:
     if compiler is None:
         return None, "no C compiler found (set CC)"
     openmp = _uses_gnu_openmp()
-    flags = ["-O3", "-march=native", "-std=c99", "-shared", "-fPIC"] + (["-fopenmp"] if openmp else [])
+    common = ["-O3", "-std=c99", "-shared", "-fPIC"] + (["-fopenmp"] if openmp else [])
     source = SOURCE.read_bytes()
-    key = hashlib.sha256(source + " ".join([compiler, *flags, _cpu_fingerprint()]).encode()).hexdigest()[:16]
     cache = Path(os.environ.get("SPARSERL_CACHE_DIR", Path.home() / ".cache" / "sparserl"))
-    target = cache / f"spmm-{key}.so"
-    if not target.exists():
+    failure = ""
+    for flags in (["-march=native", *common], common):  # a compiler without -march=native: portable code
+        key = hashlib.sha256(source + " ".join([compiler, *flags, _cpu_fingerprint()]).encode()).hexdigest()[:16]
+        target = cache / f"spmm-{key}.so"
+        if target.exists():
+            break
         try:
             cache.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=cache) as tmp:
                 built = Path(tmp) / target.name
                 result = subprocess.run([compiler, *flags, str(SOURCE), "-o", str(built)],
                                         capture_output=True, text=True, timeout=120)
-                if result.returncode != 0:
-                    return None, f"compiling {SOURCE.name} failed: {result.stderr.strip()[:300]}"
-                os.replace(built, target)  # atomic: a concurrent build of the same key is identical
+                if result.returncode == 0:
+                    os.replace(built, target)  # atomic: a concurrent build of the same key is identical
+                    break
+                failure = f"compiling {SOURCE.name} failed: {result.stderr.strip()[:300]}"
         except (OSError, subprocess.SubprocessError) as exc:
-            return None, f"building {SOURCE.name} failed: {exc}"
+            failure = f"building {SOURCE.name} failed: {exc}"
+    else:
+        return None, failure
     try:
         lib = ctypes.CDLL(str(target))
     except OSError as exc:
