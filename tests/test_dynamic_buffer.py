@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -40,9 +40,9 @@ def add(buffer: ReplayBuffer, index: int) -> None:
 def simulate(live: list[int], boundary: int, threshold: float, min_size: int, fraction: float, samples: int,
              until_below: bool) -> list[int]:
     """The rule written out on a plain list of transition indices."""
-    def distance():
-        oldest = live[:samples]
-        return 0.5 * sum(i < boundary for i in oldest) / len(oldest)
+    def distance():  # a mean of float32 squared differences, as the rule measures it (ties at the
+        oldest = live[:samples]  # threshold, e.g. 4/6 against 1/3, fall the same way on both sides)
+        return 0.5 * float(np.float32(sum(i < boundary for i in oldest)) / np.float32(len(oldest)))
 
     while distance() > threshold and len(live) > min_size:
         count = min(max(1, math.floor(fraction * len(live))), len(live) - min_size)
@@ -56,6 +56,8 @@ def simulate(live: list[int], boundary: int, threshold: float, min_size: int, fr
 @given(capacity=st.integers(20, 120), min_size=st.integers(1, 60), fraction=st.floats(0.01, 0.6),
        samples=st.integers(1, 40), threshold=st.floats(0.01, 0.45), until_below=st.booleans(),
        schedule=st.lists(st.tuples(st.integers(1, 60), st.integers(0, 40)), min_size=1, max_size=8))
+@example(capacity=20, min_size=1, fraction=0.5, samples=6, threshold=1 / 3, until_below=False,
+         schedule=[(1, 0), (5, 4)])  # D = 0.5 * 4/6 in float32 lies just above 1/3: it shrinks
 def test_shrinks_as_specified_never_below_min_and_never_samples_a_dropped_transition(
         capacity, min_size, fraction, samples, threshold, until_below, schedule):
     min_size = min(min_size, capacity)
