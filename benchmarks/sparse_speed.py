@@ -148,14 +148,21 @@ def plot(path: Path, widths, update_ms, act_us) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, data, title, unit in ((axes[0], update_ms, "TD3 update (batch 256)", "ms"),
-                                  (axes[1], act_us, "exported actor, act at batch 1", "µs")):
-        for name in ("dense", "s75", "s90", "s95", "nm1:8"):
-            ax.plot(widths, [data[w][name] for w in widths], marker="o", label=name)
+    for ax, data, title, unit, names in (
+            (axes[0], update_ms, "TD3 update (batch 256)", "ms", ("dense", "s75", "s90", "s95", "nm1:8", TORCH_S90)),
+            (axes[1], act_us, "exported actor, act at batch 1", "µs", ("dense", "s75", "s90", "s95", "nm1:8"))):
+        for name in names:
+            label = "s90, PyTorch's CSR kernels" if name == TORCH_S90 else name
+            ax.plot(widths, [data[w][name] for w in widths], marker="o", label=label,
+                    linestyle="--" if name == TORCH_S90 else "-")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xticks(widths, [str(w) for w in widths])
         ax.set_xlabel("hidden width")
         ax.set_ylabel(f"median time ({unit})")
