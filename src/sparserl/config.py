@@ -134,8 +134,9 @@ class Config:
     """Sparsity of actor and critics (see sparserl.sparsity.config.SparsityConfig)."""
     execution: Literal["dense", "csr", "auto"] = "dense"
     """Kernels of the masked layers: dense (masked dense products, bitwise reproducible), csr
-    (compressed sparse rows in forward and backward where no dense gradient is needed; pays at
-    >= 90 % sparsity and width >= 1024) or auto (per layer, whichever measures faster)."""
+    (compressed sparse rows in forward and backward where no dense gradient is needed, on
+    sparserl.native's kernels; pays at >= 75 % sparsity and width >= 1024, BENCHMARKS.md) or auto
+    (per layer, whichever measures faster)."""
 
     # --- evaluation ----------------------------------------------------------------------------
     eval_every: int = 5_000

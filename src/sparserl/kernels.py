@@ -31,6 +31,16 @@ import torch.nn.functional as F
 KERNELS = ("dense", "csr", "nm")
 
 
+def features_major(x: torch.Tensor) -> bool:
+    """Whether x (..., B, features) is stored features-major, as sparse-executed training layers take
+    and produce it (sparserl.sparsity.execution: the CSR product writes (out, B)). A dense layer next
+    to a sparse one computes yᵀ = W xᵀ + b in that orientation, when fed such an input or feeding a
+    sparse layer (sparserl.nets.mlp), so no transposing copy is needed between them and the ReLU
+    backward between the two runs on matching layouts (mismatched ones were ≈ 10x slower: 3 ms
+    against 0.3 for a 2 x 256 x 2048 activation). Either orientation computes the same products."""
+    return x.dim() >= 2 and not x.is_contiguous() and x.transpose(-1, -2).is_contiguous()
+
+
 def csr_from_dense(weight: torch.Tensor) -> torch.Tensor:
     """A CSR copy of `weight` (out, in) holding its nonzeros, with int32 indices (faster on CPU)."""
     with warnings.catch_warnings():  # "sparse CSR support is in beta": the ops used here are stable

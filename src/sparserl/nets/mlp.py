@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sparserl import kernels
+
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
@@ -20,16 +22,6 @@ def _relu(x: torch.Tensor) -> torch.Tensor:
     """ReLU in place on a fresh contiguous layer output; out of place on the transposed outputs of
     sparse-executed layers, where in-place ReLU is several times slower on CPU."""
     return torch.relu_(x) if x.is_contiguous() else torch.relu(x)
-
-
-def _transposed(x: torch.Tensor) -> bool:
-    """Whether x (..., B, features) is stored features-major, as sparse-executed layers take and
-    produce it (sparserl.sparsity.execution: the CSR product writes (out, B)). A dense layer next to
-    a sparse one computes yᵀ = W xᵀ + b in that orientation, when fed such an input or feeding a
-    sparse layer, so no transposing copy is needed between them and the ReLU backward between the
-    two runs on matching layouts (mismatched ones were ≈ 10x slower: 3 ms against 0.3 for a
-    2 x 256 x 2048 activation). Either orientation computes the same products."""
-    return x.dim() >= 2 and not x.is_contiguous() and x.transpose(-1, -2).is_contiguous()
 
 
 def _runs_sparse(layer: nn.Module | None) -> bool:
@@ -101,7 +93,7 @@ class EnsembleLinear(nn.Module):
                 features_major: bool = False) -> torch.Tensor:
         """`detach` uses the weights without recording their gradient (e.g. a critic inside the
         actor's loss); `member` runs only that member (output (1, B, out)); `features_major` stores
-        the output (E, out, B) (see _transposed: for a sparse-executed layer next)."""
+        the output (E, out, B), for a sparse-executed layer next (see kernels.features_major)."""
         weight, bias = self.weight, self.bias
         executor = self.__dict__.get("sparse_executor")  # set by Sparsifier.execute_sparse
         if executor is not None and executor.active(weight.detach() if detach else weight):
@@ -115,7 +107,7 @@ class EnsembleLinear(nn.Module):
             weight, bias = weight.detach(), bias.detach()
         if x.dim() == 2:
             x = x.expand(weight.shape[0], *x.shape)
-        if features_major or _transposed(x):
+        if features_major or kernels.features_major(x):
             return _FeaturesMajor.apply(x.transpose(1, 2), weight, bias).transpose(1, 2)
         return torch.baddbmm(bias, x, weight)
 
@@ -143,8 +135,8 @@ class MLP(nn.Module):
             executor = layer.__dict__.get("sparse_executor")  # set by Sparsifier.execute_sparse
             if executor is not None and executor.active(layer.weight):
                 x = executor(x, layer.weight, layer.bias.unsqueeze(0))[0]
-            elif x.shape[0] > 1 and (_transposed(x) or i < last and _runs_sparse(self.layers[i + 1])):
-                x = torch.addmm(layer.bias.unsqueeze(1), layer.weight, x.t()).t()  # see _transposed
+            elif x.shape[0] > 1 and (kernels.features_major(x) or i < last and _runs_sparse(self.layers[i + 1])):
+                x = torch.addmm(layer.bias.unsqueeze(1), layer.weight, x.t()).t()  # see kernels.features_major
             else:
                 x = F.linear(x, layer.weight, layer.bias)
             if i < last:

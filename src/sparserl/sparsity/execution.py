@@ -186,7 +186,7 @@ class _SparseLinear(torch.autograd.Function):
             else:
                 torch.addmm(bias[e].unsqueeze(1), a, xe_t, out=out_t[e])
         ctx.structures, ctx.shared, ctx.compacts = structures, shared, compacts
-        ctx.transposed_input = not x.is_contiguous() and x.transpose(-1, -2).is_contiguous()
+        ctx.features_major = kernels.features_major(x)
         ctx.buffer = buffer if len(structures) == _members(weight) else None  # every kept position rewritten
         ctx.save_for_backward(*inputs_t, weight)
         ctx.has_bias = bias is not None
@@ -208,7 +208,7 @@ class _SparseLinear(torch.autograd.Function):
                 else:
                     torch.mm(s.matrix_t(compact), grad[e], out=grad_x_t[e])
             grad_x = grad_x_t.sum(0).t() if shared else grad_x_t.transpose(1, 2)
-            if not ctx.transposed_input:  # in x's own layout: the ReLU backward before this layer
+            if not ctx.features_major:  # in x's own layout: the ReLU backward before this layer
                 grad_x = grad_x.contiguous()  # then runs on matching layouts (≈ 10x faster)
         if ctx.needs_input_grad[1]:
             buffer = ctx.buffer
