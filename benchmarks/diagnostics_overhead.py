@@ -19,7 +19,7 @@ import time
 import torch
 
 from sparserl.config import Config
-from sparserl.runs.trainer import train
+from sparserl.runs.api import train
 
 
 def timed_run(folder: str, name: str, diagnostics_every: int, args) -> float:

@@ -19,19 +19,18 @@ import time
 
 import torch
 
-from sparserl.config import Config
+from sparserl.config import Config, NetworkSparsity
 from sparserl.runs.trainer import Trainer
-from sparserl.sparsity import SparsityConfig
 
 VARIANTS = {
-    "dense": SparsityConfig(),
-    "static-90": SparsityConfig(method="static", actor_sparsity=0.9, critic_sparsity=0.9),
-    "rigl-90": SparsityConfig(method="rigl", actor_sparsity=0.9, critic_sparsity=0.9),
-    "nm-2:4-srste-dT1": SparsityConfig(method="nm:2:4", nm_gradient="srste", update_interval=1),
+    "dense": NetworkSparsity(),
+    "static-90": NetworkSparsity(method="static", actor_sparsity=0.9, critic_sparsity=0.9),
+    "rigl-90": NetworkSparsity(method="rigl", actor_sparsity=0.9, critic_sparsity=0.9),
+    "nm-2:4-srste-dT1": NetworkSparsity(method="nm:2:4", nm_gradient="srste", update_interval=1),
 }
 
 
-def make_trainer(name: str, sparsity: SparsityConfig, threads: int, warmup: int, folder: str) -> Trainer:
+def make_trainer(name: str, sparsity: NetworkSparsity, threads: int, warmup: int, folder: str) -> Trainer:
     config = Config(env="Hopper-v5", algo="td3", start_steps=warmup, total_steps=1_000_000, eval_every=10**9,
                     checkpoint_every=10**9, threads=threads, progress=False, tensorboard=False,
                     buffer_size=200_000, sparsity=sparsity, run_dir=f"{folder}/{name}")

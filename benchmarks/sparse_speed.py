@@ -31,24 +31,24 @@ import torch
 
 from sparserl import native
 from sparserl.algos import make_agent
-from sparserl.config import Config
+from sparserl.config import Config, NetworkSparsity
 from sparserl.deploy import load_policy
 from sparserl.envs import EnvInfo
 from sparserl.export import export_actor
 from sparserl.replay import ReplayBuffer
-from sparserl.sparsity import Sparsifier, SparsityConfig
+from sparserl.sparsity import Sparsifier
 
 OBS, ACT, BATCH = 11, 3, 256
 TORCH_S90 = "s90-pt"
 """The 90 % variant again, on PyTorch's CSR kernels instead of sparserl.native's (update only)."""
 SPARSE = {
-    "s50": SparsityConfig(method="static", actor_sparsity=0.5, critic_sparsity=0.5),
-    "s75": SparsityConfig(method="static", actor_sparsity=0.75, critic_sparsity=0.75),
-    "s90": SparsityConfig(method="static", actor_sparsity=0.9, critic_sparsity=0.9),
-    "s95": SparsityConfig(method="static", actor_sparsity=0.95, critic_sparsity=0.95),
-    "nm2:4": SparsityConfig(method="nm:2:4", nm_gradient="masked"),
-    "nm1:4": SparsityConfig(method="nm:1:4", nm_gradient="masked"),
-    "nm1:8": SparsityConfig(method="nm:1:8", nm_gradient="masked"),
+    "s50": NetworkSparsity(method="static", actor_sparsity=0.5, critic_sparsity=0.5),
+    "s75": NetworkSparsity(method="static", actor_sparsity=0.75, critic_sparsity=0.75),
+    "s90": NetworkSparsity(method="static", actor_sparsity=0.9, critic_sparsity=0.9),
+    "s95": NetworkSparsity(method="static", actor_sparsity=0.95, critic_sparsity=0.95),
+    "nm2:4": NetworkSparsity(method="nm:2:4", nm_gradient="masked"),
+    "nm1:4": NetworkSparsity(method="nm:1:4", nm_gradient="masked"),
+    "nm1:8": NetworkSparsity(method="nm:1:8", nm_gradient="masked"),
 }
 
 
@@ -56,10 +56,10 @@ def env_info() -> EnvInfo:
     return EnvInfo("Hopper-v5", OBS, ACT, 1000)
 
 
-def make(width: int, sparsity: SparsityConfig | None, execution: str = "auto"):
+def make(width: int, sparsity: NetworkSparsity | None, execution: str = "auto"):
     """A TD3 agent with a filled replay buffer (random transitions: the cost does not depend on them)."""
     config = Config(env="Hopper-v5", hidden=(width, width), batch_size=BATCH, execution=execution,
-                    sparsity=sparsity or SparsityConfig())
+                    sparsity=sparsity or NetworkSparsity())
     agent = make_agent(env_info(), config)
     if sparsity is not None:
         sparsifier = Sparsifier(sparsity, seed=0)
@@ -110,7 +110,7 @@ def updates_benchmark(width: int, rounds: int) -> dict[str, list[float]]:
     return interleave({name: name for name in variants}, lambda name: measure(name, updates), rounds)
 
 
-def export_variant(folder: Path, width: int, name: str, sparsity: SparsityConfig | None) -> tuple[Path, Path]:
+def export_variant(folder: Path, width: int, name: str, sparsity: NetworkSparsity | None) -> tuple[Path, Path]:
     """(sparse or dense export, dense export of the same weights) of a trained-shape actor."""
     agent, _ = make(width, sparsity, execution="dense")
     actor = agent.policy

@@ -28,14 +28,15 @@ def make_data(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, 
     return x[:5000], y[:5000], x[5000:], y[5000:]
 
 
-def train(config: SparsityConfig | None, seed: int = 0) -> tuple[float, Sparsifier | None]:
+def train(config: SparsityConfig | None, sparsity: float | None = None,
+          seed: int = 0) -> tuple[float, Sparsifier | None]:
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(32, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     sparsifier = None
     if config is not None:
         sparsifier = Sparsifier(config, seed=seed)
-        sparsifier.attach("model", model, optimizer, sparsity=config.actor_sparsity, total_steps=STEPS)
+        sparsifier.attach("model", model, optimizer, sparsity=sparsity, total_steps=STEPS)
     x, y, x_test, y_test = make_data()
     g = torch.Generator().manual_seed(seed)
     for _ in range(STEPS):
@@ -52,12 +53,12 @@ def train(config: SparsityConfig | None, seed: int = 0) -> tuple[float, Sparsifi
 def main() -> None:
     torch.set_num_threads(1)
     runs = {
-        "dense": None,
-        "rigl 90%": SparsityConfig(method="rigl", actor_sparsity=0.9, update_interval=100),
-        "nm 2:4 (SR-STE)": SparsityConfig(method="nm:2:4"),
+        "dense": (None, None),
+        "rigl 90%": (SparsityConfig(method="rigl", update_interval=100), 0.9),
+        "nm 2:4 (SR-STE)": (SparsityConfig(method="nm:2:4"), None),
     }
-    for name, config in runs.items():
-        accuracy, sparsifier = train(config)
+    for name, (config, level) in runs.items():
+        accuracy, sparsifier = train(config, level)
         print(f"{name:<16} test accuracy {accuracy:.3f}")
         if sparsifier is not None:
             report = sparsity_report(sparsifier)

@@ -43,7 +43,7 @@ def critic_members(critic):
 def flat_members(members, critic):
     """Reference member parameters rearranged as the ensemble's (weight, bias) tensors."""
     out = []
-    for i in range(len(critic.layers)):
+    for i in range(len(critic.body.layers)):
         linears = [[m for m in member if isinstance(m, nn.Linear)][i] for member in members]
         out += [torch.stack([lin.weight.t() for lin in linears]), torch.stack([lin.bias[None] for lin in linears])]
     return out

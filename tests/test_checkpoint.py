@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from sparserl.errors import CheckpointError
+from sparserl.runs.api import resume, train
 from sparserl.runs.checkpoint import (
     list_checkpoints,
     load_checkpoint,
     prune_checkpoints,
     save_checkpoint,
 )
-from sparserl.runs.trainer import resume, train
 
 
 def test_round_trip(tmp_path):

@@ -29,7 +29,7 @@ BAD_INPUTS = [
     (["--eval-every", "-5"], r"eval_every must be a positive integer, got -5"),
     (["--checkpoint-every", "0"], r"checkpoint_every must be a positive integer, got 0"),
     (["--batch-size", "512", "--buffer-size", "100"], r"batch_size \(512\) must not exceed buffer_size \(100\)"),
-    (["--algo", "ppo"], r"invalid choice 'ppo' for argument '--algo'. Expected one of \('td3', 'sac'\)"),
+    (["--algo", "ppo"], r"algo must be one of td3, sac, ddpg; got 'ppo'"),
     (["--preset", "quikstart"], r"unknown preset 'quikstart'. Did you mean quickstart"),
     (["--total-steps", "many"], r"--total-steps"),
     (["--preset", "rlx2-td3", "--env", "Humanoid-v5"],
@@ -77,7 +77,7 @@ def test_unknown_command(capsys):
 
 
 def test_resume_refuses_changed_settings(tmp_path, capsys, make_config):
-    from sparserl.runs.trainer import train
+    from sparserl.runs.api import train
     result = train(make_config(total_steps=400))
     code, output = run_main(capsys, "train", "--resume", str(result.run_dir), "--batch-size", "64")
     assert code == 2 and "cannot change --batch-size when resuming" in " ".join(output.split())
@@ -154,7 +154,7 @@ def test_sparsity_in_yaml_section_shorthand_and_flat_keys(tmp_path):
     assert values["sparsity"].method == "rigl" and values["sparsity"].actor_sparsity == 0.8
     assert values["sparsity"].critic_sparsity == 0.7
     path.write_text("sparsity: nm:1:4\n")
-    assert load_yaml(path)["sparsity"].nm == (1, 4)
+    assert load_yaml(path)["sparsity"].method == "nm:1:4"
 
 
 def test_presets_lists_descriptions_sources_and_tasks(capsys):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sparserl.config import Config, list_presets, load_preset, load_yaml, resolve_config
+from sparserl.config import Config, list_presets, load_preset, load_yaml, resolve_config, resolve_values
 from sparserl.errors import ConfigError
 
 
@@ -38,8 +38,10 @@ def test_all_problems_reported_together():
 
 
 def test_unknown_algo_is_refused():
-    with pytest.raises(ConfigError, match="algo must be one of td3, sac; got 'ppo'"):
-        Config.from_dict({"algo": "ppo"})
+    from sparserl.algos import ALGORITHMS
+
+    with pytest.raises(ConfigError, match=f"algo must be one of {', '.join(ALGORITHMS)}; got 'ppo'"):
+        Config.from_dict({"algo": "ppo"}).validate()
 
 
 def test_unknown_key_suggests_close_name():
@@ -88,7 +90,7 @@ def test_unknown_preset_lists_available():
 def test_every_preset_is_valid():
     assert {"quickstart", "td3", "sac"} <= set(list_presets())
     for name in list_presets():
-        Config(**load_preset(name)).validate()
+        Config(**resolve_values(name)).validate()
 
 
 def test_precedence_defaults_preset_file_overrides(tmp_path):

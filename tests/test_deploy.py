@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparserl import deploy, kernels
+from sparserl import storage as storages
 from sparserl.deploy import load_policy
 from sparserl.errors import PolicyError
 from sparserl.export import export_actor, export_run
@@ -49,9 +50,9 @@ def actions_match(trainer: Trainer, path, backends=BACKENDS) -> None:
     ("td3", {"method": "nm:2:4", "nm_gradient": "srste"}), ("sac", {"method": "nm:1:8", "nm_gradient": "masked"}),
 ])
 def test_exported_policy_acts_like_the_training_actor_for_every_method(make_config, algo, sparsity):
-    from sparserl.sparsity import SparsityConfig
+    from sparserl.config import NetworkSparsity
 
-    trainer = trained(make_config, algo=algo, sparsity=SparsityConfig(**sparsity))
+    trainer = trained(make_config, algo=algo, sparsity=NetworkSparsity(**sparsity))
     run_policy = trainer.run_dir / deploy.POLICY_FILE  # written with the checkpoint, compact already
     actions_match(trainer, run_policy)
     header, _ = deploy.read(run_policy)
@@ -68,18 +69,18 @@ def test_exported_policy_acts_like_the_training_actor_for_every_method(make_conf
 
 
 def test_simba_policy_with_observation_statistics_exports_exactly(make_config):
-    from sparserl.sparsity import SparsityConfig
+    from sparserl.config import NetworkSparsity
 
     trainer = trained(make_config, algo="sac", network="simba", actor_width=16, actor_blocks=2, critic_width=32,
-                      critic_blocks=1, obs_norm=True, sparsity=SparsityConfig(method="static", actor_sparsity=0.8,
+                      critic_blocks=1, obs_norm=True, sparsity=NetworkSparsity(method="static", actor_sparsity=0.8,
                                                                               critic_sparsity=0.8))
     actions_match(trainer, trainer.run_dir / deploy.POLICY_FILE)
 
 
 def test_a_one_in_eight_export_is_under_a_quarter_of_the_dense_bytes(make_config):
-    from sparserl.sparsity import SparsityConfig
+    from sparserl.config import NetworkSparsity
 
-    trainer = trained(make_config, hidden=(128, 128), sparsity=SparsityConfig(method="nm:1:8", nm_gradient="masked"))
+    trainer = trained(make_config, hidden=(128, 128), sparsity=NetworkSparsity(method="nm:1:8", nm_gradient="masked"))
     sparse, dense = trainer.run_dir / "nm.safetensors", trainer.run_dir / "dense.safetensors"
     export_run(trainer.run_dir, sparse, "auto")
     export_run(trainer.run_dir, dense, "dense")
@@ -95,7 +96,7 @@ def nm_weights(draw):
     seed = draw(st.integers(0, 2**31 - 1))
     g = torch.Generator().manual_seed(seed)
     weight = torch.randn(out, fan_in, generator=g)
-    groups = deploy._groups(weight, m)
+    groups = storages._groups(weight, m)
     keep = torch.rand(groups.shape, generator=g).argsort(-1) < torch.randint(0, n + 1, (out, groups.shape[1], 1),
                                                                               generator=g)
     return (groups * keep).flatten(1)[:, :fan_in].contiguous(), n, m
@@ -105,25 +106,25 @@ def nm_weights(draw):
 @given(nm_weights())
 def test_packed_nm_round_trips_exactly_and_every_kernel_agrees(case):
     weight, n, m = case
-    assert deploy.fits_nm(weight, n, m)
+    assert storages.fits_nm(weight, n, m)
     for storage in ("dense", "csr", "nm"):
-        tensors, entry = deploy.encode_layer("w", weight, storage, (n, m))
+        tensors, entry = storages.encode_layer("w", weight, storage, (n, m))
         assert entry["storage"] == storage
-        assert torch.equal(deploy.decode_dense("w", entry, tensors), weight)  # lossless
-    values, offsets = deploy.pack_nm(weight, n, m)
+        assert torch.equal(storages.decode_dense("w", entry, tensors), weight)  # lossless
+    values, offsets = storages.pack_nm(weight, n, m)
     bias = torch.randn(weight.shape[0])
     x = torch.randn(3, weight.shape[1])
     expected = torch.nn.functional.linear(x, weight, bias)
     for kernel in (kernels.CSRKernel(kernels.csr_from_dense(weight), bias),
-                   kernels.NMKernel(values.flatten(1), deploy.nm_index(offsets, m), bias)):
+                   kernels.NMKernel(values.flatten(1), storages.nm_index(offsets, m), bias)):
         torch.testing.assert_close(kernel(x), expected, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(kernel(x[:1]), expected[:1], atol=1e-5, rtol=1e-5)
 
 
 def test_a_weight_with_too_many_kept_per_group_is_not_stored_as_nm():
     weight = torch.ones(2, 8)
-    assert not deploy.fits_nm(weight, 2, 4)
-    _, entry = deploy.encode_layer("w", weight, "nm", (2, 4))
+    assert not storages.fits_nm(weight, 2, 4)
+    _, entry = storages.encode_layer("w", weight, "nm", (2, 4))
     assert entry["storage"] == "dense"  # falls back to the smallest storage that holds it
 
 
@@ -131,7 +132,7 @@ def test_auto_never_changes_actions_beyond_rounding(tmp_path):
     """Wide and very sparse layers, where CSR can win: whichever kernel auto measures fastest, the
     actions equal the dense ones to float rounding, and the choice is cached."""
     torch.manual_seed(0)
-    actor = DeterministicActor(24, 4, (512, 512))
+    actor = DeterministicActor.mlp(24, 4, (512, 512))
     with torch.no_grad():
         for layer in actor.net.net.layers:
             layer.weight.mul_((torch.rand_like(layer.weight) < 0.05).float())
@@ -152,7 +153,7 @@ def test_auto_never_changes_actions_beyond_rounding(tmp_path):
 def policy_file(tmp_path):
     torch.manual_seed(0)
     path = tmp_path / "policy.safetensors"
-    export_actor(DeterministicActor(5, 2, (16,)), path, {"env": "Pendulum-v1"})
+    export_actor(DeterministicActor.mlp(5, 2, (16,)), path, {"env": "Pendulum-v1"})
     return path
 
 
@@ -238,9 +239,9 @@ def test_the_loader_imports_no_training_code(policy_file):
 
 def test_export_and_eval_from_the_command_line(make_config, tmp_path, capsys):
     from sparserl.cli import main
-    from sparserl.sparsity import SparsityConfig
+    from sparserl.config import NetworkSparsity
 
-    trainer = trained(make_config, sparsity=SparsityConfig(method="nm:2:4"))
+    trainer = trained(make_config, sparsity=NetworkSparsity(method="nm:2:4"))
     out = tmp_path / "exported.safetensors"
     assert main(["export", str(trainer.run_dir), "--out", str(out)]) == 0
     assert "layers.1 nm" in capsys.readouterr().out
@@ -290,8 +291,8 @@ def test_tensors_that_disagree_with_the_header_are_refused(policy_file, tmp_path
 
 def test_the_nm_kernel_slices_large_batches_and_gives_the_same_products(monkeypatch):
     weight = torch.randn(6, 16) * (torch.arange(16) % 8 < 4)  # 4:8, the first half of each group
-    values, offsets = deploy.pack_nm(weight, 4, 8)
-    kernel = kernels.NMKernel(values.flatten(1), deploy.nm_index(offsets, 8), torch.zeros(6))
+    values, offsets = storages.pack_nm(weight, 4, 8)
+    kernel = kernels.NMKernel(values.flatten(1), storages.nm_index(offsets, 8), torch.zeros(6))
     x = torch.randn(50, 16)
     expected = x @ weight.t()
     torch.testing.assert_close(kernel(x), expected)
@@ -301,7 +302,7 @@ def test_the_nm_kernel_slices_large_batches_and_gives_the_same_products(monkeypa
 
 def test_forced_backends_apply_where_the_storage_allows(tmp_path):
     torch.manual_seed(0)
-    actor = DeterministicActor(8, 2, (16,))
+    actor = DeterministicActor.mlp(8, 2, (16,))
     with torch.no_grad():  # layer 0 is 1:4 (one kept per group of 4), layer 1 stays dense
         actor.net.net.layers[0].weight.mul_((torch.arange(8) % 4 == 0).float())
     path = tmp_path / "p.safetensors"
@@ -314,7 +315,7 @@ def test_forced_backends_apply_where_the_storage_allows(tmp_path):
 
 def test_the_header_describes_sparsity_and_observation_statistics(tmp_path):
     torch.manual_seed(0)
-    actor = DeterministicActor(4, 2, (8,), obs_norm=True)
+    actor = DeterministicActor.mlp(4, 2, (8,), obs_norm=True)
     with torch.no_grad():
         actor.obs_norm.mean.copy_(torch.tensor([0.5, -1.0, 2.0, 0.0]))
         actor.net.net.layers[0].weight[:, :2] = 0.0  # half the first layer's weights pruned

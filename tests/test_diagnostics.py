@@ -13,13 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparserl.algos import SAC, TD3
-from sparserl.config import Config
+from sparserl.config import Config, NetworkSparsity
 from sparserl.diagnostics import Diagnostics, dormant_ratio, interference, masked_norm, parameter_norm, srank
 from sparserl.envs import EnvInfo
 from sparserl.replay import Batch
+from sparserl.runs.api import train
 from sparserl.runs.metrics import TIMING_COLUMNS
-from sparserl.runs.trainer import train
-from sparserl.sparsity import SparsityConfig
 
 
 def matrix_with_singular_values(values, rows=64, cols=48, seed=0):
@@ -110,7 +109,7 @@ def read_rows(path) -> list[dict[str, str]]:
 def test_a_run_logs_diagnostics_that_do_not_change_training(tmp_path):
     base = Config(env="Pendulum-v1", total_steps=1200, start_steps=300, batch_size=64, buffer_size=5000,
                   hidden=(32, 32), eval_every=300, eval_episodes=1, checkpoint_every=600, threads=1,
-                  progress=False, tensorboard=False, sparsity=SparsityConfig(method="rigl"))
+                  progress=False, tensorboard=False, sparsity=NetworkSparsity(method="rigl"))
     with_diag = train(base.replace(diagnostics_every=600, run_dir=str(tmp_path / "on")))
     without = train(base.replace(diagnostics_every=0, run_dir=str(tmp_path / "off")))
     rows = read_rows(with_diag.run_dir / "metrics.csv")

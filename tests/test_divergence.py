@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from sparserl.errors import TrainingDiverged
+from sparserl.runs.api import train
 from sparserl.runs.checkpoint import list_checkpoints, load_checkpoint
-from sparserl.runs.trainer import train
 
 
 class NanRewardAfter(gym.Wrapper):
@@ -39,7 +39,7 @@ def test_non_finite_loss_stops_run_and_keeps_last_good_checkpoint(make_config):
     assert found and str(found[0][1]) in message
     payload = load_checkpoint(found[0][1])
     assert payload["trainer"]["step"] <= 800  # written before the NaNs reached the networks
-    for tensors in payload["agent"]["networks"].values():
+    for tensors in payload["learner"]["agent"]["networks"].values():
         assert all(torch.isfinite(t).all() for t in tensors.values())
     import json
     status = json.loads((found[0][1].parent.parent / "run.json").read_text())

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sparserl import native
-from sparserl.config import Config, coerce_fields
+from sparserl.config import Config, NetworkSparsity, coerce_fields
 from sparserl.errors import ConfigError
 from sparserl.nets import DeterministicActor, EnsembleLinear, QEnsemble
 from sparserl.sparsity import Sparsifier, SparsityConfig
@@ -72,12 +72,13 @@ def test_csr_products_equal_masked_dense_forward_and_backward(kernels, members, 
 
 def networks(method: str, **changes):
     torch.manual_seed(0)
-    critic, actor = QEnsemble(11, 3, (48, 48)), DeterministicActor(11, 3, (48, 48))
+    critic, actor = QEnsemble.mlp(11, 3, (48, 48)), DeterministicActor.mlp(11, 3, (48, 48))
     targets = copy.deepcopy(critic).requires_grad_(False), copy.deepcopy(actor).requires_grad_(False)
     optimizers = torch.optim.Adam(critic.parameters(), lr=1e-2), torch.optim.Adam(actor.parameters(), lr=1e-2)
+    levels = {name: changes.pop(f"{name}_sparsity", None) for name in ("critic", "actor")}
     sparsifier = Sparsifier(SparsityConfig(method=method, **changes), seed=0)
-    sparsifier.attach("critic", critic, optimizers[0], [targets[0]], total_steps=100)
-    sparsifier.attach("actor", actor, optimizers[1], [targets[1]], total_steps=100)
+    sparsifier.attach("critic", critic, optimizers[0], [targets[0]], sparsity=levels["critic"], total_steps=100)
+    sparsifier.attach("actor", actor, optimizers[1], [targets[1]], sparsity=levels["actor"], total_steps=100)
     return critic, actor, targets, optimizers, sparsifier
 
 
@@ -134,22 +135,22 @@ def test_the_sparse_path_is_taken_and_skipped_when_a_dense_gradient_is_due():
     critic, actor, targets, optimizers, sparsifier = networks("rigl", actor_sparsity=0.8, critic_sparsity=0.8,
                                                               update_interval=3)
     assert sparsifier.execute_sparse("csr", 8) > 0
-    executor = critic.layers[1].sparse_executor
+    executor = critic.body.layers[1].executor
     group = sparsifier.groups["critic"]
     group.step = 0  # the coming step (1) is no update step
-    assert executor.active(critic.layers[1].weight)
+    assert executor.active(critic.body.layers[1].weight)
     group.step = 2  # the coming step (3) is one: its gradient must be dense
-    assert not executor.active(critic.layers[1].weight)
+    assert not executor.active(critic.body.layers[1].weight)
     with torch.no_grad():
-        assert executor.active(critic.layers[1].weight)  # no gradient, no need
-    assert targets[0].layers[1].sparse_executor.active(targets[0].layers[1].weight)  # targets never need one
+        assert executor.active(critic.body.layers[1].weight)  # no gradient, no need
+    assert targets[0].body.layers[1].executor.active(targets[0].body.layers[1].weight)  # targets never need one
 
 
 def test_structures_follow_mask_changes():
     critic, actor, targets, optimizers, sparsifier = networks("set", actor_sparsity=0.8, critic_sparsity=0.8,
                                                               update_interval=1)
     sparsifier.execute_sparse("csr", 8)
-    executor = critic.layers[1].sparse_executor
+    executor = critic.body.layers[1].executor
     obs, act = torch.randn(8, 11), torch.rand(8, 3)
     critic(obs, act)
     kept = executor.structures[0].col.clone()
@@ -218,7 +219,7 @@ def test_a_simba_run_trains_through_the_sparse_path(make_config):
     config = make_config(algo="sac", network="simba", actor_width=16, critic_width=32, critic_blocks=1,
                          total_steps=300, start_steps=100, eval_every=300, eval_episodes=1, execution="csr",
                          diagnostics_every=300,
-                         sparsity=SparsityConfig(method="static", actor_sparsity=0.8, critic_sparsity=0.8))
+                         sparsity=NetworkSparsity(method="static", actor_sparsity=0.8, critic_sparsity=0.8))
     trainer = Trainer(config, config.run_dir)
     result = trainer.run()
     assert result.final_eval is not None
@@ -226,6 +227,6 @@ def test_a_simba_run_trains_through_the_sparse_path(make_config):
 
     last = read_metrics(trainer.run_dir / "metrics.csv")[-1]  # diagnostics work through the sparse path too
     assert float(last["diag_actor_grad_norm"]) > 0 and -1 <= float(last["diag_actor_interference"]) <= 1
-    executors = [m.sparse_executor for m in trainer.agent.networks["critic"].modules()
-                 if "sparse_executor" in m.__dict__]
+    executors = [m.executor for m in trainer.agent.networks["critic"].modules()
+                 if getattr(m, "executor", None) is not None]
     assert executors and all(e.version == 0 and e.structures for e in executors)  # built and used

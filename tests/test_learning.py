@@ -1,4 +1,4 @@
-"""Real learning: TD3 and SAC, dense and sparse, solve Pendulum-v1 within 20 000 steps (1 000 random
+"""Real learning: TD3, SAC and DDPG, dense and sparse, solve Pendulum-v1 within 20 000 steps (1 000 random
 start steps, the papers' 256-256 networks). A run stops at its first evaluation >= -300; an untrained
 policy scores about -1500, so -300 needs a policy that swings up and balances."""
 
@@ -6,22 +6,22 @@ from __future__ import annotations
 
 import pytest
 
-from sparserl.config import Config, load_preset
-from sparserl.runs.trainer import train
-from sparserl.sparsity import SparsityConfig
+from sparserl.config import Config, NetworkSparsity, resolve_values
+from sparserl.runs.api import train
 
 CASES = {
-    "td3": ("td3", SparsityConfig()),
-    "sac": ("sac", SparsityConfig()),
+    "td3": ("td3", NetworkSparsity()),
+    "sac": ("sac", NetworkSparsity()),
+    "ddpg": ("ddpg", NetworkSparsity()),  # with TD3's Pendulum settings
     # Pendulum's first layers have 3 (actor) and 4 (critic) inputs: 2:4 there would leave each unit two
     # of them (one of its three observations lost), which is not what N:M is about; they stay dense
-    "td3-nm-2:4": ("td3", SparsityConfig(method="nm:2:4", keep_first_dense=True)),
-    "td3-rigl-0.9": ("td3", SparsityConfig(method="rigl", actor_sparsity=0.9, critic_sparsity=0.9)),
+    "td3-nm-2:4": ("td3", NetworkSparsity(method="nm:2:4", keep_first_dense=True)),
+    "td3-rigl-0.9": ("td3", NetworkSparsity(method="rigl", actor_sparsity=0.9, critic_sparsity=0.9)),
     # RLx2's value learning: 3-step targets after 2 000 updates, a buffer that drops stale transitions
-    "td3-rlx2": ("td3", SparsityConfig(method="rigl", actor_sparsity=0.9, critic_sparsity=0.9),
+    "td3-rlx2": ("td3", NetworkSparsity(method="rigl", actor_sparsity=0.9, critic_sparsity=0.9),
                  {"nstep": 3, "delay_nstep": 2000, "dynamic_buffer": True, "buffer_check_every": 2000,
                   "buffer_min_size": 5000}),
-    "sac-nstep": ("sac", SparsityConfig(), {"nstep": 3, "delay_nstep": 2000}),
+    "sac-nstep": ("sac", NetworkSparsity(), {"nstep": 3, "delay_nstep": 2000}),
 }
 
 
@@ -29,8 +29,9 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_pendulum_reaches_minus_300_within_20k_steps(tmp_path, case):
     algo, sparsity, *extra = CASES[case]
-    config = Config(**load_preset(f"pendulum-{algo}")).replace(
-        **(extra[0] if extra else {}), sparsity=sparsity, eval_every=2000, stop_at_return=-300.0, threads=1,
+    preset = f"pendulum-{algo if algo != 'ddpg' else 'td3'}"
+    config = Config(**resolve_values(preset)).replace(
+        **(extra[0] if extra else {}), algo=algo, sparsity=sparsity, eval_every=2000, stop_at_return=-300.0, threads=1,
         progress=False, tensorboard=False, run_dir=str(tmp_path / case))
     assert config.total_steps == 20_000 and config.start_steps == 1_000 and config.hidden == (256, 256)
     result = train(config)
@@ -48,7 +49,7 @@ def test_sac_simba_with_80_percent_static_sparsity_solves_pendulum(tmp_path):
     critic, running observation statistics, 80 % one-shot ER sparsity over all parameters) with
     small bodies (actor 64, critic 128, one block each): calibrated at seed 0, it scored -244 after
     3 000 decisions and -186 after 4 000 (an untrained policy scores about -1 200)."""
-    config = Config(**load_preset("scaling-simba")).replace(
+    config = Config(**resolve_values("scaling-simba")).replace(
         env="Pendulum-v1", actor_width=64, critic_width=128, critic_blocks=1, total_steps=6_000, start_steps=1_000,
         eval_every=1_000, eval_episodes=5, stop_at_return=-300.0, checkpoint_every=10**9, threads=1, progress=False,
         tensorboard=False, run_dir=str(tmp_path / "simba"))

@@ -12,19 +12,19 @@ from sparserl.nets import EnsembleLinear, GaussianActor, QEnsemble
 
 def member_as_sequential(critic: QEnsemble, k: int) -> nn.Sequential:
     layers = []
-    for i, layer in enumerate(critic.layers):
+    for i, layer in enumerate(critic.body.layers):
         linear = nn.Linear(layer.in_features, layer.out_features)
         linear.weight.data.copy_(layer.weight_oi[k])
         linear.bias.data.copy_(layer.bias[k, 0])
         layers.append(linear)
-        if i < len(critic.layers) - 1:
+        if i < len(critic.body.layers) - 1:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
 
 
 def test_ensemble_equals_separate_mlps_forward_and_backward():
     torch.manual_seed(0)
-    critic = QEnsemble(5, 2, (16, 8), ensemble_size=3)
+    critic = QEnsemble.mlp(5, 2, (16, 8), members=3)
     obs, act = torch.randn(7, 5), torch.randn(7, 2)
     q = critic(obs, act)
     assert q.shape == (3, 7)
@@ -34,14 +34,14 @@ def test_ensemble_equals_separate_mlps_forward_and_backward():
         ref_q = ref(torch.cat([obs, act], 1)).squeeze(-1)
         torch.testing.assert_close(q[k], ref_q)
         ref_q.sum().backward()
-        for layer, linear in zip(critic.layers, [m for m in ref if isinstance(m, nn.Linear)]):
+        for layer, linear in zip(critic.body.layers, [m for m in ref if isinstance(m, nn.Linear)]):
             torch.testing.assert_close(layer.weight.grad.transpose(1, 2)[k], linear.weight.grad)
             torch.testing.assert_close(layer.bias.grad[k, 0], linear.bias.grad)
 
 
 def test_member_and_detach_options():
     torch.manual_seed(0)
-    critic = QEnsemble(3, 1, (8,), ensemble_size=2)
+    critic = QEnsemble.mlp(3, 1, (8,), members=2)
     obs, act = torch.randn(4, 3), torch.randn(4, 1, requires_grad=True)
     torch.testing.assert_close(critic(obs, act, member=1)[0], critic(obs, act)[1])
     critic(obs, act, detach=True, member=0).sum().backward()
@@ -61,7 +61,7 @@ def test_ensemble_init_matches_nn_linear_bounds():
 
 def test_gaussian_log_prob_matches_torch_distributions():
     torch.manual_seed(0)
-    actor = GaussianActor(4, 3, (16,))
+    actor = GaussianActor.mlp(4, 3, (16,))
     obs = torch.randn(64, 4)
     torch.manual_seed(1)
     action, log_prob = actor.sample(obs)

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from sparserl.algos import make_agent
-from sparserl.config import Config, list_presets, load_preset, preset_envs, preset_header
+from sparserl.config import Config, list_presets, load_preset, preset_envs, preset_header, resolve_values
 from sparserl.envs import env_info, make_env
 from sparserl.errors import ConfigError
-from sparserl.runs.trainer import train
+from sparserl.runs.api import train
 from sparserl.sparsity import Sparsifier, sparsity_report
 
 PAPER_PRESETS = ["rnm-td3", "rlx2-td3", "rlx2-sac", "ds-td3"] + [
@@ -62,7 +62,7 @@ def test_every_paper_preset_is_shipped_and_described():
 
 @pytest.mark.parametrize("name,env", list(cases()))
 def test_preset_builds_the_papers_networks(name, env):
-    config = Config(**load_preset(name, env)).validate()
+    config = Config(**resolve_values(name, env=env)).validate()
     agent, report = built(config)
     s = config.sparsity
     if s.kind in ("rigl", "set", "static") and s.layer_lambdas is None:  # RLx2's per-network sparsities
@@ -78,11 +78,11 @@ def test_preset_builds_the_papers_networks(name, env):
         outputs = report.layers[2::3]  # actor and critic layers 0, 1, 2: the output layers stay dense
         assert len(outputs) == 2 and all(line.kept == line.total for line in outputs)
     elif name == "rnm-td3":
-        assert config.sparsity.nm == (2, 4)
+        assert config.sparsity.method == "nm:2:4"
         assert report.density["actor"] == pytest.approx(0.5, abs=0.01)
         assert report.density["critic"] == pytest.approx(0.5, abs=0.01)
     elif name.endswith("-tiny"):  # as many weights as the sparse RLx2 networks
-        sparse_config = Config(**load_preset(name.replace("-tiny", ""), config.env))
+        sparse_config = Config(**resolve_values(name.replace("-tiny", ""), env=config.env))
         sparse_agent, sparse_report = built(sparse_config)
         target = sum(sparse_report.density[n] * weight_count(sparse_agent, [n]) for n in ("actor", "critic"))
         assert weight_count(agent) == pytest.approx(target, rel=0.03)
@@ -93,7 +93,7 @@ def test_preset_builds_the_papers_networks(name, env):
 
 @pytest.mark.parametrize("name", PAPER_PRESETS)
 def test_preset_trains_for_2000_steps(tmp_path, name):
-    config = Config(**load_preset(name))
+    config = Config(**resolve_values(name))
     short = dict(total_steps=2000, start_steps=1500, eval_every=1000, eval_episodes=1, checkpoint_every=1000,
                  tensorboard=False, progress=False, threads=1, run_dir=str(tmp_path / name))
     if config.nstep > 1:
@@ -110,17 +110,17 @@ def test_a_preset_without_settings_for_the_env_names_those_it_has():
     with pytest.raises(ConfigError, match=r"preset 'rlx2-td3' has no settings for Humanoid-v5; it has them for "
                                           r"HalfCheetah-v5, Hopper-v5, Walker2d-v5, Ant-v5"):
         load_preset("rlx2-td3", "Humanoid-v5")
-    assert load_preset("rlx2-td3-dense", "Humanoid-v5")["sparsity"].method == "dense"  # dense runs anywhere
+    assert resolve_values("rlx2-td3-dense", env="Humanoid-v5")["sparsity"].method == "dense"  # dense runs anywhere
 
 
 def test_presets_are_overridden_field_by_field():
-    values = load_preset("rlx2-td3", "Ant-v5")
+    values = resolve_values("rlx2-td3", env="Ant-v5")
     config = Config(**values).replace(total_steps=50_000)
     assert (config.env, config.total_steps, config.sparsity.actor_sparsity) == ("Ant-v5", 50_000, 0.96)
 
 
 def test_scaling_simba_builds_the_default_humanoid_networks_at_80_percent_of_all_parameters():
-    config = Config(**load_preset("scaling-simba")).validate()
+    config = Config(**resolve_values("scaling-simba")).validate()
     assert config.env == "dm_control/humanoid-run-v0" and config.action_repeat == 2 and config.critics == 1
     agent, report = built(config)
     pruned = {line.network: 0 for line in report.layers}

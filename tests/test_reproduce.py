@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sparserl.config import Config, compress_schedule, load_preset
+from sparserl.config import Config, resolve_values
 from sparserl.errors import ConfigError
+from sparserl.studies.budget import compress_schedule
 from sparserl.studies.reproduce import reproduction_spec
 from sparserl.studies.spec import expand
 
@@ -59,7 +60,7 @@ def test_an_env_without_preset_settings_is_refused_before_any_run():
        interval=st.integers(0, 50_000))
 def test_compressed_schedules_stay_valid(total, start, delay, interval):
     start = min(start, total - 1)
-    config = Config(**load_preset("rlx2-td3", "Hopper-v5")).replace(delay_nstep=delay)
+    config = Config(**resolve_values("rlx2-td3", env="Hopper-v5")).replace(delay_nstep=delay)
     config.sparsity.update_interval = interval
     small = compress_schedule(config, total, start)
     assert (small.total_steps, small.start_steps) == (total, start)

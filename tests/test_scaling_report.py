@@ -5,23 +5,22 @@ from __future__ import annotations
 
 import pytest
 
-from sparserl.config import Config, load_preset
-from sparserl.runs.trainer import train
-from sparserl.sparsity import SparsityConfig
+from sparserl.config import Config, NetworkSparsity, resolve_values
+from sparserl.runs.api import train
 from sparserl.studies.scaling import build_scaling_report
 from tests.test_simba import simba_parameters
 
 
 def test_scaling_report_over_tiny_simba_runs(tmp_path):
-    base = Config(**load_preset("scaling-simba")).replace(
+    base = Config(**resolve_values("scaling-simba")).replace(
         env="Pendulum-v1", actor_width=8, critic_blocks=1, total_steps=300, start_steps=100, updates_per_step=1,
         batch_size=32, buffer_size=1000, eval_every=150, eval_episodes=1, diagnostics_every=150,
         diagnostics_batch=32, interference_samples=4, checkpoint_every=10**9, threads=1, progress=False,
         tensorboard=False)
     for width in (16, 32):
         for level in (0.0, 0.8):
-            sparsity = SparsityConfig(method="static", actor_sparsity=level, critic_sparsity=level,
-                                      budget_scope="all") if level else SparsityConfig()
+            sparsity = NetworkSparsity(method="static", actor_sparsity=level, critic_sparsity=level,
+                                      budget_scope="all") if level else NetworkSparsity()
             run_dir = str(tmp_path / "runs" / f"{width}-{level}")
             train(base.replace(critic_width=width, sparsity=sparsity, run_dir=run_dir))
     report = build_scaling_report([tmp_path / "runs"])

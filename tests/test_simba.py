@@ -10,11 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparserl.algos import SAC, TD3
-from sparserl.config import Config
+from sparserl.architecture import Architecture
+from sparserl.config import Config, NetworkSparsity
 from sparserl.envs import EnvInfo
-from sparserl.nets import GaussianActor, QEnsemble
-from sparserl.nets.simba import ResidualBody, RunningNorm
-from sparserl.sparsity import Sparsifier, SparsityConfig
+from sparserl.nets import GaussianActor, QEnsemble, ResidualBody, RunningNorm
+from sparserl.sparsity import Sparsifier
 
 
 def simba_parameters(d_in: int, h: int, blocks: int, outputs: int) -> int:
@@ -26,38 +26,46 @@ def count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def body(in_dim: int, out_dim: int, width: int, blocks: int, members: int = 1, kind: str = "simba") -> ResidualBody:
+    return ResidualBody(Architecture(kind, in_dim, out_dim, width=width, blocks=blocks), members)
+
+
 def test_humanoid_default_sizes():
-    actor = GaussianActor(67, 21, (256, 256), network="simba", width=128, blocks=1, obs_norm=True)
-    critic = QEnsemble(67, 21, (), 1, body=ResidualBody(67 + 21, 1, 512, 2, members=1))
-    assert count(actor) == 146_346
-    assert count(critic) == 4_248_577
+    actor_arch = Architecture("simba", 67, 2 * 21, width=128, blocks=1)
+    critic_arch = Architecture("simba", 67 + 21, 1, width=512, blocks=2)
+    actor = GaussianActor(actor_arch, obs_norm=True)
+    critic = QEnsemble(critic_arch, 1)
+    assert count(actor) == 146_346 == actor_arch.parameters()
+    assert count(critic) == 4_248_577 == critic_arch.parameters()
 
 
 @settings(max_examples=25, deadline=None)
 @given(d_in=st.integers(1, 40), h=st.integers(1, 48), blocks=st.integers(1, 3), outputs=st.integers(1, 8))
 def test_simba_parameter_count_formula(d_in, h, blocks, outputs):
-    assert count(ResidualBody(d_in, outputs, h, blocks)) == simba_parameters(d_in, h, blocks, outputs)
+    module = body(d_in, outputs, h, blocks)
+    assert count(module) == simba_parameters(d_in, h, blocks, outputs) == module.arch.parameters()
 
 
 def test_bronet_parameter_count():
     d_in, h, blocks, out = 10, 16, 2, 3
     expected = (d_in + 1) * h + 2 * h + blocks * (2 * (h * h + h) + 4 * h) + (h + 1) * out
-    assert count(ResidualBody(d_in, out, h, blocks, kind="bronet")) == expected
+    module = body(d_in, out, h, blocks, kind="bronet")
+    assert count(module) == expected == module.arch.parameters()
 
 
 @pytest.mark.parametrize("kind", ["simba", "bronet"])
 def test_ensemble_members_are_independent_networks(kind):
     torch.manual_seed(0)
-    body = ResidualBody(6, 2, 16, 2, members=3, kind=kind)
-    for p in body.parameters():  # distinct norms too, not just the initial ones
+    net = body(6, 2, 16, 2, members=3, kind=kind)
+    for p in net.parameters():  # distinct norms too, not just the initial ones
         p.data.add_(0.1 * torch.randn_like(p))
     x = torch.randn(5, 6)
-    out = body(x)
+    out = net(x)
     assert out.shape == (3, 5, 2)
     for m in range(3):
-        torch.testing.assert_close(body(x, member=m)[0], out[m])
-    changed = ResidualBody(6, 2, 16, 2, members=3, kind=kind)
-    changed.load_state_dict(body.state_dict())
+        torch.testing.assert_close(net(x, member=m)[0], out[m])
+    changed = body(6, 2, 16, 2, members=3, kind=kind)
+    changed.load_state_dict(net.state_dict())
     with torch.no_grad():
         changed.blocks[0]["fc1"].weight[1].add_(torch.randn(changed.blocks[0]["fc1"].weight[1].shape))
     after = changed(x)
@@ -104,7 +112,7 @@ def test_agents_share_observation_statistics_with_their_targets(algo):
 @pytest.mark.parametrize("method", ["static", "rigl", "set", "gmp", "nm:2:4"])
 def test_every_sparsity_method_runs_on_simba_with_norms_and_biases_dense(method):
     info = EnvInfo("test", obs_dim=8, act_dim=4, max_episode_steps=None)
-    sparsity = SparsityConfig(method=method, budget_scope="all" if method == "static" else "weights",
+    sparsity = NetworkSparsity(method=method, budget_scope="all" if method == "static" else "weights",
                               **({} if method.startswith("nm") else {"actor_sparsity": 0.8, "critic_sparsity": 0.8}))
     config = Config(algo="sac", network="simba", actor_width=16, critic_width=32, critic_blocks=2, critics=2,
                     obs_norm=True, batch_size=16, sparsity=sparsity)

@@ -15,6 +15,7 @@ from sparserl.errors import ConfigError
 from sparserl.nets import MLP, QEnsemble
 from sparserl.optim import LeanAdam
 from sparserl.sparsity import Sparsifier, SparsityConfig
+from sparserl.sparsity.methods import NM
 
 
 class ConvNet(nn.Module):
@@ -33,7 +34,7 @@ def build(kind: str, width: int, seed: int):
         net = MLP(7, 3, (width, width))
         return net, lambda n: (n(torch.randn(16, 7)) ** 2).mean()
     if kind == "ensemble":
-        net = QEnsemble(5, 2, (width,), ensemble_size=2)
+        net = QEnsemble.mlp(5, 2, (width,), members=2)
         return net, lambda n: (n(torch.randn(16, 5), torch.randn(16, 2)) ** 2).mean()
     net = ConvNet(width)
     return net, lambda n: (n(torch.randn(4, 3, 4, 4)) ** 2).mean()
@@ -67,11 +68,11 @@ def test_invariants_after_every_step_and_polyak_update(net_kind, width, seed, op
     optimizer = make_optimizer(opt_kind, net.parameters())
     nm = chosen["method"].startswith("nm")
     config = SparsityConfig(**chosen, distribution=distribution, mask_init=init, reset_moments=reset,
-                            skip_step_on_update=skip, update_interval=interval, gmp_start=0.1, gmp_end=0.6,
-                            **({} if nm else {"actor_sparsity": sparsity}))
+                            skip_step_on_update=skip, update_interval=interval, gmp_start=0.1, gmp_end=0.6)
     sparsifier = Sparsifier(config, seed=seed)
     try:
-        group = sparsifier.attach("actor", net, optimizer, targets=[target], total_steps=12)
+        group = sparsifier.attach("actor", net, optimizer, targets=[target], sparsity=None if nm else sparsity,
+                                  total_steps=12)
     except ConfigError as exc:  # tiny layers can make a budget impossible; that must be the reason
         assert "would keep no weight" in str(exc) or "leaves no layer sparse" in str(exc)
         return
@@ -85,7 +86,7 @@ def test_invariants_after_every_step_and_polyak_update(net_kind, width, seed, op
             assert (layer.param[pruned] == 0).all(), f"online weight off-mask after {after}"
             assert (tweight[pruned] == 0).all(), f"target weight off-mask after {after}"
             if nm:  # exactly N per full group in the mask, at most N non-zeros in the weight
-                n, m = config.nm
+                n, m = NM.parse(config.method)
                 view = layer.view(mask)
                 full = view.shape[-1] // m * m
                 if full:
@@ -121,8 +122,8 @@ def test_masked_weights_never_move_without_remasking():
     torch.manual_seed(0)
     net = MLP(8, 4, (32,))
     optimizer = LeanAdam(net.parameters(), lr=0.1, weight_decay=0.01)
-    sparsifier = Sparsifier(SparsityConfig(method="static", actor_sparsity=0.8), seed=0)
-    group = sparsifier.attach("actor", net, optimizer)
+    sparsifier = Sparsifier(SparsityConfig(method="static"), seed=0)
+    group = sparsifier.attach("actor", net, optimizer, sparsity=0.8)
     for _ in range(50):
         optimizer.zero_grad()
         (net(torch.randn(8, 8)) ** 2).sum().backward()
@@ -135,8 +136,8 @@ def test_gmp_reaches_final_sparsity_on_schedule():
     torch.manual_seed(0)
     net = MLP(16, 4, (64, 64))
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    sparsifier = Sparsifier(SparsityConfig(method="gmp", actor_sparsity=0.9, update_interval=10), seed=0)
-    group = sparsifier.attach("actor", net, optimizer, total_steps=1000)
+    sparsifier = Sparsifier(SparsityConfig(method="gmp", update_interval=10), seed=0)
+    group = sparsifier.attach("actor", net, optimizer, sparsity=0.9, total_steps=1000)
     densities = []
     for _ in range(1000):
         optimizer.zero_grad()
@@ -155,9 +156,9 @@ def test_skip_step_on_update_leaves_weights_and_moments_untouched():
     torch.manual_seed(0)
     net = MLP(6, 2, (16,))
     optimizer = LeanAdam(net.parameters(), lr=1e-2)
-    sparsifier = Sparsifier(SparsityConfig(method="rigl", actor_sparsity=0.5, update_interval=3,
+    sparsifier = Sparsifier(SparsityConfig(method="rigl", update_interval=3,
                                            skip_step_on_update=True, reset_moments=False), seed=0)
-    group = sparsifier.attach("actor", net, optimizer, total_steps=100)
+    group = sparsifier.attach("actor", net, optimizer, sparsity=0.5, total_steps=100)
     for step in range(3):
         optimizer.zero_grad()
         (net(torch.randn(4, 6)) ** 2).mean().backward()
@@ -177,13 +178,13 @@ def test_skip_step_on_update_leaves_weights_and_moments_untouched():
 
 @pytest.mark.parametrize("method,options", [("nm:2:4", {"nm_gradient": "srste", "update_interval": 1}),
                                             ("nm:1:4", {"nm_gradient": "ste", "update_interval": 2}),
-                                            ("rigl", {"update_interval": 3, "actor_sparsity": 0.7})])
+                                            ("rigl", {"update_interval": 3})])
 def test_sad_counts_the_entries_flipped_by_the_latest_update(method, options):
     torch.manual_seed(1)
-    net = QEnsemble(6, 2, (16,), ensemble_size=2)
+    net = QEnsemble.mlp(6, 2, (16,), members=2)
     optimizer = LeanAdam(net.parameters(), lr=0.05)
     sparsifier = Sparsifier(SparsityConfig(method=method, **options), seed=0)
-    group = sparsifier.attach("actor", net, optimizer, total_steps=30)
+    group = sparsifier.attach("actor", net, optimizer, sparsity=0.7, total_steps=30)
     seen = 0.0
     for step in range(12):
         before = [m.clone() for m in group.masks]
@@ -205,10 +206,10 @@ def test_rigl_update_grows_by_this_steps_dense_gradient_and_drops_smallest_weigh
     torch.manual_seed(3)
     layer = nn.Linear(8, 6)
     optimizer = torch.optim.SGD(layer.parameters(), lr=0.0)  # the step leaves weights as they are
-    sparsifier = Sparsifier(SparsityConfig(method="rigl", actor_sparsity=0.5, distribution="uniform",
+    sparsifier = Sparsifier(SparsityConfig(method="rigl", distribution="uniform",
                                            update_interval=1, drop_schedule="constant", drop_fraction=0.25),
                             seed=0)
-    group = sparsifier.attach("actor", layer, optimizer, total_steps=10)
+    group = sparsifier.attach("actor", layer, optimizer, sparsity=0.5, total_steps=10)
     mask = group.masks[0].clone()
     weight = layer.weight.detach().clone()
     x = torch.randn(32, 8)

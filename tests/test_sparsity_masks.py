@@ -72,7 +72,7 @@ def test_rigl_drops_smallest_active_and_grows_largest_gradient_inactive():
     mask = torch.tensor([[[1, 1, 1, 0], [1, 1, 1, 0]]], dtype=torch.float32)
     weight = torch.tensor([[[0.9, -0.1, 0.5, 0.0], [0.05, -0.8, 0.3, 0.0]]])
     grad = torch.tensor([[[0.0, 0.2, 0.0, 0.7], [0.1, 0.0, 0.0, 0.6]]])
-    new, dropped, grown = drop_and_grow(mask, weight, grad.abs(), 0.5)
+    new, dropped, grown = drop_and_grow(mask, weight.abs(), grad.abs(), 0.5)
     # smallest |w| among active: 0.05 (1,0), 0.1 (0,1), 0.3 (1,2) are dropped
     expected_dropped = torch.tensor([[[0, 1, 0, 0], [1, 0, 1, 0]]], dtype=torch.float32)
     # candidates are all non-kept positions (just-dropped included): |g| 0.7 (0,3), 0.6 (1,3), 0.2 (0,1)

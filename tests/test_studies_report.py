@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import yaml
 
-from sparserl.config import Config
+from sparserl.config import Config, NetworkSparsity
 from sparserl.errors import ConfigError
-from sparserl.sparsity import SparsityConfig
 from sparserl.studies.report import build_report
 
 STEPS = [0, 100, 200, 300, 400, 500]
@@ -19,7 +18,7 @@ STEPS = [0, 100, 200, 300, 400, 500]
 def make_run(root, name, env, seed, sparsity=None, returns=None, score_window=3, **config):
     run = root / name
     run.mkdir(parents=True)
-    cfg = Config(env=env, seed=seed, sparsity=sparsity or SparsityConfig(), score_window=score_window,
+    cfg = Config(env=env, seed=seed, sparsity=sparsity or NetworkSparsity(), score_window=score_window,
                  run_dir=str(run), **config)
     (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
     lines = ["step,wall_time,sps,episodes,train_return,train_length,eval_return,eval_return_std,eval_length"]
@@ -35,8 +34,8 @@ def synthetic(root):
     """2 envs x 3 methods x 3 seeds with known returns (rising curves ending at known levels)."""
     rng = np.random.default_rng(0)
     truth = {}
-    methods = {"dense": None, "nm": SparsityConfig(method="nm:2:4"),
-               "rigl": SparsityConfig(method="rigl", actor_sparsity=0.9, critic_sparsity=0.9)}
+    methods = {"dense": None, "nm": NetworkSparsity(method="nm:2:4"),
+               "rigl": NetworkSparsity(method="rigl", actor_sparsity=0.9, critic_sparsity=0.9)}
     for env, (start, end) in {"Pendulum-v1": (-1500.0, -200.0), "Hopper-v5": (10.0, 3000.0)}.items():
         for m, (method, sparsity) in enumerate(methods.items()):
             for seed in range(3):
@@ -128,7 +127,7 @@ def test_no_normalisation_while_dense_is_below_its_untrained_policy(tmp_path):
     # HalfCheetah early in training: standing still (about -1) beats the first learned gaits
     for seed in range(2):
         make_run(tmp_path, f"dense-{seed}", "HalfCheetah-v5", seed, None, [-1, -300, -250, -200, -180, -170])
-        make_run(tmp_path, f"nm-{seed}", "HalfCheetah-v5", seed, SparsityConfig(method="nm:1:4"),
+        make_run(tmp_path, f"nm-{seed}", "HalfCheetah-v5", seed, NetworkSparsity(method="nm:1:4"),
                  [-1, -400, -380, -360, -350, -340])
     report = build_report([tmp_path])
     assert all(row["normalised"] is None and row["pct_of_dense"] is None for row in report.rows)

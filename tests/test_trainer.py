@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
+from sparserl.runs.api import train
 from sparserl.runs.metrics import read_metrics
-from sparserl.runs.trainer import Trainer, train
+from sparserl.runs.trainer import Trainer
 
 
 def test_updates_per_step_sets_the_update_to_data_ratio(make_config, tmp_path):

@@ -19,10 +19,10 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Config": "sparserl.config",
     "resolve_config": "sparserl.config",
-    "train": "sparserl.runs.trainer",
-    "resume": "sparserl.runs.trainer",
-    "read_result": "sparserl.runs.trainer",
-    "RunResult": "sparserl.runs.trainer",
+    "train": "sparserl.runs.api",
+    "resume": "sparserl.runs.api",
+    "read_result": "sparserl.runs.files",
+    "RunResult": "sparserl.runs.files",
     "load_policy": "sparserl.deploy",
     "Policy": "sparserl.deploy",
     "export_run": "sparserl.export",
@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from sparserl.deploy import Policy, load_policy
     from sparserl.envs import make_env
     from sparserl.export import export_run
+    from sparserl.runs.api import RunResult, read_result, resume, train
     from sparserl.runs.eval_run import evaluate_run
-    from sparserl.runs.trainer import RunResult, read_result, resume, train
 
 
 def __getattr__(name: str):

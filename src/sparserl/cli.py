@@ -27,8 +27,9 @@ from typing import Literal
 import tyro
 from rich.console import Console
 
-from sparserl.config import Config, coerce_fields, list_presets, load_preset, load_yaml, preset_envs, preset_header
+from sparserl.config import Config, list_presets, preset_envs, preset_header, resolve_values
 from sparserl.errors import ConfigError, EnvError, SparserlError
+from sparserl.studies.commands import cmd_report, cmd_reproduce, cmd_sweep
 
 #: Config fields that may change when a run is resumed.
 RESUMABLE_CHANGES = ("total_steps", "progress")
@@ -94,15 +95,10 @@ def _prescan(argv: list[str]) -> argparse.Namespace:
 def _parse_train(argv: list[str]) -> TrainArgs:
     known = _prescan(argv)
     if known.resume:
-        from sparserl.runs.trainer import load_run_config
+        from sparserl.runs.files import load_run_config
         base = load_run_config(Path(known.resume))
-    else:
-        values = {}
-        from_file = load_yaml(known.config) if known.config else {}
-        if known.preset:  # a preset with per-environment settings needs the env first
-            values.update(load_preset(known.preset, env=known.env or from_file.get("env")))
-        values.update(from_file)
-        base = Config(**coerce_fields(values, "preset/config"))
+    else:  # a preset with per-environment settings needs the env first; flags go on top below
+        base = Config(**resolve_values(known.preset, known.config, env=known.env))
     defaults = TrainArgs(settings=base)
     args = tyro.cli(TrainArgs, default=defaults, args=argv, prog="sparserl train")
     if args.resume:
@@ -126,19 +122,16 @@ def _print_result(result) -> None:
         _console.print(f"Final evaluation at step {result.step:,}: {result.final_eval}")
     n = len(result.evaluations)
     if n:
-        window = min(n, _score_window(result.run_dir))
+        from sparserl.runs.files import load_run_config
+
+        window = load_run_config(result.run_dir).score_span(n)
         _console.print(f"Score (mean of the last {window} evaluations): {result.score:.1f}")
     if result.sparsity is not None:
         _console.print(str(result.sparsity), markup=False)
 
 
-def _score_window(run_dir: Path) -> int:
-    from sparserl.runs.trainer import load_run_config
-    return load_run_config(run_dir).score_window
-
-
 def cmd_train(argv: list[str]) -> int:
-    from sparserl.runs.trainer import resume, train
+    from sparserl.runs.api import resume, train
 
     args = _parse_train(argv)
     if args.resume:
@@ -181,154 +174,6 @@ def cmd_export(argv: list[str]) -> int:
     _console.print(f"Wrote {args.out} ({args.out.stat().st_size:,} bytes; weights dense would be {dense_bytes:,}): "
                    f"{stored}", markup=False)
     return 0
-
-
-@dataclass
-class SweepArgs:
-    """Run a sweep: every combination of the axes, skipping finished runs and resuming interrupted ones."""
-
-    spec: tyro.conf.Positional[Path | None] = None
-    """A sweep spec YAML file (name, preset, base, axes, threads, output)."""
-    axis: tuple[str, ...] = ()
-    """Axes given on the command line instead of (or on top of) the spec: KEY=V1,V2 (repeatable)."""
-    preset: str | None = None
-    """Base preset when no spec file is given."""
-    name: str | None = None
-    """Sweep name (default: the spec file's name, or "sweep")."""
-    output: Path | None = None
-    """Output folder (default: studies/<name>)."""
-    threads: int | None = None
-    """Torch threads per run (default 1: runs go side by side)."""
-    backend: Literal["local", "ray"] = "local"
-    """local: a process per run, as many at once as cores / threads; ray: a Ray task per run."""
-    workers: int | None = None
-    """Runs at once (default: cores / threads)."""
-    address: str | None = None
-    """Ray cluster address (e.g. auto); default: start a local Ray instance."""
-    dry_run: bool = False
-    """List the runs and stop."""
-
-
-def cmd_sweep(argv: list[str]) -> int:
-    from sparserl.studies import load_spec, parse_axis, run_sweep, spec_from_dict
-    from sparserl.studies.spec import expand
-
-    args = tyro.cli(SweepArgs, args=argv, prog="sparserl sweep")
-    if args.spec is None and not args.axis:
-        raise ConfigError("give a sweep spec file or at least one --axis KEY=V1,V2")
-    data = load_spec(args.spec).to_dict() if args.spec else {"name": args.name or "sweep", "axes": {}}
-    if args.spec is None:
-        data["preset"] = args.preset
-        data["output"] = None
-    for text in args.axis:
-        key, values = parse_axis(text)
-        data["axes"][key] = values
-    for key in ("name", "threads"):
-        if getattr(args, key) is not None:
-            data[key] = getattr(args, key)
-    if args.output is not None:
-        data["output"] = str(args.output)
-    elif args.name is not None and args.spec is not None:
-        data["output"] = None
-    spec = spec_from_dict(data, source=str(args.spec or "command line"))
-    if args.dry_run:
-        for plan in expand(spec):
-            _console.print(f"{plan.run_id}  ->  {plan.run_dir}", markup=False)
-        return 0
-    result = run_sweep(spec, backend=args.backend, workers=args.workers, address=args.address,
-                       log=lambda text: _console.print(text, markup=False))
-    return 1 if result.failed else 0
-
-
-@dataclass
-class ReportArgs:
-    """Aggregate runs into tables (Markdown, CSV) and plots (PNG)."""
-
-    dirs: tyro.conf.Positional[tuple[Path, ...]]
-    """Run directories or folders holding them (e.g. a sweep's output)."""
-    out: Path | None = None
-    """Where to write report.md, report.csv, iqm.csv and the PNGs (default: the first folder)."""
-    last_k: int | None = None
-    """Score = mean of the last K evaluations of each run (default: each run's score_window)."""
-    baseline: str | None = None
-    """Label of the dense baseline to normalise by (default: the dense runs of each environment)."""
-    label_by: tuple[str, ...] = ()
-    """Config keys whose values label the runs (default: the sweep's axes, or algorithm and sparsity)."""
-    reps: int = 5000
-    """Bootstrap resamples for the intervals."""
-
-
-def cmd_report(argv: list[str]) -> int:
-    from sparserl.studies.report import build_report
-
-    args = tyro.cli(ReportArgs, args=argv, prog="sparserl report")
-    if args.last_k is not None and args.last_k < 1:
-        raise ConfigError(f"--last-k must be a positive integer, got {args.last_k}")
-    report = build_report(list(args.dirs), last_k=args.last_k, baseline=args.baseline,
-                          label_by=list(args.label_by) or None, reps=args.reps)
-    out = args.out or args.dirs[0]
-    written = report.write(out)
-    _console.print(report.markdown(), markup=False)
-    _console.print("written: " + ", ".join(str(p) for p in written), markup=False)
-    return 0
-
-
-@dataclass
-class ReproduceArgs:
-    """Run a paper's comparison at a CPU-sized budget and print its table normalised to dense."""
-
-    paper: tyro.conf.Positional[str]
-    """rnm-td3, rlx2-td3, rlx2-sac or scaling."""
-    budget: Literal["small", "medium", "paper"] = "small"
-    """small: 20k steps, 3 seeds, one task; medium: 200k steps, 5 seeds, two tasks; paper: the paper's."""
-    env: tuple[str, ...] = ()
-    """Tasks to run instead of the budget's choice of the paper's."""
-    seeds: int | None = None
-    """Seeds per configuration instead of the budget's."""
-    output: Path | None = None
-    """Output folder (default: studies/reproduce-<paper>-<budget>)."""
-    backend: Literal["local", "ray"] = "local"
-    """local: a process per run, one torch thread each, as many at once as cores; ray: Ray tasks."""
-    workers: int | None = None
-    """Runs at once (default: the number of cores)."""
-    address: str | None = None
-    """Ray cluster address (e.g. auto); default: start a local Ray instance."""
-    dry_run: bool = False
-    """List the runs and stop."""
-
-
-def cmd_reproduce(argv: list[str]) -> int:
-    import time
-
-    from sparserl.studies import build_report, run_sweep
-    from sparserl.studies.reproduce import REPRODUCTIONS, reproduction_spec
-    from sparserl.studies.spec import expand
-
-    args = tyro.cli(ReproduceArgs, args=argv, prog="sparserl reproduce")
-    spec = reproduction_spec(args.paper, args.budget, envs=list(args.env) or None, seeds=args.seeds,
-                             output=str(args.output) if args.output else None)
-    plans = expand(spec)
-    _console.print(f"{REPRODUCTIONS[args.paper].description}; budget {args.budget}: {len(plans)} runs",
-                   markup=False)
-    if args.dry_run:
-        for plan in plans:
-            c = plan.config
-            _console.print(f"{plan.run_id}  ->  {plan.run_dir}  ({c.total_steps:,} steps, {c.sparsity.method})",
-                           markup=False)
-        return 0
-    start = time.perf_counter()
-    result = run_sweep(spec, backend=args.backend, workers=args.workers, address=args.address,
-                       log=lambda text: _console.print(text, markup=False))
-    if REPRODUCTIONS[args.paper].report == "scaling":
-        from sparserl.studies.scaling import build_scaling_report
-        report = build_scaling_report([spec.output_dir])
-    else:
-        report = build_report([spec.output_dir])
-    written = report.write(spec.output_dir / "report")
-    _console.print(report.markdown(), markup=False)
-    _console.print(f"wall time {time.perf_counter() - start:,.0f} s; written: "
-                   + ", ".join(str(p) for p in written), markup=False)
-    return 1 if result.failed else 0
 
 
 def cmd_presets(argv: list[str]) -> int:

@@ -6,7 +6,7 @@
 
 This module imports torch, numpy and safetensors and nothing of sparserl's training code: the file
 header describes the actor (architecture, sizes, observation statistics) and the loader runs it on
-the kernels of sparserl.kernels.
+the kernels of sparserl.kernels, through the body's one description in sparserl.architecture.
 
 File format 1: safetensors tensors plus one metadata entry ``sparserl_policy`` (JSON):
 
@@ -17,16 +17,12 @@ File format 1: safetensors tensors plus one metadata entry ``sparserl_policy`` (
      "spaces": {"observation": {"shape"}, "action": {"shape", "low", "high"}},   (runs' exports)
      "source": {env, algo, step, action_repeat, sparsity, ...}}
 
-Linear layers are named ``layers.{i}`` (MLP) or ``embed``, ``blocks.{i}.fc1``/``fc2``, ``head``
-(SimBa/BroNet); norms ``blocks.{i}.norm1``/``norm2``, ``norm``; observation statistics
-``obs_norm.mean``/``var``. Each linear weight W (out, in) is stored in the smallest of:
+Layers and norms are named as sparserl.architecture names them (``layers.{i}`` for an MLP;
+``embed``, ``blocks.{i}.fc1``/``fc2``, ``head`` and norms ``blocks.{i}.norm1``/``norm2``, ``norm`` for
+SimBa and BroNet); observation statistics ``obs_norm.mean``/``var``. Each linear weight W (out, in)
+is stored in the smallest of:
 
-- dense: ``{name}.weight`` float32 (out, in);
-- csr:   ``{name}.crow`` int32 (out + 1), ``{name}.col`` int16 (int32 if in > 32767), ``{name}.values``;
-- nm:    ``{name}.values`` float32 (out, G, N) and ``{name}.offsets`` uint8 (out, G, N), the kept
-         weights of each group of M inputs and their positions in the group (G = ceil(in / M); a
-         group with fewer than N kept weights is padded with zeros at offset 0);
-
+in the smallest storage of sparserl.storage (dense, CSR or packed N:M),
 with ``{name}.bias`` float32 (out) beside it. A 1:8 layer costs 5/32 of its dense bytes.
 """
 
@@ -41,125 +37,41 @@ import torch
 import torch.nn.functional as F
 
 from sparserl import kernels
+from sparserl.architecture import BODIES, Architecture
 from sparserl.errors import PolicyError
+from sparserl.storage import STORAGES, _csr, decode_dense, encode_layer, nm_index
 
 FORMAT = 1
 META_KEY = "sparserl_policy"
 POLICY_FILE = "policy.safetensors"
-STORAGES = ("auto", "dense", "csr", "nm")
+STORAGE_CHOICES = ("auto", *STORAGES)
 BACKENDS = ("auto", "dense", "csr", "nm", "semi_structured")
 
 
-# --- architecture ------------------------------------------------------------------------------
+# --- architecture (sparserl.architecture describes every body once) -----------------------------
+def architecture(arch: dict, obs_dim: int = 0, act_dim: int = 0) -> Architecture:
+    """The body a header's `architecture` entry describes (sizes matter only for running it)."""
+    if arch.get("network") not in BODIES:
+        raise PolicyError(f"the policy's body is not registered here ({BODIES.unknown(arch.get('network'))}); "
+                          f"import the plugin that registers it before loading the policy")
+    return Architecture(arch["network"], obs_dim, act_dim, tuple(arch["hidden"]), int(arch["width"]),
+                        int(arch["blocks"]))
+
+
 def linear_names(arch: dict) -> list[str]:
-    """The linear layers of an architecture, input first."""
-    if arch["network"] == "mlp":
-        return [f"layers.{i}" for i in range(len(arch["hidden"]) + 1)]
-    names = ["embed"]
-    for i in range(arch["blocks"]):
-        names += [f"blocks.{i}.fc1", f"blocks.{i}.fc2"]
-    return [*names, "head"]
+    """The linear layers of an exported actor, input first."""
+    return [name for name, _, _ in architecture(arch).linears()]
 
 
 def norm_names(arch: dict) -> list[str]:
-    if arch["network"] == "mlp":
-        return []
-    per_block = ("norm1", "norm2") if arch["network"] == "bronet" else ("norm1",)
-    return [f"blocks.{i}.{n}" for i in range(arch["blocks"]) for n in per_block] + ["norm"]
-
-
-# --- storage: dense weights <-> compact tensors --------------------------------------------------
-def _groups(weight: torch.Tensor, m: int) -> torch.Tensor:
-    """`weight` (out, in) zero-padded to (out, G, m)."""
-    out, fan_in = weight.shape
-    pad = (-fan_in) % m
-    return F.pad(weight, (0, pad)).view(out, (fan_in + pad) // m, m)
-
-
-def fits_nm(weight: torch.Tensor, n: int, m: int) -> bool:
-    """Whether every group of m consecutive inputs of every row has at most n nonzeros."""
-    return bool(((_groups(weight, m) != 0).sum(-1) <= n).all())
-
-
-def pack_nm(weight: torch.Tensor, n: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(values, offsets) of a weight that `fits_nm`: each group's nonzeros (padded with zeros)."""
-    grouped = _groups(weight, m)
-    fan_in = weight.shape[1]
-    real = (torch.arange(grouped.shape[1] * m).view(1, -1, m) < fan_in)
-    score = torch.where(real, grouped.abs(), torch.full_like(grouped, -1.0))  # padding columns last
-    offsets = score.topk(n, dim=-1).indices.sort(-1).values
-    values = grouped.gather(-1, offsets)
-    column = offsets + torch.arange(grouped.shape[1]).view(1, -1, 1) * m
-    outside = column >= fan_in  # only when a partial last group has fewer than n real inputs
-    return values.masked_fill(outside, 0.0), offsets.masked_fill(outside, 0).to(torch.uint8)
-
-
-def nm_index(offsets: torch.Tensor, m: int) -> torch.Tensor:
-    """Absolute input columns (out, G * N) of packed N:M offsets (out, G, N)."""
-    groups = offsets.shape[1]
-    return (offsets.long() + torch.arange(groups).view(1, -1, 1) * m).flatten(1)
-
-
-def _col_dtype(fan_in: int) -> torch.dtype:
-    """CSR column indices: int16 while they fit."""
-    return torch.int16 if fan_in <= 32767 else torch.int32
-
-
-def storage_bytes(weight: torch.Tensor, nm: tuple[int, int] | None, kept: int) -> dict[str, int]:
-    """Bytes of `weight` (with `kept` nonzeros) in each storage it can take (nm only if it fits)."""
-    out, fan_in = weight.shape
-    column = _col_dtype(fan_in).itemsize
-    sizes = {"dense": out * fan_in * 4, "csr": kept * (4 + column) + (out + 1) * 4}
-    if nm is not None and fits_nm(weight, *nm):
-        sizes["nm"] = out * math.ceil(fan_in / nm[1]) * nm[0] * 5
-    return sizes
-
-
-def encode_layer(name: str, weight: torch.Tensor, storage: str, nm: tuple[int, int] | None) -> tuple[dict, dict]:
-    """(tensors, header entry) for one linear weight (out, in) in `storage` (auto: the smallest)."""
-    weight = weight.detach().float().contiguous()
-    kept = int((weight != 0).sum())
-    sizes = storage_bytes(weight, nm, kept)
-    if storage == "auto" or storage not in sizes:
-        # an explicit nm for a layer that is not N:M (kept dense, say) falls back to the smallest
-        storage = min(sizes, key=sizes.get)
-    entry = {"storage": storage, "shape": list(weight.shape), "kept": kept}
-    if storage == "dense":
-        return {f"{name}.weight": weight}, entry
-    if storage == "csr":
-        csr = kernels.csr_from_dense(weight)
-        col_dtype = _col_dtype(weight.shape[1])
-        return {f"{name}.crow": csr.crow_indices().to(torch.int32), f"{name}.col": csr.col_indices().to(col_dtype),
-                f"{name}.values": csr.values().contiguous()}, entry
-    values, offsets = pack_nm(weight, *nm)
-    return {f"{name}.values": values, f"{name}.offsets": offsets}, {**entry, "nm": list(nm)}
-
-
-def decode_dense(name: str, entry: dict, tensors: dict) -> torch.Tensor:
-    """The dense weight (out, in) of a stored layer."""
-    out, fan_in = entry["shape"]
-    storage = entry["storage"]
-    if storage == "dense":
-        return tensors[f"{name}.weight"]
-    if storage == "csr":
-        return _csr(name, entry, tensors).to_dense()
-    n, m = entry["nm"]
-    values, offsets = tensors[f"{name}.values"], tensors[f"{name}.offsets"]
-    groups = offsets.shape[1]
-    dense = torch.zeros(out, groups * m).scatter_add_(1, nm_index(offsets, m), values.flatten(1))
-    return dense[:, :fan_in].contiguous()
-
-
-def _csr(name: str, entry: dict, tensors: dict) -> torch.Tensor:
-    return kernels.csr_from_parts(tensors[f"{name}.crow"], tensors[f"{name}.col"], tensors[f"{name}.values"],
-                                  tuple(entry["shape"]))
+    return [name for name, _ in architecture(arch).norms()]
 
 
 def encode(arch: dict, dense: dict[str, torch.Tensor], storage: str = "auto",
            nm: tuple[int, int] | None = None) -> tuple[dict, dict]:
     """(tensors, layer entries) of an actor given as canonical dense tensors (see the module doc)."""
-    if storage not in STORAGES:
-        raise PolicyError(f"unknown storage {storage!r}; use one of {', '.join(STORAGES)}")
+    if storage not in STORAGE_CHOICES:
+        raise PolicyError(f"unknown storage {storage!r}; use one of {', '.join(STORAGE_CHOICES)}")
     tensors, layers = {}, {}
     for name in linear_names(arch):
         stored, layers[name] = encode_layer(name, dense[f"{name}.weight"], storage, nm)
@@ -235,7 +147,7 @@ def _check(path: Path, header: dict, tensors: dict) -> None:
         needed = _plain_keys(arch)
         for name in linear_names(arch):
             storage = layers[name]["storage"]
-            parts = {"dense": ("weight",), "csr": ("crow", "col", "values"), "nm": ("values", "offsets")}[storage]
+            parts = STORAGES[storage]
             needed += [f"{name}.{p}" for p in parts]
         int(header["obs_dim"]), int(header["act_dim"])
         if header["kind"] not in ("deterministic", "gaussian"):
@@ -310,8 +222,8 @@ class Policy:
         self.header, self.arch = header, header["architecture"]
         self.obs_dim, self.act_dim, self.kind = int(header["obs_dim"]), int(header["act_dim"]), header["kind"]
         layers = header["layers"]
+        self.body = architecture(self.arch, self.obs_dim, self.act_dim)
         self.linears = {n: _kernel(n, layers[n], tensors, backend, batch) for n in linear_names(self.arch)}
-        self._chain = list(self.linears.values())  # the MLP's layers in order
         self.norms = {n: (tensors[f"{n}.weight"], tensors[f"{n}.bias"]) for n in norm_names(self.arch)}
         self.obs_stats = None
         if self.arch["obs_norm"]:
@@ -353,26 +265,8 @@ class Policy:
         x = obs
         if self.obs_stats is not None:
             x = (x - self.obs_stats[0]) / self.obs_stats[1]
-        lin, network = self.linears, self.arch["network"]
-        if network == "mlp":
-            *hidden, last = self._chain
-            for kernel in hidden:
-                x = torch.relu_(kernel(x))
-            x = last(x)
-        else:
-            x = lin["embed"](x)
-            if network == "bronet":
-                x = torch.relu(self._norm("norm", x))
-            for i in range(self.arch["blocks"]):
-                b = f"blocks.{i}"
-                if network == "simba":
-                    x = x + lin[f"{b}.fc2"](torch.relu(lin[f"{b}.fc1"](self._norm(f"{b}.norm1", x))))
-                else:
-                    hidden = torch.relu(self._norm(f"{b}.norm1", lin[f"{b}.fc1"](x)))
-                    x = x + self._norm(f"{b}.norm2", lin[f"{b}.fc2"](hidden))
-            if network == "simba":
-                x = self._norm("norm", x)
-            x = lin["head"](x)
+        lin = self.linears
+        x = self.body.forward(x, lambda name, h: lin[name](h), self._norm, torch.relu_)
         return torch.tanh(x)  # a SAC export keeps only the mean rows of its head: tanh(mean)
 
     def _as_batch(self, obs) -> tuple[torch.Tensor, bool]:

@@ -1,4 +1,4 @@
-"""Plasticity diagnostics for any agent (Ma et al. 2025 §5, SPEC §5), computed on a replay batch.
+"""Plasticity diagnostics for any agent (Ma et al. 2025 §5), computed on a replay batch.
 
 - srank_delta (Kumar et al. 2021): the fewest singular values of the feature matrix (batch x
   features, the last hidden layer) whose sum reaches (1 - delta) of the total; delta = 0.01.

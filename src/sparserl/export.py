@@ -20,42 +20,30 @@ from sparserl import deploy
 from sparserl.errors import PolicyError
 
 
-def actor_tensors(actor: nn.Module) -> tuple[dict, dict[str, torch.Tensor], int, int]:
-    """(architecture, canonical dense tensors, obs_dim, act_dim) of a sparserl actor.
+def _canonical(module: nn.Module) -> torch.Tensor:
+    """A linear layer's weight as (out, in): an ensemble layer's only member, or a Linear's own."""
+    return module.weight_oi[0] if hasattr(module, "weight_oi") else module.weight
 
-    Layer names follow sparserl.deploy; ensemble layers (stored (1, in, out)) become (out, in)."""
-    kw = actor.init_kwargs
-    arch = {"network": kw["network"], "hidden": list(kw["hidden"]), "width": int(kw["width"]),
-            "blocks": int(kw["blocks"]), "obs_norm": bool(kw["obs_norm"])}
-    obs_dim, act_dim = int(kw["obs_dim"]), int(kw["act_dim"])
-    body = actor.net
+
+def actor_tensors(actor: nn.Module) -> tuple[dict, dict[str, torch.Tensor], int, int]:
+    """(header architecture, canonical dense tensors, obs_dim, act_dim) of a sparserl actor, walking
+    the layers its architecture description names (sparserl.architecture)."""
+    arch, body = actor.architecture, actor.net
+    act_dim = actor.act_dim
+    header_arch = {"network": arch.body, "hidden": list(arch.hidden), "width": int(arch.width),
+                   "blocks": int(arch.blocks), "obs_norm": body.obs_norm is not None}
     dense: dict[str, torch.Tensor] = {}
     if body.obs_norm is not None:
         dense["obs_norm.mean"], dense["obs_norm.var"] = body.obs_norm.mean, body.obs_norm.var
-    if arch["network"] == "mlp":
-        for i, layer in enumerate(body.net.layers):
-            dense[f"layers.{i}.weight"], dense[f"layers.{i}.bias"] = layer.weight, layer.bias
-    else:
-        net = body.net
-
-        def linear(name: str, layer) -> None:
-            dense[f"{name}.weight"], dense[f"{name}.bias"] = layer.weight[0].t(), layer.bias[0, 0]
-
-        def norm(name: str, layer) -> None:
-            dense[f"{name}.weight"], dense[f"{name}.bias"] = layer.weight[0, 0], layer.bias[0, 0]
-
-        linear("embed", net.embed)
-        for i, block in enumerate(net.blocks):
-            linear(f"blocks.{i}.fc1", block["fc1"])
-            linear(f"blocks.{i}.fc2", block["fc2"])
-            for n in ("norm1", "norm2"):
-                if n in block:
-                    norm(f"blocks.{i}.{n}", block[n])
-        norm("norm", net.norm)
-        linear("head", net.head)
-    last = deploy.linear_names(arch)[-1]  # keep the action-mean rows only (SAC's head also holds log-stds)
+    for name, _, _ in arch.linears():
+        layer = body.net.get_submodule(name)
+        dense[f"{name}.weight"], dense[f"{name}.bias"] = _canonical(layer), layer.bias.reshape(-1)
+    for name, _ in arch.norms():
+        norm = body.net.get_submodule(name)
+        dense[f"{name}.weight"], dense[f"{name}.bias"] = norm.weight.reshape(-1), norm.bias.reshape(-1)
+    last = arch.linears()[-1][0]  # keep the action-mean rows only (SAC's head also holds log-stds)
     dense[f"{last}.weight"], dense[f"{last}.bias"] = dense[f"{last}.weight"][:act_dim], dense[f"{last}.bias"][:act_dim]
-    return arch, {k: v.detach().float() for k, v in dense.items()}, obs_dim, act_dim
+    return header_arch, {k: v.detach().float() for k, v in dense.items()}, arch.in_dim, act_dim
 
 
 def export_actor(actor: nn.Module, path: str | Path, source: dict, storage: str = "auto",
@@ -64,8 +52,6 @@ def export_actor(actor: nn.Module, path: str | Path, source: dict, storage: str 
 
     `source` describes the run (env, algo, step, ...); `nm` is the run's N:M pattern, if any, so
     N:M layers can be stored packed; `spaces` the environment's observation and action spaces."""
-    from sparserl.nets import GaussianActor
-
     arch, dense, obs_dim, act_dim = actor_tensors(actor)
     tensors, layers = deploy.encode(arch, dense, storage, nm)
     weights = sum(e["shape"][0] * e["shape"][1] for e in layers.values())
@@ -75,7 +61,7 @@ def export_actor(actor: nn.Module, path: str | Path, source: dict, storage: str 
                                               "var": dense["obs_norm.var"].tolist()}
     if spaces:
         extra["spaces"] = spaces
-    header = {"kind": "gaussian" if isinstance(actor, GaussianActor) else "deterministic",
+    header = {"kind": actor.kind,
               "obs_dim": obs_dim, "act_dim": act_dim, "architecture": arch, "layers": layers, **extra,
               "actions": "in [-1, 1]: rescale to the environment's bounds (sparserl.make_env does)",
               "source": source}

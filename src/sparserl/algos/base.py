@@ -1,26 +1,31 @@
 """What every off-policy actor-critic agent shares: networks, target copies, optimisers, the
 optimisation step, Polyak averaging, training statistics and checkpoint state.
 
-An algorithm subclass builds its networks with `add_network` / `add_optimizer` and writes its
-`update` with `optimize` and `soft_update`; it never loops over parameters itself.
+An algorithm subclass names its actor class, builds its networks with `add_network` /
+`add_optimizer` (`make_actor` and `make_critic` give the configured bodies) and writes its `update`
+with `optimize` and `soft_update`; it never loops over parameters itself and knows nothing of
+sparsity methods.
 """
 
 from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparserl.config import Config
-from sparserl.envs import EnvInfo
-from sparserl.nets import QEnsemble
-from sparserl.nets.simba import ResidualBody, RunningNorm
+from sparserl.architecture import Architecture
+from sparserl.nets import Actor, DeterministicActor, QEnsemble, RunningNorm
 from sparserl.optim import LeanAdam
 from sparserl.replay import Batch
+
+if TYPE_CHECKING:
+    from sparserl.config import Config
+    from sparserl.envs import EnvInfo
 
 
 def make_adam(params, lr: float, weight_decay: float = 0.0, decoupled: bool = False) -> torch.optim.Optimizer:
@@ -39,10 +44,23 @@ def twin_mse(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(q, target.expand_as(q), reduction="sum") / q.shape[1]
 
 
-class Agent(ABC):
-    """Base of TD3 and SAC. Subclasses define `stat_names`, `act` and `update`."""
+def architecture(config: Config, role: str, in_dim: int, out_dim: int) -> Architecture:
+    """The configured body of network `role` (actor or critic): the `hidden` MLP, or a residual body
+    of `<role>_width` and `<role>_blocks`."""
+    if config.network == "mlp":
+        return Architecture("mlp", in_dim, out_dim, hidden=tuple(config.hidden))
+    return Architecture(config.network, in_dim, out_dim, width=getattr(config, f"{role}_width"),
+                        blocks=getattr(config, f"{role}_blocks"))
 
+
+class Agent(ABC):
+    """Base of the algorithms (registered in sparserl.algos). Subclasses define `name`, `stat_names`,
+    `act` and `update`, and build their networks in `__init__`."""
+
+    name: ClassVar[str] = ""
     stat_names: tuple[str, ...] = ()
+    actor_class: ClassVar[type[Actor]] = DeterministicActor
+    """The actor's head (its output width per action dimension comes with it)."""
 
     def __init__(self, info: EnvInfo, config: Config):
         self.info, self.config = info, config
@@ -73,17 +91,26 @@ class Agent(ABC):
         return self.optimizers[name]
 
     # --- networks from the config ------------------------------------------------------------
-    def make_actor(self, actor_class: type[nn.Module], **kwargs) -> nn.Module:
-        c = self.config
-        return actor_class(self.info.obs_dim, self.info.act_dim, c.hidden, network=c.network, width=c.actor_width,
-                           blocks=c.actor_blocks, obs_norm=self.obs_norm or False, **kwargs)
+    @classmethod
+    def critic_members(cls, config: Config) -> int:
+        """Q-networks in the critic ensemble (the config's `critics`; DDPG has one)."""
+        return config.critics
+
+    @classmethod
+    def architectures(cls, info: EnvInfo, config: Config) -> dict[str, tuple[Architecture, int]]:
+        """The (architecture, members) of the actor and the critic ensemble, before anything is built
+        (parameter counts need no modules)."""
+        actor_out = info.act_dim * cls.actor_class.outputs_per_action
+        return {"actor": (architecture(config, "actor", info.obs_dim, actor_out), 1),
+                "critic": (architecture(config, "critic", info.obs_dim + info.act_dim, 1), cls.critic_members(config))}
+
+    def make_actor(self, **kwargs) -> Actor:
+        arch, _ = self.architectures(self.info, self.config)["actor"]
+        return self.actor_class(arch, obs_norm=self.obs_norm or False, **kwargs)
 
     def make_critic(self) -> QEnsemble:
-        c, info = self.config, self.info
-        body = None
-        if c.network != "mlp":
-            body = ResidualBody(info.obs_dim + info.act_dim, 1, c.critic_width, c.critic_blocks, c.critics, c.network)
-        return QEnsemble(info.obs_dim, info.act_dim, c.hidden, c.critics, body=body, obs_norm=self.obs_norm)
+        arch, members = self.architectures(self.info, self.config)["critic"]
+        return QEnsemble(arch, members, obs_norm=self.obs_norm)
 
     def observe(self, obs: np.ndarray) -> None:
         """Called with every observation the agent acts on in training (warm-up included)."""
@@ -129,12 +156,14 @@ class Agent(ABC):
 
     def attach_sparsity(self, sparsifier, updates: int) -> None:
         """Put the actor and critics (with their targets) under `sparsifier` for a run of `updates`
-        gradient updates. The algorithm itself stays unaware of the method."""
+        gradient updates, each network as a group at its configured level. The algorithm itself
+        stays unaware of the method."""
         self.sparsifier = sparsifier
         for name in self.sparse_networks:
             target = self.networks.get(f"{name}_target")
             sparsifier.attach(name, self.networks[name], self.optimizers[name],
                               targets=[target] if target is not None else [],
+                              sparsity=self.config.sparsity.level(name),
                               total_steps=max(1, self.optimizer_steps(name, updates)))
 
     def record(self, first: int, values: torch.Tensor) -> None:
@@ -194,7 +223,7 @@ class Agent(ABC):
 
     def load_state_dict(self, state: dict) -> None:
         for name, module in self.networks.items():
-            module.load_state_dict(state["networks"][name])
+            module.load_state_dict(state["networks"][name])  # (format 2 checkpoints: see runs.checkpoint)
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
         self.updates = int(state["updates"])

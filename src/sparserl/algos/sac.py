@@ -18,8 +18,6 @@ from torch import nn
 
 from sparserl.algos.base import Agent, twin_mse
 from sparserl.algos.nstep import TDWindow, td_window
-from sparserl.config import Config
-from sparserl.envs import EnvInfo
 from sparserl.nets import GaussianActor
 from sparserl.replay import Batch
 
@@ -36,13 +34,16 @@ class Temperature(nn.Module):
 
 
 class SAC(Agent):
-    stat_names = ("critic_loss", "q", "actor_loss", "alpha_loss", "alpha", "entropy")
+    """Soft actor-critic with a learned temperature and twin critics."""
 
-    def __init__(self, info: EnvInfo, config: Config):
+    name = "sac"
+    stat_names = ("critic_loss", "q", "actor_loss", "alpha_loss", "alpha", "entropy")
+    actor_class = GaussianActor
+
+    def __init__(self, info, config):
         super().__init__(info, config)
         c = config
-        self.actor = self.add_network("actor", self.make_actor(GaussianActor, log_std_min=c.log_std_min,
-                                                               log_std_max=c.log_std_max))
+        self.actor = self.add_network("actor", self.make_actor(log_std_min=c.log_std_min, log_std_max=c.log_std_max))
         self.critic = self.add_network("critic", self.make_critic(), target=True)
         self.critic_target = self.networks["critic_target"]
         self.temperature = self.add_network("temperature", Temperature(c.init_alpha))

@@ -14,19 +14,20 @@ import torch
 
 from sparserl.algos.base import Agent, twin_mse
 from sparserl.algos.nstep import TDWindow, td_window
-from sparserl.config import Config
-from sparserl.envs import EnvInfo
 from sparserl.nets import DeterministicActor
 from sparserl.replay import Batch
 
 
 class TD3(Agent):
+    """Twin critics with clipped double-Q targets, target-policy smoothing and a delayed actor."""
+
+    name = "td3"
     stat_names = ("critic_loss", "q", "actor_loss")
 
-    def __init__(self, info: EnvInfo, config: Config):
+    def __init__(self, info, config):
         super().__init__(info, config)
         c = config
-        self.actor = self.add_network("actor", self.make_actor(DeterministicActor), target=True)
+        self.actor = self.add_network("actor", self.make_actor(), target=True)
         self.critic = self.add_network("critic", self.make_critic(), target=True)
         self.actor_target = self.networks["actor_target"]
         self.critic_target = self.networks["critic_target"]

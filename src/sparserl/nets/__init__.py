@@ -1,12 +1,10 @@
-"""Networks: MLP actors and batched critic ensembles."""
+"""Networks: layers (layers.py), bodies built from sparserl.architecture's descriptions
+(bodies.py), actors (actors.py) and critic ensembles (critics.py)."""
 
-from sparserl.nets.mlp import (
-    MLP,
-    DeterministicActor,
-    EnsembleLinear,
-    GaussianActor,
-    QEnsemble,
-    mlp,
-)
+from sparserl.nets.actors import Actor, DeterministicActor, GaussianActor
+from sparserl.nets.bodies import MLP, EnsembleMLP, ResidualBody, make_body
+from sparserl.nets.critics import QEnsemble
+from sparserl.nets.layers import EnsembleLayerNorm, EnsembleLinear, Linear, RunningNorm
 
-__all__ = ["DeterministicActor", "EnsembleLinear", "MLP", "GaussianActor", "QEnsemble", "mlp"]
+__all__ = ["MLP", "Actor", "DeterministicActor", "EnsembleLayerNorm", "EnsembleLinear", "EnsembleMLP",
+           "GaussianActor", "Linear", "QEnsemble", "ResidualBody", "RunningNorm", "make_body"]

@@ -21,6 +21,9 @@ import torch
 from sparserl.errors import CheckpointError
 
 MAGIC = b"SPRLCKP1"
+CHECKPOINT_FORMAT = 3
+"""3: the learner's state in one section, critic MLPs under `body.`; 2 (sparserl 0.1.0 before the
+restructuring) is upgraded on load."""
 _DIGEST = 32
 _PATTERN = re.compile(r"^ckpt_(\d+)\.pt$")
 
@@ -120,3 +123,23 @@ def prune_checkpoints(folder: Path, keep: int) -> None:
         path.unlink(missing_ok=True)
     for stale in Path(folder).glob(".ckpt_*.tmp-*"):
         stale.unlink(missing_ok=True)
+
+
+def upgrade_payload(payload: dict) -> dict:
+    """A checkpoint payload in the current format: format 2 is converted (its agent, replay and
+    warm-up RNG become the learner's section; an MLP critic's layers move under `body.`); any other
+    format is refused, naming it."""
+    version = payload.get("format")
+    if version == CHECKPOINT_FORMAT:
+        return payload
+    if version != 2:
+        raise CheckpointError(f"checkpoint format {version} is not supported (this sparserl reads formats 2 and "
+                              f"{CHECKPOINT_FORMAT})")
+    agent = dict(payload["agent"])
+    agent["networks"] = {name: {(f"body.{k}" if name.startswith("critic") and k.startswith("layers.") else k): v
+                                for k, v in state.items()} for name, state in agent["networks"].items()}
+    upgraded = {k: v for k, v in payload.items() if k not in ("agent", "replay", "replay_capacity")}
+    upgraded["learner"] = {"agent": agent, "replay": payload["replay"],
+                           "replay_capacity": payload.get("replay_capacity"), "warmup_rng": payload["rng"]["numpy"]}
+    upgraded["format"] = CHECKPOINT_FORMAT
+    return upgraded

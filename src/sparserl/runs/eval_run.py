@@ -9,7 +9,7 @@ from sparserl.deploy import load_policy
 from sparserl.envs import make_env
 from sparserl.errors import ConfigError
 from sparserl.runs.evaluate import EvalResult, evaluate
-from sparserl.runs.trainer import load_run_config
+from sparserl.runs.files import load_run_config
 
 
 def _check_episodes(episodes: int) -> None:

@@ -1,14 +1,14 @@
-"""Accounting (SPEC §3.5): per-layer and total density, model size, inference and training FLOPs.
+"""Accounting: per-layer and total density, model size, inference and training FLOPs (the measures
+RLx2, Tan et al. 2023 §5, and RigL, Evci et al. 2020 Appendix H, report).
 
 - Model size (RLx2 convention): non-zero weight-matrix entries of the networks and their targets,
   divided by the dense count (biases and norms excluded).
 - Inference FLOPs: multiply-adds of one actor forward pass relative to dense (= its weight density
   for an MLP).
 - Training FLOPs (RigL convention): each optimiser step costs a forward, an input-gradient and a
-  weight-gradient pass, each scaled by the layer densities; the weight gradient is dense under STE and
-  SR-STE, and RigL adds a dense weight gradient at each topology update. Networks are weighted by
-  their optimiser steps. GMP uses the schedule's time-averaged sparsity: dense until gmp_start, 3/4 of
-  the final sparsity on average during the cubic ramp, final afterwards.
+  weight-gradient pass, each scaled by the layer densities, as the method's `training_flops` rule
+  says (dense weight gradients under STE and SR-STE, RigL's dense gradient at each topology update,
+  GMP's time-averaged sparsity). Networks are weighted by their optimiser steps.
 """
 
 from __future__ import annotations
@@ -79,12 +79,15 @@ def _kept(group: Group) -> list[int]:
     return kept
 
 
-def sparsity_report(sparsifier: Sparsifier) -> SparsityReport:
-    config = sparsifier.config
+def sparsity_report(sparsifier: Sparsifier, inference: str | None = None) -> SparsityReport:
+    """The accounting of every attached network; inference FLOPs are those of network `inference`
+    (default: the first attached)."""
+    config, method = sparsifier.config, sparsifier.method
     lines, density = [], {}
     size_kept = size_total = 0.0
     train_sparse = train_dense = 0.0
-    inference = None
+    inference = inference or next(iter(sparsifier.groups), None)
+    inference_ratio = 1.0
     for group in sparsifier.groups.values():
         kept = _kept(group)
         totals = [layer.shape.numel for layer in group.layers]
@@ -100,18 +103,10 @@ def sparsity_report(sparsifier: Sparsifier) -> SparsityReport:
 
         dense_f = float(sum(_macs(layer) for layer in group.layers))
         sparse_f = float(sum(k / t * _macs(layer) for layer, k, t in zip(group.layers, kept, totals)))
-        if inference is None or group.name == "actor":
-            inference = sparse_f / dense_f
+        if group.name == inference:
+            inference_ratio = sparse_f / dense_f
         steps = float(group.total_steps or 1)
-        if config.kind == "gmp":
-            final = group.extra["final_sparsity"]
-            mean_sparsity = final * (0.75 * (config.gmp_end - config.gmp_start) + (1.0 - config.gmp_end))
-            sparse_f = dense_f * (1.0 - mean_sparsity) if final > 0 else dense_f
-        weight_grad = dense_f if (config.kind == "nm" and config.nm_gradient != "masked") else sparse_f
-        per_step = 2 * sparse_f + weight_grad
-        if config.kind == "rigl" and sparsifier.method.interval():
-            per_step += (dense_f - sparse_f) / sparsifier.method.interval()
-        train_sparse += steps * per_step
+        train_sparse += steps * method.training_flops(group, dense_f, sparse_f)
         train_dense += steps * 3 * dense_f
-    return SparsityReport(config.method, lines, density, size_kept / size_total, inference or 1.0,
+    return SparsityReport(config.method, lines, density, size_kept / size_total, inference_ratio,
                           train_sparse / train_dense)

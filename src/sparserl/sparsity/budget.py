@@ -1,4 +1,4 @@
-"""Layer budgets: how a network's sparsity is spread over its layers (SPEC §3.1).
+"""Layer budgets: how a network's sparsity is spread over its layers.
 
 - uniform: every sparse layer at the global sparsity S.
 - er (Erdős–Rényi, Mocanu et al.; RLx2, Ma et al.): density_l = eps * (fan_in + fan_out) /

@@ -1,14 +1,15 @@
-"""Settings of the sparsity engine: one dataclass, usable alone or nested in the RL Config.
+"""Settings of the sparsity engine: one dataclass, usable alone or as the sparsity section of the
+RL configuration (which adds the per-network levels, `--actor-sparsity` and `--critic-sparsity`).
 
-Every field is a CLI flag (``--sparsity nm:2:4``, ``--actor-sparsity 0.9``, ``--distribution er``)
-and a key of the ``sparsity:`` mapping in YAML files. Fields left at None take the method's
-default (listed in `METHOD_DEFAULTS`), so a method name alone reproduces its paper.
+Every field is a CLI flag (``--sparsity nm:2:4``, ``--distribution er``) and a key of the
+``sparsity:`` mapping in YAML files. Fields left at None take the method's default (its class's
+`defaults`, sparserl.sparsity.methods), so a method name alone reproduces its paper. Which method
+strings exist is the methods registry's business: this module checks each field on its own.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -16,33 +17,13 @@ import tyro
 
 from sparserl.errors import ConfigError
 
-METHODS = ("dense", "static", "rigl", "set", "gmp", "nm")
-
-#: Per-method defaults for fields left at None (sources: SPEC §3.3).
-METHOD_DEFAULTS = {
-    "static": {"sparsity": 0.9},
-    # RLx2: Δ = 10 000 steps of the network's own optimiser, ζ₀ = 0.5 cosine-annealed to T_end
-    "rigl": {"sparsity": 0.9, "update_interval": 10_000, "drop_fraction": 0.5, "drop_schedule": "cosine"},
-    # DS-TD3 (Sokar et al. 2022): every 1 000 steps, constant η = 0.05
-    "set": {"sparsity": 0.9, "update_interval": 1_000, "drop_fraction": 0.05, "drop_schedule": "constant"},
-    # Zhu & Gupta cubic schedule, mask updated every 1 000 steps (Obando-Ceron et al. 2024: 95 %)
-    "gmp": {"sparsity": 0.9, "update_interval": 1_000},
-    # SR-STE (Zhou et al. 2021): projection recomputed every step
-    "nm": {"update_interval": 1},
-}
-
 
 @dataclass
 class SparsityConfig:
-    """Sparsity of actor and critics (SPEC §3). Defaults reproduce each method's paper."""
+    """How networks are sparsified: the method and its settings. Defaults reproduce each method's paper."""
 
     method: Annotated[str, tyro.conf.arg(name="sparsity")] = "dense"
-    """Method: dense, static (fixed mask), rigl (RLx2 topology evolution), set (random regrowth,
-    DS-TD3), gmp (gradual magnitude pruning) or nm:N:M (row-wise N:M, e.g. nm:2:4)."""
-    actor_sparsity: float | None = None
-    """Fraction of the actor's weights that are zero (default 0.9; N:M fixes it at 1 - N/M)."""
-    critic_sparsity: float | None = None
-    """Fraction of the critics' weights that are zero (default 0.9; N:M fixes it at 1 - N/M)."""
+    """Method: dense, or a registered method (sparserl.sparsity.methods), e.g. static, rigl or nm:2:4."""
     distribution: Literal["uniform", "er", "erk"] = "er"
     """Layer budget: uniform (every layer at the global sparsity), er (Erdős–Rényi: density
     proportional to (fan_in + fan_out) / (fan_in * fan_out), overfull layers made dense), erk
@@ -92,52 +73,18 @@ class SparsityConfig:
     # --- derived ------------------------------------------------------------------------------
     @property
     def kind(self) -> str:
-        """The method name without N:M numbers."""
+        """The method name without its arguments (nm:2:4 -> nm)."""
         return self.method.split(":")[0]
 
     @property
     def enabled(self) -> bool:
         return self.kind != "dense"
 
-    @property
-    def nm(self) -> tuple[int, int]:
-        """(N, M) of an N:M method."""
-        n, m = _parse_nm(self.method)
-        return n, m
-
-    def default(self, name: str):
-        """A field's value, or the method's default for it."""
-        value = getattr(self, name, None)
-        if name in ("actor_sparsity", "critic_sparsity"):
-            if self.kind == "nm":
-                n, m = self.nm
-                return 1.0 - n / m
-            if value is None:
-                return METHOD_DEFAULTS.get(self.kind, {}).get("sparsity", 0.0)
-            return value
-        if value is None:
-            return METHOD_DEFAULTS.get(self.kind, {}).get(name)
-        return value
-
     def validate(self) -> SparsityConfig:
-        """Raise ConfigError naming the value and what is allowed."""
-        kind = self.kind
-        if kind not in METHODS:
-            raise ConfigError(f"unknown sparsity method {self.method!r}; allowed: dense, static, rigl, set, gmp, "
-                              f"nm:N:M (e.g. nm:2:4)")
-        if kind == "nm":
-            _parse_nm(self.method)
-            for name in ("actor_sparsity", "critic_sparsity"):
-                if getattr(self, name) is not None:
-                    n, m = self.nm
-                    raise ConfigError(f"{name} does not apply to {self.method}: N:M fixes the sparsity at "
-                                      f"1 - N/M = {1 - n / m:.3f}")
-        elif ":" in self.method:
-            raise ConfigError(f"sparsity method {self.method!r}: only nm takes numbers (nm:N:M)")
-        for name in ("actor_sparsity", "critic_sparsity"):
-            value = getattr(self, name)
-            if value is not None and not (0.0 <= value < 1.0):
-                raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
+        """Raise ConfigError naming a field's value and what is allowed (the method string itself is
+        checked against the registry by sparserl.sparsity.methods.method_class)."""
+        if not isinstance(self.method, str) or not self.method:
+            raise ConfigError(f"sparsity method must be a name such as rigl or nm:2:4, got {self.method!r}")
         if self.update_interval is not None and self.update_interval < 0:
             raise ConfigError(f"update_interval must be >= 0 (0 = never), got {self.update_interval!r}")
         if self.drop_fraction is not None and not (0.0 < self.drop_fraction < 1.0):
@@ -152,20 +99,3 @@ class SparsityConfig:
         if self.layer_lambdas is not None and any(not (x > 0) for x in self.layer_lambdas):
             raise ConfigError(f"layer_lambdas must be positive, got {self.layer_lambdas!r}")
         return self
-
-
-_NM = re.compile(r"^nm:(-?\d+):(-?\d+)$")
-
-
-def _parse_nm(method: str) -> tuple[int, int]:
-    match = _NM.match(method)
-    if not match:
-        raise ConfigError(f"N:M sparsity is written nm:N:M with integers 1 <= N < M (e.g. nm:2:4), got {method!r}")
-    n, m = int(match.group(1)), int(match.group(2))
-    if m < 2:
-        raise ConfigError(f"{method}: M must be at least 2, got M = {m}")
-    if n < 1:
-        raise ConfigError(f"{method}: N must be at least 1, got N = {n}")
-    if n >= m:
-        raise ConfigError(f"{method}: N must be smaller than M (N = M would be dense), got N = {n}, M = {m}")
-    return n, m

@@ -26,6 +26,7 @@ from sparserl.errors import ConfigError
 from sparserl.sparsity.budget import kept_per_member
 from sparserl.sparsity.config import SparsityConfig
 from sparserl.sparsity.layers import SparseLayer, find_sparse_layers
+from sparserl.sparsity.methods import State, load_state, make_method, save_state
 
 
 @dataclass
@@ -41,6 +42,8 @@ class Group:
     densities: list[float]
     """Target density of each of `layers` (1.0 = dense)."""
     total_steps: int | None
+    level: float = 0.0
+    """The network's sparsity (the budget's global level)."""
     sparse: list[int] = field(default_factory=list)
     """Indices into `layers` of the layers that carry a mask."""
     masks: list[torch.Tensor] = field(default_factory=list)
@@ -55,20 +58,15 @@ class Group:
     """Masks changed during this step: the targets must be masked again."""
     flips: torch.Tensor | None = None
     """Mask entries changed by the latest mask update, per sparse layer (SAD; see Method.pop_flips)."""
-    extra: dict = field(default_factory=dict)
-    """Method-specific state (latent weights, saved scores, ...)."""
+    state: State = field(default_factory=State)
+    """The method's typed state for this network (its class's `State`; checkpointed fields)."""
+    params: list[nn.Parameter] = field(default_factory=list)
+    """The weights of the sparse layers (the set never changes)."""
     hooks: list = field(default_factory=list)
 
     @property
     def sparse_layers(self) -> list[SparseLayer]:
         return [self.layers[i] for i in self.sparse]
-
-    @property
-    def params(self) -> list[nn.Parameter]:
-        """The weights of the sparse layers (cached: the set never changes)."""
-        if "params" not in self.extra:
-            self.extra["params"] = [self.layers[i].param for i in self.sparse]
-        return self.extra["params"]
 
     def grads(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """(gradients, masks) of the sparse layers that have a gradient."""
@@ -102,8 +100,6 @@ class Sparsifier:
     """Keeps the masks of any number of networks; see the module docstring."""
 
     def __init__(self, config: SparsityConfig, seed: int = 0):
-        from sparserl.sparsity.methods import make_method
-
         self.config = config.validate()
         self.generator = torch.Generator().manual_seed(seed)
         self.method = make_method(self.config, self.generator)
@@ -115,8 +111,8 @@ class Sparsifier:
                total_steps: int | None = None) -> Group:
         """Put `module` (trained by `optimizer`, with Polyak copies `targets`) under the engine.
 
-        `sparsity` is the network's global sparsity (ignored by N:M, which fixes it); `total_steps`
-        the optimiser steps it will take, which scheduled methods (RigL, SET, GMP) need.
+        `sparsity` is the network's global sparsity (None: the method's default level; N:M fixes it);
+        `total_steps` the optimiser steps it will take, which scheduled methods (RigL, SET, GMP) need.
         """
         if name in self.groups:
             raise ConfigError(f"a network named {name!r} is already attached")
@@ -127,9 +123,12 @@ class Sparsifier:
         for layer in layers:
             if id(layer.param) not in in_optimizer:
                 raise ConfigError(f"{name}: {layer.name} is not trained by the optimiser given to attach()")
-        densities = self.method.densities(name, module, layers, sparsity)
-        group = Group(name, module, optimizer, list(targets), layers, densities, total_steps)
+        level = self.method.level(sparsity)
+        densities = self.method.densities(name, module, layers, level)
+        group = Group(name, module, optimizer, list(targets), layers, densities, total_steps, level,
+                      state=self.method.State())
         group.sparse = [i for i, d in enumerate(densities) if d < 1.0]
+        group.params = [layers[i].param for i in group.sparse]
         target_params = [dict(t.named_parameters()) for t in group.targets]
         group.target_weights = [[tp[layers[i].name] for i in group.sparse] for tp in target_params]
         group.flips = torch.zeros(len(group.sparse))
@@ -179,7 +178,8 @@ class Sparsifier:
     def execute_sparse(self, mode: str = "auto", batch: int = 256) -> int:
         """Run the masked layers (and their targets, when they share the masks) through CSR products
         where no dense gradient is needed (sparserl.sparsity.execution). `mode`: csr (always) or
-        auto (per layer, whichever measures faster at `batch`). Returns the number of layers set."""
+        auto (per layer, whichever measures faster at `batch`). Layers take part if they declare an
+        `executor` attribute (sparserl.nets.layers.SparseExecutor); returns how many were set."""
         from sparserl.sparsity.execution import EXECUTIONS, LayerExecutor
 
         if mode not in EXECUTIONS:
@@ -194,8 +194,9 @@ class Sparsifier:
                 path = layer.name.rsplit(".", 1)[0] if "." in layer.name else ""
                 for module in modules:
                     sub = module.get_submodule(path)
-                    sub.sparse_executor = LayerExecutor(group, index, layer, mode, batch, needs_dense)
-                    count += 1
+                    if hasattr(sub, "executor"):  # layers that declare the interface (sparserl.nets.layers)
+                        sub.executor = LayerExecutor(group, index, layer, mode, batch, needs_dense)
+                        count += 1
         return count
 
     # --- statistics ---------------------------------------------------------------------------
@@ -237,7 +238,7 @@ class Sparsifier:
             "generator": self.generator.get_state(),
             "groups": {name: {"step": g.step, "flips": g.flips.clone(),
                               "densities": list(g.densities), "masks": [m.bool() for m in g.masks],
-                              "extra": self.method.extra_state(g)}
+                              "state": save_state(g.state)}
                        for name, g in self.groups.items()},
         }
 
@@ -257,4 +258,5 @@ class Sparsifier:
             for mask, loaded in zip(group.masks, saved["masks"]):
                 mask.copy_(loaded)
             group.mask_version += 1
-            self.method.load_extra_state(group, saved["extra"])
+            load_state(group.state, saved["state"] if "state" in saved else saved["extra"])  # "extra": format 2
+            self.method.after_load(group)

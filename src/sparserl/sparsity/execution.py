@@ -245,8 +245,9 @@ def sparse_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
 class LayerExecutor:
     """Runs one layer of a network (or of a target copy) through CSR products while its mask holds.
 
-    Installed by `Sparsifier.execute_sparse` as the layer module's `sparse_executor`; the layer's
-    forward calls it. It keeps one `Structure` per ensemble member (one for nn.Linear)."""
+    Installed by `Sparsifier.execute_sparse` as the layer module's `executor` (the interface
+    sparserl.nets.layers.SparseExecutor declares); the layer's forward calls it. It keeps one
+    `Structure` per ensemble member (one for a plain linear layer)."""
 
     def __init__(self, group, index: int, layer, mode: str, batch: int, needs_dense=lambda: False):
         self.group, self.index, self.layer, self.mode, self.batch = group, index, layer, mode, batch

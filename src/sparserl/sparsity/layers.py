@@ -4,7 +4,7 @@ Recognised: nn.Linear (weight (out, in)), nn.Conv1d/2d/3d (weight (out, in/group
 N:M groups run along in * kernel, as in SR-STE), and any module with a `sparse_weight_view(tensor)`
 method returning the (E, out, fan_in) view of its `weight`, optionally with `sparse_fan_in_dim`, the
 fan-in axis of the weight itself (sparserl's EnsembleLinear stores (E, in, out): axis 1). Biases and
-normalisation parameters stay dense (SPEC §3).
+normalisation parameters stay dense (as in RLx2 and Ma et al. 2025).
 """
 
 from __future__ import annotations

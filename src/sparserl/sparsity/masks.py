@@ -1,4 +1,4 @@
-"""Mask construction on (members, out, fan_in) views of weights (SPEC §3.2, §3.3).
+"""Mask construction on (members, out, fan_in) views of weights.
 
 All functions take and return tensors shaped (E, out, fan_in): E independent members (1 for a
 plain layer), each row one output unit's fan-in. Masks are float32 (1 kept, 0 pruned) so applying
@@ -119,12 +119,13 @@ class NMProjector:
         return self.masks[self.current ^ 1]
 
 
-def drop_and_grow(mask: torch.Tensor, weight: torch.Tensor, grow_scores: torch.Tensor,
+def drop_and_grow(mask: torch.Tensor, drop_scores: torch.Tensor, grow_scores: torch.Tensor,
                   fraction: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One RigL/SET topology update of every member (RLx2 §4.1, SPEC §3.3).
+    """One drop-and-grow topology update of every member (SET; RigL as in RLx2, Tan et al. 2023 §4.1).
 
-    Drop k = floor(fraction * active) active weights of smallest |w|; grow the k inactive
-    positions (just-dropped ones included) of largest `grow_scores`. The active count is unchanged.
+    Drop k = floor(fraction * active) active weights of lowest `drop_scores` (|w| for SET and
+    RigL); grow the k inactive positions (just-dropped ones included) of highest `grow_scores`.
+    The active count is unchanged.
     Returns (new mask, dropped, newly grown): dropped are positions switched off, newly grown
     positions that were inactive before (a weight dropped and regrown at once is neither).
     """
@@ -136,7 +137,7 @@ def drop_and_grow(mask: torch.Tensor, weight: torch.Tensor, grow_scores: torch.T
         zero = torch.zeros_like(mask)
         return mask, zero, zero
     neg_inf = torch.finfo(torch.float32).min
-    keep_scores = torch.where(flat_mask > 0, weight.reshape(members, -1).abs(), neg_inf)
+    keep_scores = torch.where(flat_mask > 0, drop_scores.reshape(members, -1), neg_inf)
     keep = topk_mask(keep_scores.view(mask.shape), active - k).reshape(members, -1)
     candidates = torch.where(keep > 0, neg_inf, grow_scores.reshape(members, -1).float())
     grow = topk_mask(candidates.view(mask.shape), k).reshape(members, -1)

@@ -33,6 +33,7 @@ import numpy as np
 from sparserl.config import Config, load_yaml
 from sparserl.errors import ConfigError
 from sparserl.runs.metrics import read_metrics
+from sparserl.sparsity.methods import method_class
 from sparserl.studies.stats import bootstrap_mean_band, iqm, stratified_bootstrap_ci
 from sparserl.studies.sweep import comparable
 
@@ -178,9 +179,9 @@ def describe(config: Config) -> str:
     s = config.sparsity
     if not s.enabled:
         return f"{config.algo} dense"
-    if s.kind == "nm":
+    if method_class(s.method).fixed_level(method_class(s.method).parse(s.method)) is not None:  # N:M
         return f"{config.algo} {s.method}"
-    return f"{config.algo} {s.method} {s.default('actor_sparsity'):g}/{s.default('critic_sparsity'):g}"
+    return f"{config.algo} {s.method} {s.level('actor'):g}/{s.level('critic'):g}"
 
 
 def _config_value(config: Config, key: str):
@@ -188,7 +189,8 @@ def _config_value(config: Config, key: str):
         value = getattr(config, key)
         return describe(config).split(" ", 1)[1] if key == "sparsity" else value
     if hasattr(config.sparsity, key):
-        return config.sparsity.default(key) if key.endswith("_sparsity") else getattr(config.sparsity, key)
+        return config.sparsity.level(key[:-len("_sparsity")]) if key.endswith("_sparsity") else \
+            getattr(config.sparsity, key)
     raise ConfigError(f"report: unknown label key {key!r} (use config keys, e.g. algo, sparsity, hidden)")
 
 

@@ -4,7 +4,7 @@ Each reproduction is a sweep spec (the paper's preset(s), the comparison as an a
 seeds) and a report: ``sparserl reproduce rlx2-td3 --budget small`` is
 
     sweep over preset [rlx2-td3-dense, rlx2-td3, rlx2-td3-ss] x env [Hopper-v5] x seed [0, 1, 2],
-    each run's schedule compressed to 20 000 steps (sparserl.config.compress_schedule),
+    each run's schedule compressed to 20 000 steps (sparserl.studies.budget.compress_schedule),
     then a report normalised to the dense runs (mean of the last 3 evaluations of each run).
 
 Budgets: ``small`` (20k steps, 3 seeds, one task: tens of minutes on 2 cores), ``medium`` (200k

@@ -11,15 +11,15 @@ parameter count (log scale), a line per sparsity level.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from sparserl.algos import make_agent
 from sparserl.envs import EnvInfo
+from sparserl.runs.build import parameter_count
+from sparserl.runs.files import read_status
 from sparserl.runs.metrics import read_metrics
 from sparserl.studies.report import RunData, _slug, collect_runs
 
@@ -28,11 +28,11 @@ DIAGNOSTICS = ("diag_critic_srank", "diag_actor_srank", "diag_critic_dormant_0.1
 
 
 def parameter_counts(run: RunData) -> tuple[int, int]:
-    """(parameters of actor and critics, of which pruned) of a run."""
-    env = json.loads((run.path / "run.json").read_text())["env"]
+    """(parameters of actor and critics, of which pruned) of a run, from the networks' descriptions
+    (nothing is built) and the run's sparsity accounting."""
+    env = read_status(run.path)["env"]
     info = EnvInfo(env["id"], env["obs_dim"], env["act_dim"], env["max_episode_steps"])
-    agent = make_agent(info, run.config)
-    total = sum(p.numel() for name in ("actor", "critic") for p in agent.networks[name].parameters())
+    total = parameter_count(run.config, info)
     pruned = 0
     if run.sparsity:
         pruned = sum(line["total"] - line["kept"] for line in run.sparsity["layers"])
@@ -111,7 +111,7 @@ class ScalingReport:
 def build_scaling_report(dirs: list[str | Path], last_k: int | None = None) -> ScalingReport:
     groups: dict[tuple, list] = {}
     for run in collect_runs(dirs):
-        level = run.config.sparsity.default("critic_sparsity") if run.config.sparsity.enabled else 0.0
+        level = run.config.sparsity.level("critic")
         total, pruned = parameter_counts(run)
         groups.setdefault((run.env, level, total), []).append((run, pruned))
     rows = []

@@ -13,7 +13,7 @@
 
 ``preset`` may also be an axis (``preset: [rlx2-td3, rlx2-td3-ss, rlx2-td3-dense]``); presets with
 per-environment settings get those of each run's env. A ``budget`` compresses every run's whole
-schedule (see sparserl.config.compress_schedule) into fewer steps, for reduced-budget reproductions.
+schedule (see sparserl.studies.budget.compress_schedule) into fewer steps, for reduced-budget reproductions.
 
 Every run gets a stable id built from its axis values (``env=Pendulum-v1_sparsity=nm-2-4_seed=0``)
 and the directory ``<output>/runs/<id>``, so re-running a spec finds its runs again.
@@ -31,9 +31,10 @@ from typing import Any
 
 import yaml
 
-from sparserl.config import _SPARSITY_KEYS, Config, coerce_fields, compress_schedule, load_preset
+from sparserl.config import SPARSITY_KEYS, Config, merged, resolve_values
 from sparserl.envs import check_env_id
 from sparserl.errors import ConfigError
+from sparserl.studies.budget import compress_schedule
 
 SPEC_KEYS = ("name", "preset", "base", "axes", "threads", "output", "budget")
 
@@ -122,7 +123,7 @@ def _as_list(key: str, value: Any, source: str) -> list[Any]:
     return values
 
 
-_KNOWN_AXES = sorted({f.name for f in dataclasses.fields(Config)} | _SPARSITY_KEYS | {"method", "preset"})
+_KNOWN_AXES = sorted({f.name for f in dataclasses.fields(Config)} | SPARSITY_KEYS | {"method", "preset"})
 
 
 def expand(spec: SweepSpec) -> list[RunPlan]:
@@ -139,9 +140,8 @@ def expand(spec: SweepSpec) -> list[RunPlan]:
 
     def base_for(preset: str | None, env: str | None) -> dict[str, Any]:  # presets may hold per-env settings
         if (preset, env) not in bases:
-            base = dict(load_preset(preset, env=env)) if preset else {}
-            base.update(coerce_fields(spec.base, f"sweep {spec.name!r}: base"))
-            bases[preset, env] = base
+            bases[preset, env] = resolve_values(preset, overrides=spec.base, env=env,
+                                                overrides_source=f"sweep {spec.name!r}: base")
         return bases[preset, env]
 
     keys = list(spec.axes)
@@ -173,27 +173,21 @@ def expand(spec: SweepSpec) -> list[RunPlan]:
 
 
 def _apply(base: dict[str, Any], values: dict[str, Any], name: str) -> dict[str, Any]:
-    """base with the axis values set; sparsity keys go into the sparsity section."""
-    merged = dict(base)
-    sparsity = dataclasses.asdict(merged.pop("sparsity")) if "sparsity" in merged else {}
-    flat = {}
-    for key, value in values.items():
-        if key == "method":
-            key, value = "sparsity", value
-        if key == "sparsity" and isinstance(value, str):
-            sparsity["method"] = value
-        elif key == "sparsity" and isinstance(value, dict):  # a whole section: {method: rigl, actor_sparsity: 0.5}
-            sparsity.update(value)
-        elif key in _SPARSITY_KEYS:
-            sparsity[key] = value
-        else:
-            flat[key] = value
+    """base with the axis values set (`method` is the sparsity method; sparsity keys merge into
+    their section), typed."""
+    axis = {("sparsity" if key == "method" else key): value for key, value in values.items()}
     try:
-        coerced = coerce_fields({**flat, "sparsity": sparsity}, f"sweep {name!r}: axis value")
+        return resolve_values(overrides=merged(_untyped(base), axis), overrides_source=f"sweep {name!r}: axis value")
     except ConfigError as exc:
         raise ConfigError(f"{exc} (axis values {values})") from None
-    merged.update(coerced)
-    return merged
+
+
+def _untyped(values: dict[str, Any]) -> dict[str, Any]:
+    """Typed config values back as plain ones (the sparsity section as its set keys)."""
+    out = dict(values)
+    if "sparsity" in out and dataclasses.is_dataclass(out["sparsity"]):
+        out["sparsity"] = dataclasses.asdict(out["sparsity"])
+    return out
 
 
 def _slug(value: Any) -> str:

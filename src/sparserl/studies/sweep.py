@@ -8,7 +8,7 @@ Backends:
   (``address="auto"``) or a local Ray instance; needs ``pip install 'sparserl[ray]'``.
 
 Re-running a sweep skips finished runs, resumes interrupted ones from their checkpoints (exactly,
-see sparserl.runs.trainer) and retries failed ones. ``<output>/sweep.json`` records every run's
+see sparserl.runs.api) and retries failed ones. ``<output>/sweep.json`` records every run's
 outcome; a run whose directory holds a different configuration than the spec now asks for is an
 error before anything starts.
 """
@@ -31,8 +31,8 @@ import yaml
 
 from sparserl.config import Config, load_yaml
 from sparserl.errors import ConfigError
+from sparserl.runs.build import check_sparsity
 from sparserl.runs.checkpoint import atomic_write, list_checkpoints
-from sparserl.runs.trainer import check_sparsity
 from sparserl.studies.spec import RunPlan, SweepSpec, expand
 
 #: Config keys that do not change what a run computes (ignored when comparing configurations).
@@ -112,7 +112,7 @@ def execute(config_dict: dict) -> dict:
 def _execute(config: Config, run_dir: Path) -> dict:
     import torch
 
-    from sparserl.runs.trainer import resume, train
+    from sparserl.runs.api import resume, train
 
     start = time.perf_counter()
     torch.set_num_threads(config.threads)

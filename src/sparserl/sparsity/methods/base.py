@@ -1,13 +1,25 @@
-"""The base method: a fixed mask (static sparsity, Ma et al. 2025; RLx2's "SS" baseline).
+"""The base of every sparsity method, and its typed per-network state.
 
-A method decides each network's layer densities and initial masks, and what happens around each
-optimiser step. The base keeps pruned weights at exactly 0 by masking gradients before the step:
-with zero gradients and zero moments there, Adam (with or without weight decay) never moves a
-pruned weight, so no pass over the weights is needed after the step; Polyak averaging then keeps
-the targets' zeros as well.
+A method decides each network's layer densities and initial masks and what happens around each of
+its optimiser steps. The base keeps pruned weights at exactly 0 by masking gradients before the
+step: with zero gradients and zero moments there, Adam (with or without weight decay) never moves
+a pruned weight, so no pass over the weights is needed after the step; Polyak averaging then keeps
+the targets' zeros as well. The base has no name and is not registered: `Static` is the base with a
+name, drop-and-grow methods build on `DropAndGrow`, N:M on `DenseShadow`.
+
+A method class states, for the registry (sparserl.sparsity.methods):
+- `name` (and `usage` when the name takes arguments, e.g. ``nm:N:M``), and a docstring;
+- `defaults`: values for the settings a user leaves unset (``sparsity`` is its default level);
+- its FLOPs rule, `training_flops`, and its weight pattern for packed export, `pattern`;
+- `State`, a dataclass of what it keeps per network: every field not marked transient is
+  checkpointed by construction (`save_state` / `load_state`).
 """
 
 from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -19,6 +31,55 @@ from sparserl.sparsity.layers import SparseLayer
 from sparserl.sparsity.masks import magnitude_mask, random_mask
 
 
+def transient(**kwargs):
+    """A State field rebuilt at attach time or used within one step, never checkpointed
+    (give `default` or `default_factory`)."""
+    return field(metadata={"transient": True}, **kwargs)
+
+
+@dataclass
+class State:
+    """What a method keeps per network. `updated`: a mask update happened since the last
+    `pop_flips` (then SAD is reported)."""
+
+    updated: bool = False
+
+
+def save_state(state: State) -> dict:
+    """The checkpointed fields of `state`: tensors cloned (as booleans where the field's metadata
+    says ``bool``, for 0/1 masks)."""
+    out = {}
+    for f in dataclasses.fields(state):
+        if f.metadata.get("transient"):
+            continue
+        value = getattr(state, f.name)
+        as_saved = (lambda t: t.bool()) if f.metadata.get("bool") else (lambda t: t.clone())
+        if torch.is_tensor(value):
+            value = as_saved(value)
+        elif isinstance(value, list):
+            value = [as_saved(v) if torch.is_tensor(v) else v for v in value]
+        out[f.name] = value
+    return out
+
+
+def load_state(state: State, saved: dict) -> None:
+    """Restore checkpointed fields in place (tensors are copied into the existing ones, so views
+    taken at attach time stay valid); fields a checkpoint lacks keep their values."""
+    for f in dataclasses.fields(state):
+        if f.metadata.get("transient") or f.name not in saved:
+            continue
+        current, value = getattr(state, f.name), saved[f.name]
+        if torch.is_tensor(current):
+            current.copy_(value)
+        elif isinstance(current, list) and current and torch.is_tensor(current[0]):
+            for tensor, loaded in zip(current, value):
+                tensor.copy_(loaded)
+        elif isinstance(current, (bool, int, float)):
+            setattr(state, f.name, type(current)(value))
+        else:
+            setattr(state, f.name, value)
+
+
 def to_param_layout(layer: SparseLayer, view_tensor: torch.Tensor) -> torch.Tensor:
     """A (members, out, fan_in) tensor written into a new tensor laid out like the layer's weight."""
     out = torch.zeros_like(layer.param, dtype=torch.float32, memory_format=torch.contiguous_format)
@@ -27,14 +88,50 @@ def to_param_layout(layer: SparseLayer, view_tensor: torch.Tensor) -> torch.Tens
 
 
 class Method:
-    """Static sparsity; subclasses override the hooks they need."""
+    """Base of the sparsity methods; see the module docstring. Subclasses override the hooks they need."""
 
-    name = "static"
-    changes_masks = False
+    name: ClassVar[str] = ""
+    usage: ClassVar[str] = ""
+    """How the method is written where it takes arguments (``nm:N:M``); empty: its name alone."""
+    example: ClassVar[str] = ""
+    """A complete method string for examples and tests (default: the name)."""
+    defaults: ClassVar[dict] = {}
+    """Settings used where the user leaves them unset; ``sparsity`` is the default level."""
+    changes_masks: ClassVar[bool] = False
     """Whether masks change during training (then SAD is logged)."""
+    State: ClassVar[type[State]] = State
 
     def __init__(self, config: SparsityConfig, generator: torch.Generator):
         self.config, self.generator = config, generator
+
+    # --- the method string and settings -------------------------------------------------------
+    @classmethod
+    def parse(cls, method: str) -> tuple:
+        """The arguments of a method string (none unless the method takes them)."""
+        if method != cls.name:
+            raise ConfigError(f"sparsity method {method!r}: {cls.name} takes no arguments (write {cls.name})")
+        return ()
+
+    @classmethod
+    def fixed_level(cls, arguments: tuple) -> float | None:
+        """A sparsity level the method's arguments fix (N:M: 1 - N/M), or None."""
+        return None
+
+    def setting(self, name: str):
+        """A setting's value, or this method's default for it when left unset (None)."""
+        value = getattr(self.config, name, None)
+        return self.defaults.get(name) if value is None else value
+
+    def level(self, sparsity: float | None) -> float:
+        """The sparsity of a network attached with `sparsity` (None: the method's default level)."""
+        fixed = self.fixed_level(self.parse(self.config.method))
+        if fixed is not None:
+            return fixed
+        return float(self.defaults.get("sparsity", 0.0) if sparsity is None else sparsity)
+
+    def pattern(self) -> tuple[int, int] | None:
+        """(N, M) if every masked weight row is N:M (packed policy storage), else None."""
+        return None
 
     # --- budgets and initial masks ------------------------------------------------------------
     def forced_dense(self, layers: list[SparseLayer]) -> set[int]:
@@ -45,16 +142,8 @@ class Method:
             dense.add(len(layers) - 1)
         return dense
 
-    def level(self, name: str, sparsity: float | None) -> float:
-        if sparsity is not None:
-            return sparsity
-        key = f"{name}_sparsity"
-        return self.config.default(key if hasattr(self.config, key) else "actor_sparsity")
-
-    def densities(self, name: str, module: nn.Module, layers: list[SparseLayer],
-                  sparsity: float | None) -> list[float]:
-        """Target density of every layer, from the configured budget."""
-        sparsity = self.level(name, sparsity)
+    def densities(self, name: str, module: nn.Module, layers: list[SparseLayer], sparsity: float) -> list[float]:
+        """Target density of every layer, from the configured budget at the network's `sparsity`."""
         if not 0.0 <= sparsity < 1.0:
             raise ConfigError(f"{name}: sparsity must be in [0, 1), got {sparsity!r}")
         extra = 0
@@ -77,7 +166,10 @@ class Method:
         return to_param_layout(layer, view)
 
     def setup(self, group) -> None:
-        """Called once masks exist and before weights are masked (STE keeps the dense weights)."""
+        """Called once masks exist and before weights are masked (dense shadows copy the weights)."""
+
+    def after_load(self, group) -> None:
+        """Called after a checkpoint's masks and state were restored into `group`."""
 
     # --- around each optimiser step -----------------------------------------------------------
     def pre_step(self, group) -> None:
@@ -92,7 +184,7 @@ class Method:
         return False
 
     def interval(self) -> int:
-        return int(self.config.default("update_interval") or 0)
+        return int(self.setting("update_interval") or 0)
 
     def due(self, group) -> bool:
         """Whether the step being taken is a scheduled mask update."""
@@ -123,13 +215,14 @@ class Method:
     def pop_flips(self, group) -> torch.Tensor:
         """SAD per sparse layer: mask entries changed by the latest mask update, if one happened since
         the last call (else 0)."""
-        if not group.extra.pop("updated", False):
+        if not group.state.updated:
             return torch.zeros(len(group.sparse))
+        group.state.updated = False
         return group.flips.clone()
 
-    # --- checkpointing of method state --------------------------------------------------------
-    def extra_state(self, group) -> dict:
-        return {}
-
-    def load_extra_state(self, group, state: dict) -> None:
-        pass
+    # --- accounting -----------------------------------------------------------------------------
+    def training_flops(self, group, dense: float, sparse: float) -> float:
+        """FLOPs of one optimiser step of `group` whose forward pass costs `dense` multiply-adds dense
+        and `sparse` with its masks (RigL's convention): forward, input gradient and weight gradient,
+        each at the masked cost."""
+        return 3.0 * sparse

@@ -1,4 +1,4 @@
-"""gmp: gradual magnitude pruning (Zhu & Gupta 2017; Obando-Ceron et al. 2024, SPEC §3.3).
+"""gmp: gradual magnitude pruning (Zhu & Gupta 2017; Graesser et al. 2022; Obando-Ceron et al. 2024).
 
 Dense start; every `update_interval` (1 000) optimiser steps between `gmp_start` (20 %) and
 `gmp_end` (80 %) of a network's steps the sparsity follows s_t = s_F * (1 - (1 - p)^3), p the
@@ -8,57 +8,73 @@ largest-|w| active weights. Pruned weights and their optimiser moments are zeroe
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
+from sparserl.errors import ConfigError
 from sparserl.sparsity.budget import kept_per_member, layer_densities
 from sparserl.sparsity.masks import topk_mask
-from sparserl.sparsity.methods.base import to_param_layout
-from sparserl.sparsity.methods.rigl import RigL
+from sparserl.sparsity.methods.base import Method, State, to_param_layout, transient
 
 
-class GMP(RigL):
+@dataclass
+class GMPState(State):
+    pruned: bool = False
+    """A pruning step has happened: gradients are masked from then on."""
+    final_sparsity: float = transient(default=0.0)
+    final_densities: list = transient(default_factory=list)
+
+
+class GMP(Method):
+    """Cubic pruning schedule to the final level (default 90 %), a pruning step every 1 000 steps."""
+
     name = "gmp"
+    defaults = {"sparsity": 0.9, "update_interval": 1_000}
+    changes_masks = True
+    State = GMPState
 
-    def densities(self, name, module, layers, sparsity):
-        self._final_sparsity = self.level(name, sparsity)
-        return super().densities(name, module, layers, sparsity)
+    def check(self, group) -> None:
+        if group.total_steps is None or group.total_steps <= 0:
+            raise ConfigError(f"gmp needs the number of optimiser steps {group.name!r} will take (total_steps) "
+                              f"for its pruning schedule")
 
     def initial_mask(self, group, index: int) -> torch.Tensor:
         return torch.ones_like(group.sparse_layers[index].param, dtype=torch.float32)
 
     def setup(self, group) -> None:
-        group.extra["final_sparsity"] = self._final_sparsity
-        group.extra["final_densities"] = list(group.densities)
-        group.extra["pruned"] = False
+        group.state.final_sparsity = group.level
+        group.state.final_densities = list(group.densities)
         group.densities = [1.0] * len(group.densities)  # dense until pruning starts
 
     def sparsity_at(self, group, step: int) -> float:
         start = self.config.gmp_start * group.total_steps
         end = self.config.gmp_end * group.total_steps
         progress = min(1.0, max(0.0, (step - start) / (end - start)))
-        return group.extra["final_sparsity"] * (1.0 - (1.0 - progress) ** 3)
+        return group.state.final_sparsity * (1.0 - (1.0 - progress) ** 3)
 
     def due(self, group) -> bool:
-        if not self.interval() or group.densities == group.extra["final_densities"]:
+        if not self.interval() or group.densities == group.state.final_densities:
             return False
         step = group.step + 1
         if step < self.config.gmp_start * group.total_steps:
             return False
-        return step % self.interval() == 0 or self.sparsity_at(group, step) >= group.extra["final_sparsity"]
+        return step % self.interval() == 0 or self.sparsity_at(group, step) >= group.state.final_sparsity
 
     def pre_step(self, group) -> None:
-        if group.extra["pruned"]:
+        if group.state.pruned:
             group.mask_gradients()
 
     def post_step(self, group) -> None:
         if not self.due(group):
             return
+        state = group.state
         sparsity = self.sparsity_at(group, group.step + 1)
-        if sparsity >= group.extra["final_sparsity"]:
-            densities = list(group.extra["final_densities"])
+        if sparsity >= state.final_sparsity:
+            densities = list(state.final_densities)
         else:
             shapes = [layer.shape for layer in group.layers]
-            dense = frozenset(i for i, d in enumerate(group.extra["final_densities"]) if d >= 1.0)
+            dense = frozenset(i for i, d in enumerate(state.final_densities) if d >= 1.0)
             densities = layer_densities(shapes, sparsity, self.config.distribution, dense, 0,
                                         self.config.layer_lambdas, owner=group.name)
         group.densities = densities
@@ -73,13 +89,12 @@ class GMP(RigL):
             layer.param.mul_(mask)
             group.reset_moments(i, pruned)
             group.flips[i] += pruned.sum()
-        group.extra["pruned"] = True
-        group.extra["updated"] = True
+        state.pruned = state.updated = True
         group.targets_dirty = True
 
-    def extra_state(self, group) -> dict:
-        return {"pruned": group.extra["pruned"], "updated": bool(group.extra.get("updated", False))}
-
-    def load_extra_state(self, group, state: dict) -> None:
-        group.extra["pruned"] = bool(state["pruned"])
-        group.extra["updated"] = bool(state["updated"])
+    def training_flops(self, group, dense: float, sparse: float) -> float:
+        """At the schedule's time-averaged sparsity: dense until gmp_start, 3/4 of the final level on
+        average during the cubic ramp, the final level afterwards."""
+        final, c = group.state.final_sparsity, self.config
+        mean_sparsity = final * (0.75 * (c.gmp_end - c.gmp_start) + (1.0 - c.gmp_end))
+        return 3.0 * (dense * (1.0 - mean_sparsity) if final > 0 else dense)

@@ -1,4 +1,4 @@
-"""nm:N:M: row-wise N:M sparsity kept throughout training (RNM-TD3, Kassler et al. 2026; SR-STE,
+"""nm:N:M: row-wise N:M sparsity kept throughout training (RNM-TD3, Vrce et al. 2026; SR-STE,
 Zhou et al. 2021).
 
 Each weight row (one output unit's fan-in) is cut into consecutive groups of M; the N largest |w|
@@ -8,9 +8,8 @@ fan-in. The projection is recomputed every `update_interval` (ΔT) optimiser ste
 
 - masked: only kept weights learn. Pruned weights are 0, so the projection cannot change: the mask
   is static after init.
-- ste: a dense latent weight W is trained with the dense gradient of the projected weight E ⊙ W,
-  which is what the network's parameter holds between steps (so forward passes, targets and
-  exports see an exactly N:M weight).
+- ste: a dense latent weight W (sparserl.sparsity.methods.shadow) is trained with the dense
+  gradient of the projected weight E ⊙ W, which the network's parameter holds between steps.
 - srste: ste plus λ_W (1 - E) ⊙ W added to the gradient (λ_W = 2e-4): weight decay on pruned
   weights only, which steadies the mask.
 
@@ -19,19 +18,68 @@ The number of mask entries that flip at each re-projection (SAD) is logged per l
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
+
 import torch
 
 from sparserl.errors import ConfigError
 from sparserl.sparsity.masks import NMProjector, nm_kept, nm_mask
-from sparserl.sparsity.methods.base import Method
+from sparserl.sparsity.methods.base import Method, State, transient
+from sparserl.sparsity.methods.shadow import DenseShadow
+
+_NM = re.compile(r"^nm:(-?\d+):(-?\d+)$")
+
+
+@dataclass
+class NMState(State):
+    previous: list = field(default_factory=list, metadata={"bool": True})
+    """The masks before the latest re-projection (the projector's own tensors), for SAD."""
+    latent: list = field(default_factory=list)
+    """The dense latent weights W (STE and SR-STE; empty with masked gradients)."""
+    projector: NMProjector | None = transient(default=None)
+    shadow: DenseShadow | None = transient(default=None)
+    same_layout: bool = transient(default=True)
 
 
 class NM(Method):
+    """Row-wise N:M in every sparse layer; re-projected every step by default (SR-STE)."""
+
     name = "nm"
+    usage = "nm:N:M"
+    example = "nm:2:4"
+    defaults = {"update_interval": 1}
     changes_masks = True
+    State = NMState
+
+    @classmethod
+    def parse(cls, method: str) -> tuple[int, int]:
+        match = _NM.match(method)
+        if not match:
+            raise ConfigError(f"N:M sparsity is written nm:N:M with integers 1 <= N < M (e.g. nm:2:4), got {method!r}")
+        n, m = int(match.group(1)), int(match.group(2))
+        if m < 2:
+            raise ConfigError(f"{method}: M must be at least 2, got M = {m}")
+        if n < 1:
+            raise ConfigError(f"{method}: N must be at least 1, got N = {n}")
+        if n >= m:
+            raise ConfigError(f"{method}: N must be smaller than M (N = M would be dense), got N = {n}, M = {m}")
+        return n, m
+
+    @classmethod
+    def fixed_level(cls, arguments: tuple) -> float:
+        n, m = arguments
+        return 1.0 - n / m
+
+    @property
+    def nm(self) -> tuple[int, int]:
+        return self.parse(self.config.method)
+
+    def pattern(self) -> tuple[int, int]:
+        return self.nm
 
     def densities(self, name, module, layers, sparsity):
-        n, m = self.config.nm
+        n, m = self.nm
         dense = self.forced_dense(layers)
         out = []
         for i, layer in enumerate(layers):
@@ -48,7 +96,7 @@ class NM(Method):
 
     def initial_mask(self, group, index: int) -> torch.Tensor:
         layer = group.sparse_layers[index]
-        mask = nm_mask(layer.flat(layer.param.detach()), *self.config.nm, dim=layer.fan_in_dim)
+        mask = nm_mask(layer.flat(layer.param.detach()), *self.nm, dim=layer.fan_in_dim)
         return mask.view_as(layer.param) if mask.shape != layer.param.shape else mask
 
     @property
@@ -65,21 +113,22 @@ class NM(Method):
         return self.latent
 
     def setup(self, group) -> None:
-        layers = group.sparse_layers
+        layers, state = group.sparse_layers, group.state
         if self.latent:  # the dense weights before projection become the trained latent weights
-            group.extra["latent"] = [layer.param.detach().clone() for layer in layers]
-        sources = group.extra["latent"] if self.latent else [layer.param.detach() for layer in layers]
-        projector = NMProjector([layer.flat(w) for layer, w in zip(layers, sources)],
-                                [layer.fan_in_dim for layer in layers], *self.config.nm)
-        projector()  # the initial masks, so the first update's flips (SAD) compare against them
-        group.extra["projector"] = projector
-        group.extra["same_layout"] = all(layer.flat(layer.param).shape == layer.param.shape for layer in layers)
+            state.shadow = DenseShadow(group.params)
+            state.latent = state.shadow.latents
+        sources = state.latent if self.latent else [layer.param.detach() for layer in layers]
+        state.projector = NMProjector([layer.flat(w) for layer, w in zip(layers, sources)],
+                                      [layer.fan_in_dim for layer in layers], *self.nm)
+        state.projector()  # the initial masks, so the first update's flips (SAD) compare against them
+        state.previous = state.projector.previous
+        state.same_layout = all(layer.flat(layer.param).shape == layer.param.shape for layer in layers)
 
     def pre_step(self, group) -> None:
         if not self.latent:
             group.mask_gradients()
             return
-        params, latents = group.params, group.extra["latent"]
+        params, latents = group.params, group.state.latent
         if self.config.nm_gradient == "srste":  # + lambda (1 - E) * W, and (1 - E) * W = W - E * W exactly
             grads = [p.grad for p in params]
             projected, kept_latents = params, latents  # the parameters hold E * W until the copy below
@@ -89,48 +138,41 @@ class NM(Method):
             if grads:
                 torch._foreach_add_(grads, kept_latents, alpha=self.config.srste_decay)
                 torch._foreach_add_(grads, projected, alpha=-self.config.srste_decay)
-        # the optimiser steps the latent weights W: copied in and out (one multi-tensor op each),
-        # which costs less than swapping each parameter's storage from Python
-        torch._foreach_copy_(params, latents)
+        group.state.shadow.load(params)  # the optimiser steps the latent weights W
 
     def post_step(self, group) -> None:
+        state = group.state
         if self.latent:
-            torch._foreach_copy_(group.extra["latent"], group.params)  # the updated W
+            state.shadow.store(group.params)
         if self.due(group):
-            new = group.extra["projector"]()
-            group.masks[:] = new if group.extra["same_layout"] else \
+            new = state.projector()
+            state.previous = state.projector.previous
+            group.masks[:] = new if state.same_layout else \
                 [mask.view_as(layer.param) for layer, mask in zip(group.sparse_layers, new)]
-            group.extra["updated"] = True
+            state.updated = True
             group.targets_dirty = True
         if self.latent:  # the parameters go back to holding the projection E * W of the updated latents
-            torch._foreach_mul_(group.params, group.masks)
+            DenseShadow.project(group.params, group.masks)
 
     def pop_flips(self, group) -> torch.Tensor:
         """SAD per layer: mask entries changed by the latest re-projection, computed only when asked
         (the two latest masks are kept), so re-projecting every step costs nothing extra."""
-        if not group.extra.pop("updated", False):
+        if not group.state.updated:
             return torch.zeros(len(group.sparse))
-        projector = group.extra["projector"]
+        group.state.updated = False
+        projector = group.state.projector
         return torch.stack([(new != old).sum() for new, old in zip(projector.masks[projector.current],
                                                                   projector.previous)]).float()
 
-    def extra_state(self, group) -> dict:
-        state = {"previous": [m.bool() for m in group.extra["projector"].previous],
-                 "updated": bool(group.extra.get("updated", False))}
-        if self.latent:
-            state["latent"] = [t.clone() for t in group.extra["latent"]]
-        return state
-
-    def load_extra_state(self, group, state: dict) -> None:
-        projector = group.extra["projector"]
-        for current, mask, previous, saved in zip(projector.masks[projector.current], group.masks,
-                                                  projector.previous, state["previous"]):
-            current.copy_(mask)  # the projector's masks become the restored ones, exactly as saved
-            previous.copy_(saved)
+    def after_load(self, group) -> None:
+        """The projector's current masks become the restored ones, and the parameters E ⊙ W."""
+        projector = group.state.projector
+        for current, mask in zip(projector.masks[projector.current], group.masks):
+            current.copy_(mask)
         group.masks[:] = projector.masks[projector.current]
-        group.extra["updated"] = bool(state["updated"])
         if self.latent:
-            for latent, saved in zip(group.extra["latent"], state["latent"]):
-                latent.copy_(saved)
-            for layer, mask, latent in zip(group.sparse_layers, group.masks, group.extra["latent"]):
-                layer.param.copy_(latent * mask)
+            group.state.shadow.restore(group.params, group.masks)
+
+    def training_flops(self, group, dense: float, sparse: float) -> float:
+        """The weight gradient is dense under STE and SR-STE."""
+        return 2.0 * sparse + (dense if self.latent else sparse)

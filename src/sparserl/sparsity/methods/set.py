@@ -1,23 +1,18 @@
 """set: sparse evolutionary training with random regrowth (Mocanu et al. 2018; DS-TD3, Sokar et al.
-2022): as rigl, but the k regrown positions are drawn uniformly at random among the inactive
-ones. DS-TD3 settings: every 1 000 steps, constant drop fraction 0.05."""
+2022): drop the smallest |w|, regrow uniformly at random among the inactive positions."""
 
 from __future__ import annotations
 
 import torch
 
-from sparserl.sparsity.methods.rigl import RigL
+from sparserl.sparsity.methods.drop_grow import DropAndGrow
 
 
-class SET(RigL):
+class SET(DropAndGrow):
+    """Random regrowth; DS-TD3's settings: every 1 000 steps, constant drop fraction 0.05, 90 %."""
+
     name = "set"
-
-    def dense_gradient_needed(self, group) -> bool:
-        return False
-
-    def save_scores(self, group) -> None:
-        """Random growth needs no gradient."""
+    defaults = {"sparsity": 0.9, "update_interval": 1_000, "drop_fraction": 0.05, "drop_schedule": "constant"}
 
     def grow_scores(self, group, index: int) -> torch.Tensor:
-        param = group.sparse_layers[index].param
-        return torch.rand(param.shape, generator=self.generator)
+        return torch.rand(group.sparse_layers[index].param.shape, generator=self.generator)

@@ -1,0 +1,194 @@
+"""Network bodies described once: their layer names and sizes, and their forward pass over given
+layer functions. Training modules (sparserl.nets), the policy exporter (sparserl.export) and the
+torch-only policy loader (sparserl.deploy) all read these descriptions, so the names they agree on
+are written in one place. This module imports nothing of sparserl's training code.
+
+Bodies (registered in `BODIES`):
+- mlp: Linear -> ReLU -> ... -> Linear over `hidden` widths; layers ``layers.{i}``.
+- simba (Lee et al., ICLR 2025, as scaled by Ma et al. 2025): Dense(in -> h) -> blocks x
+  [x + Dense(4h -> h)(ReLU(Dense(h -> 4h)(LayerNorm(x))))] -> LayerNorm -> head.
+- bronet (Nauman et al., NeurIPS 2024): Dense(in -> h) -> LayerNorm -> ReLU -> blocks x
+  [x + LayerNorm(Dense(ReLU(LayerNorm(Dense(x)))))] -> head.
+Residual layers are ``embed``, ``blocks.{i}.fc1`` / ``fc2``, ``head``; norms ``blocks.{i}.norm1`` (and
+``norm2`` for BroNet) and ``norm``. These are the training modules' own submodule paths.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sparserl.registry import Registry
+
+Layer = Callable[[str, object], object]
+"""linear(name, x) or norm(name, x): apply the named layer of a concrete network to x."""
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One body: its kind, input and output sizes, and its widths."""
+
+    body: str
+    in_dim: int
+    out_dim: int
+    hidden: tuple[int, ...] = ()
+    """mlp: hidden widths."""
+    width: int = 0
+    """Residual bodies: width."""
+    blocks: int = 0
+    """Residual bodies: residual blocks."""
+
+    @property
+    def spec(self) -> BodySpec:
+        return BODIES.get(self.body)
+
+    def linears(self) -> list[tuple[str, int, int]]:
+        """(name, fan_in, fan_out) of every linear layer, input first."""
+        return self.spec.linears(self)
+
+    def norms(self) -> list[tuple[str, int]]:
+        """(name, width) of every LayerNorm with a scale and shift."""
+        return self.spec.norms(self)
+
+    def parameters(self, members: int = 1) -> int:
+        """Parameters of `members` copies (weights, biases and norm scales and shifts)."""
+        per = sum((i + 1) * o for _, i, o in self.linears()) + sum(2 * w for _, w in self.norms())
+        return members * per
+
+    def forward(self, x, linear: Layer, norm: Layer, relu: Callable, record: list | None = None,
+                point: str = "post"):
+        """The body's output for x, with `linear` and `norm` applying the named layers; `record`
+        collects hidden outputs (after the activation, or before it with point "pre")."""
+        return self.spec.forward(self, x, linear, norm, relu, record, point)
+
+
+class BodySpec:
+    """A kind of body. `builder` makes its training module: a callable (arch, members) -> module, or
+    the "module:function" path of one (imported when first used)."""
+
+    name = ""
+    builder: str | Callable = ""
+
+    def linears(self, arch: Architecture) -> list[tuple[str, int, int]]:
+        raise NotImplementedError
+
+    def norms(self, arch: Architecture) -> list[tuple[str, int]]:
+        return []
+
+    def forward(self, arch, x, linear, norm, relu, record, point):
+        raise NotImplementedError
+
+    def build(self, arch: Architecture, members: int | None):
+        """The training module: one network (`members` None) or an ensemble of `members`."""
+        builder = inspect.getattr_static(self, "builder")  # a function given as a class attribute stays unbound
+        if isinstance(builder, staticmethod):
+            builder = builder.__func__
+        if isinstance(builder, str):
+            module, _, function = builder.partition(":")
+            builder = getattr(importlib.import_module(module), function)
+        return builder(arch, members)
+
+
+class MLPSpec(BodySpec):
+    name = "mlp"
+    builder = "sparserl.nets.bodies:build_mlp"
+
+    def linears(self, arch):
+        sizes = (arch.in_dim, *arch.hidden, arch.out_dim)
+        return [(f"layers.{i}", a, b) for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))]
+
+    def forward(self, arch, x, linear, norm, relu, record, point):
+        names = [name for name, _, _ in self.linears(arch)]
+        for name in names[:-1]:
+            pre = linear(name, x)
+            x = relu(pre)
+            if record is not None:
+                record.append(pre if point == "pre" else x)
+        return linear(names[-1], x)
+
+
+class ResidualSpec(BodySpec):
+    """SimBa and BroNet: the same skeleton, with the norms placed differently."""
+
+    builder = "sparserl.nets.bodies:build_residual"
+    inner_scale = 1
+    block_norms: tuple[str, ...] = ("norm1",)
+
+    def linears(self, arch):
+        inner = self.inner_scale * arch.width
+        out = [("embed", arch.in_dim, arch.width)]
+        for i in range(arch.blocks):
+            out += [(f"blocks.{i}.fc1", arch.width, inner), (f"blocks.{i}.fc2", inner, arch.width)]
+        return [*out, ("head", arch.width, arch.out_dim)]
+
+    def norms(self, arch):
+        out = [(f"blocks.{i}.{n}", arch.width) for i in range(arch.blocks) for n in self.block_norms]
+        return [*out, ("norm", arch.width)]
+
+    def forward(self, arch, x, linear, norm, relu, record, point):
+        return linear("head", self.trunk(arch, x, linear, norm, relu, record, point))
+
+    def trunk(self, arch, x, linear, norm, relu, record, point):
+        raise NotImplementedError
+
+
+class SimBaSpec(ResidualSpec):
+    name = "simba"
+    inner_scale = 4
+
+    def trunk(self, arch, x, linear, norm, relu, record, point):
+        x = linear("embed", x)
+        if record is not None and point == "pre":
+            record.append(x)
+        for i in range(arch.blocks):
+            pre = linear(f"blocks.{i}.fc1", norm(f"blocks.{i}.norm1", x))
+            hidden = relu(pre)
+            out = linear(f"blocks.{i}.fc2", hidden)
+            if record is not None:
+                record.append(pre if point == "pre" else hidden)
+            x = x + out
+            if record is not None and point == "pre":
+                record.append(out)
+        x = norm("norm", x)
+        if record is not None:
+            record.append(x)  # the features (srank, feature norm)
+        return x
+
+
+class BroNetSpec(ResidualSpec):
+    name = "bronet"
+    block_norms = ("norm1", "norm2")
+
+    def trunk(self, arch, x, linear, norm, relu, record, point):
+        x = linear("embed", x)
+        if record is not None and point == "pre":
+            record.append(x)
+        x = relu(norm("norm", x))
+        if record is not None and point == "post":
+            record.append(x)
+        for i in range(arch.blocks):
+            pre = linear(f"blocks.{i}.fc1", x)
+            hidden = relu(norm(f"blocks.{i}.norm1", pre))
+            out = norm(f"blocks.{i}.norm2", linear(f"blocks.{i}.fc2", hidden))
+            if record is not None:
+                record.append(pre if point == "pre" else hidden)
+            x = x + out
+            if record is not None and point == "pre":
+                record.append(out)
+        if record is not None:
+            record.append(x)
+        return x
+
+
+BODIES: Registry[BodySpec] = Registry("network body")
+
+
+def register_body(spec: BodySpec) -> BodySpec:
+    """Register a body kind (an instance of a BodySpec subclass) under its `name`."""
+    return BODIES.register(spec.name, spec)
+
+
+for _spec in (MLPSpec(), SimBaSpec(), BroNetSpec()):
+    register_body(_spec)

@@ -1,0 +1,321 @@
+"""The run configuration's sections, one dataclass per concern. `Config` (sparserl.config.schema)
+combines them, so every field stays one flat flag and YAML key (``--total-steps``, ``gamma: 0.99``);
+each section checks its own values (`problems`). Defaults are the papers' settings (TD3: Fujimoto
+et al. 2018 / sfujim/TD3; SAC: Haarnoja et al. 2018 with a learned temperature), not
+Stable-Baselines3's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import tyro
+
+from sparserl.config.coerce import coerce_fields
+from sparserl.config.sparsity import NetworkSparsity
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _positive(value) -> bool:
+    return math.isfinite(value) and value > 0
+
+
+@dataclass
+class Training:
+    """What to train, and for how long."""
+
+    env: str = "Hopper-v5"
+    """Gymnasium id (e.g. Hopper-v5) or dm_control/<domain>-<task>-v0 (needs the dmc extra)."""
+    algo: str = "td3"
+    """Algorithm: a registered one (sparserl.algos; td3, sac and ddpg are built in)."""
+    seed: int = 0
+    """Seed for networks, exploration, replay sampling and training episodes."""
+    total_steps: int = 1_000_000
+    """Environment steps to train for."""
+    start_steps: int = 25_000
+    """Uniform-random actions for this many steps before learning starts (TD3 paper, RLx2: 25 000)."""
+    updates_per_step: int = 1
+    """Gradient updates per environment step once learning has started (update-to-data ratio)."""
+    batch_size: int = 256
+    """Minibatch size."""
+    buffer_size: int = 1_000_000
+    """Replay capacity in transitions."""
+    action_repeat: int = 1
+    """Repeat each action this many environment steps, summing rewards (steps count decisions)."""
+    plugins: tuple[str, ...] = ()
+    """Python files (.py) or modules imported first, which register your own algorithms, sparsity
+    methods or network bodies; kept in the run's config, so resume and sweeps import them too."""
+
+    def problems(self) -> list[str]:
+        out = [f"{name} must be a positive integer, got {getattr(self, name)!r}"
+               for name in ("total_steps", "batch_size", "buffer_size", "updates_per_step")
+               if not _positive_int(getattr(self, name))]
+        if not (isinstance(self.action_repeat, int) and self.action_repeat >= 1):
+            out.append(f"action_repeat must be an integer >= 1, got {self.action_repeat!r}")
+        if not self.start_steps >= 0:
+            out.append(f"start_steps must be >= 0, got {self.start_steps!r}")
+        if _positive_int(self.batch_size) and _positive_int(self.buffer_size) and self.batch_size > self.buffer_size:
+            out.append(f"batch_size ({self.batch_size}) must not exceed buffer_size ({self.buffer_size})")
+        if not self.env:
+            out.append("env must name an environment, e.g. Hopper-v5")
+        return out
+
+
+@dataclass
+class Networks:
+    """Actor and critic networks and their optimisation."""
+
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of actor and critics (ReLU MLP)."""
+    network: str = "mlp"
+    """Actor and critic bodies: mlp (the ReLU MLP of `hidden`), simba (Lee et al. 2025) or bronet
+    (Nauman et al. 2024) of the widths and block counts below, or a registered body."""
+    actor_width: int = 128
+    """SimBa/BroNet: actor width (SimBa default 128)."""
+    actor_blocks: int = 1
+    """SimBa/BroNet: actor residual blocks (SimBa default 1)."""
+    critic_width: int = 512
+    """SimBa/BroNet: critic width (SimBa default 512)."""
+    critic_blocks: int = 2
+    """SimBa/BroNet: critic residual blocks (SimBa default 2)."""
+    critics: int = 2
+    """Q-networks in the critic ensemble; the target takes their minimum (2: clipped double Q;
+    1: a single critic, as SimBa on DeepMind Control)."""
+    obs_norm: bool = False
+    """Normalise observations with running statistics updated on every acted observation (SimBa)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Polyak rate of the target networks."""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the actor."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the twin critics."""
+    weight_decay: float = 0.0
+    """Weight decay on actor and critics: Adam's L2 term (DS-TD3: 2e-4) or AdamW's decoupled one."""
+    optimizer: Literal["adam", "adamw"] = "adam"
+    """Adam, or AdamW with decoupled weight decay (SimBa: lr 1e-4, weight decay 1e-2)."""
+
+    def problems(self) -> list[str]:
+        out = [f"{name} must be an integer >= 1, got {getattr(self, name)!r}"
+               for name in ("actor_width", "actor_blocks", "critic_width", "critic_blocks", "critics")
+               if not _positive_int(getattr(self, name))]
+        if not (len(self.hidden) >= 1 and all(isinstance(h, int) and h > 0 for h in self.hidden)):
+            out.append(f"hidden must be one or more positive layer widths, got {self.hidden!r}")
+        if not 0.0 < self.gamma <= 1.0:
+            out.append(f"gamma must be in (0, 1], got {self.gamma!r}")
+        if not 0.0 < self.tau <= 1.0:
+            out.append(f"tau must be in (0, 1], got {self.tau!r}")
+        out += [f"{name} must be a positive number, got {getattr(self, name)!r}"
+                for name in ("actor_lr", "critic_lr") if not _positive(getattr(self, name))]
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            out.append(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        return out
+
+
+@dataclass
+class DeterministicPolicy:
+    """TD3 and DDPG: exploration and target smoothing, in units of the max action."""
+
+    exploration_noise: float = 0.1
+    """TD3/DDPG: std of the Gaussian exploration noise, in units of the max action."""
+    policy_noise: float = 0.2
+    """TD3: std of the target-policy smoothing noise, in units of the max action."""
+    noise_clip: float = 0.5
+    """TD3: clip of the target-policy smoothing noise, in units of the max action."""
+    policy_delay: int = 2
+    """TD3: critic updates per actor and target update."""
+
+    def problems(self) -> list[str]:
+        out = [f"{name} must be >= 0, got {getattr(self, name)!r}"
+               for name in ("exploration_noise", "policy_noise", "noise_clip")
+               if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0)]
+        if not _positive_int(self.policy_delay):
+            out.append(f"policy_delay must be a positive integer, got {self.policy_delay!r}")
+        return out
+
+
+@dataclass
+class MaximumEntropy:
+    """SAC: the temperature and the squashed Gaussian policy."""
+
+    alpha_lr: float = 3e-4
+    """SAC: Adam learning rate of log(alpha)."""
+    init_alpha: float = 1.0
+    """SAC: initial temperature alpha."""
+    target_entropy: float | None = None
+    """SAC: entropy target; None means -target_entropy_scale * |A|."""
+    target_entropy_scale: float = 1.0
+    """SAC: the default entropy target is -this * |A| (Haarnoja et al. 2018: 1; SimBa: 0.5)."""
+    log_std_min: float = -20.0
+    """SAC: lower clamp of the policy's log standard deviation."""
+    log_std_max: float = 2.0
+    """SAC: upper clamp of the policy's log standard deviation."""
+
+    def problems(self) -> list[str]:
+        out = [f"{name} must be a positive number, got {getattr(self, name)!r}"
+               for name in ("alpha_lr", "init_alpha") if not _positive(getattr(self, name))]
+        if not _positive(self.target_entropy_scale):
+            out.append(f"target_entropy_scale must be a positive number, got {self.target_entropy_scale!r}")
+        if not self.log_std_min < self.log_std_max:
+            out.append(f"log_std_min ({self.log_std_min}) must be below log_std_max ({self.log_std_max})")
+        if not (self.target_entropy is None or math.isfinite(self.target_entropy)):
+            out.append(f"target_entropy must be a finite number or None, got {self.target_entropy!r}")
+        return out
+
+
+@dataclass
+class ValueLearning:
+    """RLx2's extras (Tan et al. 2023, §4.2): multi-step targets and the policy-aware replay capacity."""
+
+    nstep: int = 1
+    """Transitions summed in the TD target, uncorrected (RLx2: 3); see delay_nstep."""
+    delay_nstep: int = 0
+    """One-step targets for this many gradient updates, then nstep for good (RLx2: 300 000)."""
+    dynamic_buffer: bool = False
+    """RLx2's policy-aware replay capacity: drop the oldest transitions once the current policy has
+    drifted from the noise-free actions stored with them; buffer_size is then the maximum."""
+    buffer_check_every: int = 10_000
+    """Dynamic buffer: environment steps between policy-distance checks (RLx2: 10 000)."""
+    buffer_threshold: float = 0.2
+    """Dynamic buffer: shrink when D = mean((pi(s) - a_stored)^2) / 2 over the oldest transitions
+    exceeds this (RLx2: 0.2; actions in units of the max action)."""
+    buffer_min_size: int = 100_000
+    """Dynamic buffer: never shrink below this many transitions (RLx2: TD3 1e5, SAC 2e5)."""
+    buffer_drop_fraction: float = 0.1
+    """Dynamic buffer: fraction of the current contents dropped, oldest first, per shrink (RLx2: 0.1)."""
+    buffer_check_samples: int | None = None
+    """Dynamic buffer: how many of the oldest transitions D is measured on; None = 8 x batch_size."""
+    buffer_shrink: Literal["once", "until_below"] = "once"
+    """Dynamic buffer: shrink once per check (RLx2's code) or until D is below the threshold (its paper)."""
+
+    def problems(self) -> list[str]:
+        out = []
+        if not (isinstance(self.nstep, int) and self.nstep >= 1):
+            out.append(f"nstep must be an integer >= 1, got {self.nstep!r}")
+        if not (isinstance(self.delay_nstep, int) and self.delay_nstep >= 0):
+            out.append(f"delay_nstep must be an integer >= 0 (gradient updates), got {self.delay_nstep!r}")
+        if not self.dynamic_buffer:
+            return out
+        if not self.buffer_check_every > 0:
+            out.append(f"buffer_check_every must be positive, got {self.buffer_check_every!r}")
+        if not _positive(self.buffer_threshold):
+            out.append(f"buffer_threshold must be a positive number, got {self.buffer_threshold!r}")
+        if not 0.0 < self.buffer_drop_fraction < 1.0:
+            out.append(f"buffer_drop_fraction must be in (0, 1), got {self.buffer_drop_fraction!r}")
+        if not 0 < self.buffer_min_size <= self.buffer_size:
+            out.append(f"buffer_min_size ({self.buffer_min_size}) must be positive and at most buffer_size "
+                       f"({self.buffer_size}), the maximum")
+        if not (self.buffer_check_samples is None or self.buffer_check_samples > 0):
+            out.append(f"buffer_check_samples must be positive or None (8 x batch_size), "
+                       f"got {self.buffer_check_samples!r}")
+        if self.buffer_shrink not in ("once", "until_below"):
+            out.append(f"buffer_shrink must be once or until_below, got {self.buffer_shrink!r}")
+        return out
+
+
+@dataclass
+class Sparsity:
+    """Which networks are sparse, how, and on which kernels."""
+
+    sparsity: tyro.conf.OmitArgPrefixes[NetworkSparsity] = field(default_factory=NetworkSparsity)
+    """Sparsity of actor and critics (see sparserl.config.sparsity.NetworkSparsity)."""
+    execution: Literal["dense", "csr", "auto"] = "dense"
+    """Kernels of the masked layers: dense (masked dense products, bitwise reproducible), csr
+    (compressed sparse rows in forward and backward where no dense gradient is needed, on
+    sparserl.native's kernels; pays at >= 75 % sparsity and width >= 1024, BENCHMARKS.md) or auto
+    (per layer, whichever measures faster)."""
+
+    def __post_init__(self) -> None:
+        """A method name or a mapping of sparsity keys given in Python becomes the section."""
+        if isinstance(self.sparsity, str):
+            self.sparsity = NetworkSparsity(method=self.sparsity)
+        elif isinstance(self.sparsity, dict):
+            self.sparsity = NetworkSparsity(**coerce_fields(self.sparsity, "sparsity", NetworkSparsity))
+
+    def problems(self) -> list[str]:
+        if not isinstance(self.sparsity, NetworkSparsity):
+            return [f"sparsity must be a NetworkSparsity (or, through Config.from_dict or YAML, a method name or a "
+                    f"mapping), got {self.sparsity!r}"]
+        return self.sparsity.problems()
+
+
+@dataclass
+class Evaluation:
+    """When and how the deterministic policy is evaluated, and the run's score."""
+
+    eval_every: int = 5_000
+    """Evaluate the deterministic policy every this many environment steps (TD3 protocol)."""
+    eval_episodes: int = 10
+    """Episodes per evaluation."""
+    eval_seed: int | None = None
+    """Seed of the separate evaluation environment; None means seed + 100 (sfujim/TD3)."""
+    score_window: int = 30
+    """The run's headline score is the mean of its last this-many evaluations (RLx2: 30)."""
+    stop_at_return: float | None = None
+    """Stop the run early once an evaluation's mean return reaches this value (None: never)."""
+
+    def problems(self) -> list[str]:
+        return [f"{name} must be a positive integer, got {getattr(self, name)!r}"
+                for name in ("eval_every", "eval_episodes", "score_window") if not _positive_int(getattr(self, name))]
+
+
+@dataclass
+class Diagnostics:
+    """Plasticity diagnostics (sparserl.diagnostics)."""
+
+    diagnostics_every: int = 5_000
+    """Log plasticity diagnostics (srank, dormant ratio, norms, gradient interference) at the first
+    evaluation after every this-many steps; 0 turns them off."""
+    diagnostics_batch: int = 256
+    """Replay samples the diagnostics are computed on (Ma et al.: 256)."""
+    interference_samples: int = 32
+    """Per-sample actor gradients compared for the gradient interference."""
+    dormant_point: Literal["post", "pre"] = "post"
+    """Dormant units measured after the activation (Sokar et al.) or on the layer output before it."""
+
+    def problems(self) -> list[str]:
+        out = []
+        if not (isinstance(self.diagnostics_every, int) and self.diagnostics_every >= 0):
+            out.append(f"diagnostics_every must be an integer >= 0 (0 = off), got {self.diagnostics_every!r}")
+        out += [f"{name} must be an integer >= 2, got {getattr(self, name)!r}"
+                for name in ("diagnostics_batch", "interference_samples")
+                if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 2)]
+        return out
+
+
+@dataclass
+class Output:
+    """The run directory, checkpoints, threads and console."""
+
+    run_dir: str | None = None
+    """Where the run is written; None means <runs_root>/<env>__<algo>__s<seed>__<time>."""
+    runs_root: str = "runs"
+    """Parent folder of generated run directories."""
+    checkpoint_every: int = 50_000
+    """Checkpoint at the first episode end after every this-many steps, and at the end of the run."""
+    keep_checkpoints: int = 2
+    """How many checkpoints to keep (oldest are deleted once a newer one is safely written)."""
+    threads: int = 0
+    """Torch intra-op threads; 0 means all cores. Use 1 per process when running runs side by side."""
+    tensorboard: bool = True
+    """Write TensorBoard event files next to metrics.csv."""
+    progress: bool = True
+    """Show a progress bar (on a terminal) and print one line per evaluation."""
+
+    def problems(self) -> list[str]:
+        out = [f"{name} must be a positive integer, got {getattr(self, name)!r}"
+               for name in ("checkpoint_every", "keep_checkpoints") if not _positive_int(getattr(self, name))]
+        if not self.threads >= 0:
+            out.append(f"threads must be >= 0 (0 = all cores), got {self.threads!r}")
+        return out
+
+
+#: In flag and key order (first section first).
+SECTIONS = (Training, Networks, DeterministicPolicy, MaximumEntropy, ValueLearning, Sparsity, Evaluation,
+            Diagnostics, Output)

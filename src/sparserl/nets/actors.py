@@ -1,0 +1,102 @@
+"""Actors: a body (sparserl.nets.bodies) behind optional running observation normalisation, with
+TD3's deterministic head or SAC's squashed Gaussian. Each actor carries its `architecture` (the
+description the exporter writes into policy files)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sparserl.architecture import Architecture
+from sparserl.nets.bodies import make_body
+from sparserl.nets.layers import RunningNorm
+
+LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+class Body(nn.Module):
+    """An actor's body: optional running observation normalisation, then the network of `arch`,
+    mapping (B, obs) to (B, out). `obs_norm` is a RunningNorm to share, True for a new one, or off."""
+
+    def __init__(self, arch: Architecture, obs_norm: bool | nn.Module = False):
+        super().__init__()
+        self.obs_norm = obs_norm if isinstance(obs_norm, nn.Module) else RunningNorm(arch.in_dim) if obs_norm else None
+        self.net = make_body(arch)
+
+    def _input(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs if self.obs_norm is None else self.obs_norm(obs)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(self._input(obs))
+
+    def hidden(self, obs: torch.Tensor, point: str = "post") -> list[torch.Tensor]:
+        return self.net.hidden(self._input(obs), point)
+
+
+class Actor(nn.Module):
+    """Base of the actors: `net` is the Body; `architecture` describes it, `kind` names the head."""
+
+    kind = ""
+    outputs_per_action = 1
+
+    def __init__(self, arch: Architecture, obs_norm: bool | nn.Module = False):
+        super().__init__()
+        self.architecture = arch
+        self.net = Body(arch, obs_norm)
+
+    @classmethod
+    def mlp(cls, obs_dim: int, act_dim: int, hidden: tuple[int, ...], **kwargs) -> Actor:
+        """An actor with a ReLU MLP body of `hidden` widths."""
+        return cls(Architecture("mlp", obs_dim, act_dim * cls.outputs_per_action, tuple(hidden)), **kwargs)
+
+    @property
+    def obs_norm(self) -> nn.Module | None:
+        return self.net.obs_norm
+
+    @property
+    def act_dim(self) -> int:
+        return self.architecture.out_dim // self.outputs_per_action
+
+    def hidden(self, obs: torch.Tensor, point: str = "post") -> list[torch.Tensor]:
+        return self.net.hidden(obs, point)
+
+
+class DeterministicActor(Actor):
+    """TD3/DDPG actor: tanh(body(s)), actions in [-1, 1]."""
+
+    kind = "deterministic"
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(obs))
+
+
+class GaussianActor(Actor):
+    """SAC actor: tanh-squashed Gaussian with state-dependent mean and clamped log-std (one head of
+    2|A| outputs: means first)."""
+
+    kind = "gaussian"
+    outputs_per_action = 2
+
+    def __init__(self, arch: Architecture, obs_norm: bool | nn.Module = False, log_std_min: float = -20.0,
+                 log_std_max: float = 2.0):
+        super().__init__(arch, obs_norm)
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """The deterministic (mean) action tanh(mu), used for evaluation."""
+        mean, _ = self.net(obs).chunk(2, dim=-1)
+        return torch.tanh(mean)
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised action a = tanh(mu + sigma * eps) and its log-probability (B,)."""
+        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        log_std = log_std.clamp(self.log_std_min, self.log_std_max)
+        eps = torch.randn_like(mean)
+        u = mean + log_std.exp() * eps
+        # log N(u; mean, std) minus the tanh Jacobian log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u))
+        log_prob = (-0.5 * eps.square() - log_std - LOG_SQRT_2PI
+                    - 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
+        return torch.tanh(u), log_prob

@@ -1,0 +1,86 @@
+"""The public entry points of a run: `train` a new one, `resume` a stopped one.
+
+    from sparserl import Config, train, resume
+    result = train(Config(env="Pendulum-v1", total_steps=20_000, start_steps=1_000))
+    result = resume(result.run_dir, total_steps=40_000)
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from sparserl.config import Config
+from sparserl.envs import check_env_id
+from sparserl.errors import CheckpointError, ConfigError
+from sparserl.registry import absolute_plugins
+from sparserl.runs import files
+from sparserl.runs.build import check_sparsity, resolve_threads
+from sparserl.runs.checkpoint import list_checkpoints, load_checkpoint
+from sparserl.runs.files import RunResult, load_run_config, read_result
+from sparserl.runs.progress import RunConsole
+from sparserl.runs.trainer import Trainer
+
+__all__ = ["RunResult", "load_run_config", "read_result", "resume", "train"]
+
+
+def _prepare(config: Config) -> Config:
+    """Validate everything that can be refused before a run directory exists."""
+    config.validate()
+    check_env_id(config.env)
+    if config.sparsity.enabled:
+        check_sparsity(config)
+    return config.replace(threads=resolve_threads(config.threads), plugins=absolute_plugins(config.plugins))
+
+
+def train(config: Config, console: RunConsole | None = None) -> RunResult:
+    """Train a new run described by `config` and return its result."""
+    config = _prepare(config)
+    run_dir = Path(config.run_dir) if config.run_dir else files.default_run_dir(config)
+    if files.holds_run(run_dir):
+        raise ConfigError(f"run directory {run_dir} already holds a run: continue it with "
+                          f"`sparserl train --resume {run_dir}` or choose another --run-dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = config.replace(run_dir=str(run_dir))
+    files.write_config(run_dir, config)
+    return Trainer(config, run_dir, console=console).run()
+
+
+def resume(run_dir: str | Path, checkpoint: str | Path | None = None, total_steps: int | None = None,
+           console: RunConsole | None = None) -> RunResult:
+    """Continue the run in `run_dir` from its newest checkpoint (or `checkpoint`).
+
+    `total_steps` extends (or shortens, if not yet reached) the run. A corrupt newest checkpoint is
+    an error that names the previous good one, which is never deleted by a failed resume.
+    """
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    if total_steps is not None:
+        config = config.replace(total_steps=total_steps).validate()
+    check_env_id(config.env)
+    found = list_checkpoints(run_dir / "checkpoints")
+    if checkpoint is not None:
+        path = Path(checkpoint)
+    elif found:
+        path = found[0][1]
+    else:  # killed before its first checkpoint: nothing to continue from, so start it again
+        shutil.rmtree(run_dir / "tb", ignore_errors=True)
+        return Trainer(config, run_dir, console=console).run()
+    try:
+        payload = load_checkpoint(path)
+    except CheckpointError as exc:
+        older = [p for _, p in found if p != path]
+        hint = (f" The previous checkpoint {older[0]} is kept; resume from it with "
+                f"`sparserl train --resume {run_dir} --checkpoint {older[0]}`.") if older else ""
+        raise CheckpointError(f"{exc}.{hint}") from None
+    step = int(payload["trainer"]["step"])
+    if step > config.total_steps:
+        raise ConfigError(f"total_steps ({config.total_steps}) is below the checkpoint's step ({step})")
+    if step == config.total_steps:
+        return read_result(run_dir)
+    for newer_step, newer in found:  # checkpoints past the one resumed from belong to a lost future
+        if newer_step > step:
+            newer.rename(newer.with_name(newer.name + ".abandoned"))
+    if config.total_steps != payload["config"]["total_steps"]:
+        files.write_config(run_dir, config)
+    return Trainer(config, run_dir, checkpoint=payload, console=console).run()

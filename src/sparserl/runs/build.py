@@ -1,0 +1,113 @@
+"""The composition root: one place that turns a Config into a run's parts (environments, agent,
+sparsity engine, replay, learner, diagnostics). The trainer, the pre-run sparsity check and the
+scaling report all build through here, each only as far as it needs."""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+
+import gymnasium as gym
+import torch
+
+from sparserl.algos import ALGORITHMS, Agent, make_agent
+from sparserl.config import Config
+from sparserl.envs import EnvInfo, env_info, make_env
+from sparserl.replay import DynamicCapacity, ReplayBuffer
+from sparserl.runs.learner import OffPolicyLearner
+
+DIAGNOSTICS_SEED_OFFSET = 7919
+"""Diagnostics draw their replay batches from a generator of their own, seeded seed + this."""
+
+
+@dataclass
+class Run:
+    """A run's parts, built from its config."""
+
+    config: Config
+    env: gym.Env
+    eval_env: gym.Env
+    info: EnvInfo
+    agent: Agent
+    sparsifier: object | None
+    learner: OffPolicyLearner
+    diagnostics: object | None
+    diagnostics_generator: torch.Generator | None
+
+    def close(self) -> None:
+        self.env.close()
+        self.eval_env.close()
+
+
+def resolve_threads(threads: int) -> int:
+    """Torch threads: `threads`, or every core this process may use (0)."""
+    if threads > 0:
+        return threads
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def build_agent(config: Config, info: EnvInfo):
+    """The agent, with its networks under the sparsity engine when the run is sparse; (agent, sparsifier)."""
+    agent = make_agent(info, config)
+    sparsifier = None
+    if config.sparsity.enabled:
+        from sparserl.sparsity import Sparsifier
+
+        sparsifier = Sparsifier(config.sparsity, seed=config.seed)
+        agent.attach_sparsity(sparsifier, config.learning_updates)
+    return agent, sparsifier
+
+
+def probe_info(config: Config) -> EnvInfo:
+    """The environment's sizes (one environment built and closed)."""
+    env = make_env(config.env)
+    try:
+        return env_info(env)
+    finally:
+        env.close()
+
+
+def check_sparsity(config: Config) -> None:
+    """Build the networks once and attach the sparsity engine, so an impossible budget or a layer
+    left without weights is reported before any work starts."""
+    build_agent(config, probe_info(config))
+
+
+def parameter_count(config: Config, info: EnvInfo, networks: tuple[str, ...] = ("actor", "critic")) -> int:
+    """Parameters of the named networks (before pruning), from their descriptions: nothing is built."""
+    shapes = ALGORITHMS.get(config.algo).architectures(info, config)
+    return sum(arch.parameters(members) for name, (arch, members) in shapes.items() if name in networks)
+
+
+def build_run(config: Config) -> Run:
+    """Every part of a run, seeded: torch, Python and the environments from config.seed."""
+    c = config
+    torch.set_num_threads(resolve_threads(c.threads))
+    torch.manual_seed(c.seed)
+    random.seed(c.seed)
+    env = make_env(c.env, action_repeat=c.action_repeat)
+    eval_env = make_env(c.env, action_repeat=c.action_repeat)
+    info = env_info(env)
+    agent, sparsifier = build_agent(c, info)
+    if sparsifier is not None:
+        sparsifier.execute_sparse(c.execution, c.batch_size)
+    buffer = ReplayBuffer(info.obs_dim, info.act_dim, c.buffer_size, seed=c.seed)
+    capacity = None
+    if c.dynamic_buffer:
+        capacity = DynamicCapacity(
+            buffer, every=c.buffer_check_every, threshold=c.buffer_threshold, min_size=c.buffer_min_size,
+            drop_fraction=c.buffer_drop_fraction, samples=c.buffer_check_samples or 8 * c.batch_size,
+            until_below=c.buffer_shrink == "until_below")
+    learner = OffPolicyLearner(agent, buffer, capacity, seed=c.seed, start_steps=c.start_steps,
+                               batch_size=c.batch_size, updates_per_step=c.updates_per_step)
+    diagnostics = generator = None
+    if c.diagnostics_every:
+        from sparserl.diagnostics import Diagnostics
+
+        diagnostics = Diagnostics(agent, sparsifier, c.dormant_point, c.interference_samples)
+        generator = torch.Generator().manual_seed(c.seed + DIAGNOSTICS_SEED_OFFSET)
+    return Run(c, env, eval_env, info, agent, sparsifier, learner, diagnostics, generator)

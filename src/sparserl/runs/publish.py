@@ -1,0 +1,56 @@
+"""What a run publishes beside its logs: the deployable policy file (at every checkpoint) and the
+sparsity accounting (sparsity.json and the console, at start and end)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sparserl.deploy import POLICY_FILE
+from sparserl.export import export_actor
+from sparserl.runs import files
+from sparserl.runs.checkpoint import atomic_write
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda f: f.write(data))
+
+
+def spaces(env) -> dict:
+    """Observation and action spaces for a policy file's header (the environment's own action
+    bounds, which the policy's [-1, 1] actions are rescaled to)."""
+    base = env.unwrapped.action_space
+    return {"observation": {"shape": list(env.observation_space.shape)},
+            "action": {"shape": list(base.shape), "low": np.asarray(base.low, dtype=float).tolist(),
+                       "high": np.asarray(base.high, dtype=float).tolist()}}
+
+
+def save_policy(trainer, path: Path, storage: str = "auto") -> dict:
+    """Export the trainer's actor as a deployable policy file (atomically); returns its header."""
+    c, sparsifier = trainer.config, trainer.sparsifier
+    pattern = sparsifier.method.pattern() if sparsifier is not None else None
+    source = {"env": c.env, "algo": c.algo, "step": trainer.step, "action_repeat": c.action_repeat,
+              "sparsity": c.sparsity.method, **({"nm": list(pattern)} if pattern else {})}
+    return export_actor(trainer.agent.policy, path, source, storage, pattern, writer=_write_atomic,
+                        spaces=spaces(trainer.env))
+
+
+def report_sparsity(trainer, final: bool = False):
+    """Write sparsity.json and, at the start, print the accounting; returns the report (None if dense)."""
+    if trainer.sparsifier is None:
+        return None
+    from sparserl.sparsity import sparsity_report
+
+    report = sparsity_report(trainer.sparsifier, inference="actor")
+    policy = trainer.run_dir / POLICY_FILE
+    if final and policy.is_file():
+        report.policy_bytes = policy.stat().st_size
+    files.write_sparsity(trainer.run_dir, report)
+    if not final:
+        trainer.console.line(str(report))
+        if trainer.config.execution != "dense":
+            from sparserl import native
+
+            trainer.console.line(f"sparse execution ({trainer.config.execution}): {native.status()}")
+    return report
