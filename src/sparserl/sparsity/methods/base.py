@@ -156,6 +156,12 @@ class Method:
     def check(self, group) -> None:
         """Refuse settings this method cannot run with (before any work)."""
 
+    def require_schedule(self, group) -> None:
+        """Scheduled methods need the optimiser steps the network will take (its `total_steps`)."""
+        if group.total_steps is None or group.total_steps <= 0:
+            raise ConfigError(f"{self.name} needs the number of optimiser steps {group.name!r} will take "
+                              f"(total_steps) for its schedule")
+
     def initial_mask(self, group, index: int) -> torch.Tensor:
         layer = group.sparse_layers[index]
         keep = group.kept(index)

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import torch
 
-from sparserl.errors import ConfigError
 from sparserl.sparsity.masks import drop_and_grow
 from sparserl.sparsity.methods.base import Method, State, transient
 
@@ -38,9 +37,7 @@ class DropAndGrow(Method):
     State = DropGrowState
 
     def check(self, group) -> None:
-        if group.total_steps is None or group.total_steps <= 0:
-            raise ConfigError(f"{self.name} needs the number of optimiser steps {group.name!r} will take "
-                              f"(total_steps) for its drop-fraction schedule")
+        self.require_schedule(group)
 
     def t_end(self, group) -> int:
         return int(self.config.topology_end * group.total_steps)

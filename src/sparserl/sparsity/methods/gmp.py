@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import torch
 
-from sparserl.errors import ConfigError
 from sparserl.sparsity.budget import kept_per_member, layer_densities
 from sparserl.sparsity.masks import topk_mask
 from sparserl.sparsity.methods.base import Method, State, to_param_layout, transient
@@ -35,9 +34,7 @@ class GMP(Method):
     State = GMPState
 
     def check(self, group) -> None:
-        if group.total_steps is None or group.total_steps <= 0:
-            raise ConfigError(f"gmp needs the number of optimiser steps {group.name!r} will take (total_steps) "
-                              f"for its pruning schedule")
+        self.require_schedule(group)
 
     def initial_mask(self, group, index: int) -> torch.Tensor:
         return torch.ones_like(group.sparse_layers[index].param, dtype=torch.float32)
