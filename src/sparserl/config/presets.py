@@ -18,20 +18,23 @@ from sparserl.config.merge import merged
 from sparserl.errors import ConfigError
 
 
-def read_mapping(path: str | Path) -> dict[str, Any]:
-    """A YAML file's mapping, uncoerced; errors name the file, line and problem."""
+def read_yaml(path: str | Path, what: str) -> Any:
+    """A YAML file's contents; errors name `what` it is (e.g. "config file"), the file, line and problem."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
+        raise ConfigError(f"{what} {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        where = ""
         mark = getattr(exc, "problem_mark", None)
-        if mark is not None:
-            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML{where}: {problem}") from None
+        raise ConfigError(f"{what} {str(path)!r} is not valid YAML{where}: {problem}") from None
+
+
+def read_mapping(path: str | Path) -> dict[str, Any]:
+    """A YAML file's mapping of config keys, uncoerced; errors name the file, line and problem."""
+    data = read_yaml(path, "config file")
     if data is None:
         return {}
     if not isinstance(data, dict):

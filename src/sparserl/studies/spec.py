@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from sparserl.config import SPARSITY_KEYS, Config, merged, resolve_values
+from sparserl.config.presets import read_yaml
 from sparserl.envs import check_env_id
 from sparserl.errors import ConfigError
 from sparserl.studies.budget import compress_schedule
@@ -74,15 +75,7 @@ class SweepSpec:
 def load_spec(path: str | Path) -> SweepSpec:
     """Read a sweep spec YAML file, with errors that name the file and the problem."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep spec {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"sweep spec {str(path)!r} is not valid YAML{where}: "
-                          f"{getattr(exc, 'problem', None) or exc}") from None
+    data = read_yaml(path, "sweep spec")
     if not isinstance(data, dict):
         raise ConfigError(f"sweep spec {str(path)!r} must be a mapping with keys {', '.join(SPEC_KEYS)}")
     return spec_from_dict(data, default_name=path.stem, source=str(path))
