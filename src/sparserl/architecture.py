@@ -19,6 +19,7 @@ import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 from sparserl.registry import Registry
 
@@ -40,13 +41,21 @@ class Architecture:
     blocks: int = 0
     """Residual bodies: residual blocks."""
 
-    @property
+    @cached_property
     def spec(self) -> BodySpec:
         return BODIES.get(self.body)
 
+    @cached_property
+    def _linears(self) -> tuple[tuple[str, int, int], ...]:
+        return tuple(self.spec.linears(self))
+
     def linears(self) -> list[tuple[str, int, int]]:
         """(name, fan_in, fan_out) of every linear layer, input first."""
-        return self.spec.linears(self)
+        return list(self._linears)
+
+    @cached_property
+    def linear_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _, _ in self._linears)
 
     def norms(self) -> list[tuple[str, int]]:
         """(name, width) of every LayerNorm with a scale and shift."""
@@ -100,7 +109,7 @@ class MLPSpec(BodySpec):
         return [(f"layers.{i}", a, b) for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))]
 
     def forward(self, arch, x, linear, norm, relu, record, point):
-        names = [name for name, _, _ in self.linears(arch)]
+        names = arch.linear_names
         for name in names[:-1]:
             pre = linear(name, x)
             x = relu(pre)

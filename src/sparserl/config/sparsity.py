@@ -11,7 +11,7 @@ import tyro
 
 from sparserl.errors import ConfigError
 from sparserl.sparsity.config import SparsityConfig
-from sparserl.sparsity.methods import allowed, default_level, method_class, setting
+from sparserl.sparsity.methods import allowed, method_class, setting
 
 #: Networks with a level of their own (`<network>_sparsity`); any other network takes the actor's.
 LEVELS = ("actor", "critic")
@@ -30,13 +30,10 @@ class NetworkSparsity(SparsityConfig):
     def level(self, network: str) -> float:
         """The sparsity of `network`: its level if set (and the method does not fix one), else the
         method's default."""
-        value = getattr(self, f"{network}_sparsity", None) if network in LEVELS else self.actor_sparsity
         if not self.enabled:
             return 0.0
-        cls = method_class(self.method)
-        if value is None or cls.fixed_level(cls.parse(self.method)) is not None:
-            return default_level(self)
-        return value
+        value = getattr(self, f"{network}_sparsity") if network in LEVELS else self.actor_sparsity
+        return method_class(self.method).resolve_level(self.method, value)
 
     def setting(self, name: str):
         """A setting, or the method's default for it when left unset."""
@@ -49,7 +46,7 @@ class NetworkSparsity(SparsityConfig):
         except ConfigError as exc:
             return [str(exc)]
         out = []
-        fixed = cls.fixed_level(cls.parse(self.method)) if cls is not None else None
+        fixed = cls.fixed_level_of(self.method) if cls is not None else None
         for network in LEVELS:
             name, value = f"{network}_sparsity", getattr(self, f"{network}_sparsity")
             if value is None:

@@ -118,8 +118,7 @@ class ResidualBody(nn.Module):
 
     def _run(self, x, detach=False, member=None, record=None, point="post", trunk=False):
         kw = {"detach": detach, "member": member}
-        layers, norms = self._layers, self._norms
-        spec = self.arch.spec
+        layers, norms, spec = self._layers, self._norms, self.arch.spec
         run = spec.trunk if trunk else spec.forward
         return run(self.arch, x, lambda name, h: layers[name](h, **kw), lambda name, h: norms[name](h, **kw),
                    torch.relu, record, point)

@@ -179,7 +179,7 @@ def describe(config: Config) -> str:
     s = config.sparsity
     if not s.enabled:
         return f"{config.algo} dense"
-    if method_class(s.method).fixed_level(method_class(s.method).parse(s.method)) is not None:  # N:M
+    if method_class(s.method).fixed_level_of(s.method) is not None:  # N:M: the method fixes the levels
         return f"{config.algo} {s.method}"
     return f"{config.algo} {s.method} {s.level('actor'):g}/{s.level('critic'):g}"
 

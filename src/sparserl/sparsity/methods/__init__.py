@@ -17,7 +17,6 @@ refused at registration with a message naming it.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 
 import torch
 
@@ -38,7 +37,9 @@ def _check(name: str, cls: type) -> None:
         raise ConfigError(f"{where}: a method is a subclass of sparserl.sparsity.methods.Method with name = {name!r}")
     if not (cls.__doc__ or "").strip():
         raise ConfigError(f"{where}: give the class a docstring (its rule and its paper's numbers)")
-    defaults = cls.__dict__.get("defaults", getattr(cls, "defaults", None))
+    if "defaults" not in cls.__dict__:
+        raise ConfigError(f"{where}: give it `defaults` (a dict, empty if none)")
+    defaults = cls.__dict__["defaults"]
     if not isinstance(defaults, dict):
         raise ConfigError(f"{where}: `defaults` must be a dict of settings, got {defaults!r}")
     unknown = sorted({*defaults} - SETTINGS - {"sparsity"})  # (`set` here is the module set.py)
@@ -81,9 +82,6 @@ METHODS: Registry[type[Method]] = Registry("sparsity method", check=_check)
 
 def register_method(cls: type[Method]) -> type[Method]:
     """Register a method class under its `name` (usable as a decorator)."""
-    if inspect.isclass(cls) and cls.__dict__.get("defaults") is None and "defaults" not in cls.__dict__:
-        raise ConfigError(f"sparsity method {getattr(cls, 'name', cls)!r} ({cls.__module__}.{cls.__qualname__}): "
-                          f"give it `defaults` (a dict, empty if none)")
     return METHODS.register(getattr(cls, "name", ""), cls)
 
 
@@ -114,19 +112,9 @@ def make_method(config: SparsityConfig, generator: torch.Generator) -> Method:
 
 def setting(config: SparsityConfig, name: str):
     """A setting of `config`, or its method's default when left unset (None for dense)."""
-    value = getattr(config, name)
-    if value is not None or not config.enabled:
-        return value
-    return method_class(config.method).defaults.get(name)
-
-
-def default_level(config: SparsityConfig) -> float:
-    """The sparsity a network gets when no level is given: fixed by the method (N:M) or its default."""
     if not config.enabled:
-        return 0.0
-    cls = method_class(config.method)
-    fixed = cls.fixed_level(cls.parse(config.method))
-    return fixed if fixed is not None else float(cls.defaults.get("sparsity", 0.0))
+        return getattr(config, name)
+    return method_class(config.method).setting_of(config, name)
 
 
 from sparserl.sparsity.methods.gmp import GMP  # noqa: E402  (the built-ins register after the registry exists)
@@ -139,5 +127,5 @@ for _builtin in (Static, RigL, SET, GMP, NM):
     register_method(_builtin)
 
 __all__ = ["GMP", "METHODS", "NM", "SET", "DenseShadow", "DropAndGrow", "Method", "RigL", "State", "Static",
-           "allowed", "default_level", "load_state", "make_method", "method_class", "register_method", "save_state",
+           "allowed", "load_state", "make_method", "method_class", "register_method", "save_state",
            "setting", "to_param_layout", "transient"]

@@ -117,17 +117,31 @@ class Method:
         """A sparsity level the method's arguments fix (N:M: 1 - N/M), or None."""
         return None
 
+    @classmethod
+    def fixed_level_of(cls, method: str) -> float | None:
+        """The level a method string fixes, or None."""
+        return cls.fixed_level(cls.parse(method))
+
+    @classmethod
+    def resolve_level(cls, method: str, sparsity: float | None) -> float:
+        """A network's sparsity: the level the method string fixes, else `sparsity`, else the default."""
+        fixed = cls.fixed_level_of(method)
+        if fixed is not None:
+            return fixed
+        return float(cls.defaults.get("sparsity", 0.0) if sparsity is None else sparsity)
+
+    @classmethod
+    def setting_of(cls, config: SparsityConfig, name: str):
+        """A setting of `config`, or this method's default for it when left unset (None)."""
+        value = getattr(config, name, None)
+        return cls.defaults.get(name) if value is None else value
+
     def setting(self, name: str):
-        """A setting's value, or this method's default for it when left unset (None)."""
-        value = getattr(self.config, name, None)
-        return self.defaults.get(name) if value is None else value
+        return self.setting_of(self.config, name)
 
     def level(self, sparsity: float | None) -> float:
         """The sparsity of a network attached with `sparsity` (None: the method's default level)."""
-        fixed = self.fixed_level(self.parse(self.config.method))
-        if fixed is not None:
-            return fixed
-        return float(self.defaults.get("sparsity", 0.0) if sparsity is None else sparsity)
+        return self.resolve_level(self.config.method, sparsity)
 
     def pattern(self) -> tuple[int, int] | None:
         """(N, M) if every masked weight row is N:M (packed policy storage), else None."""

@@ -63,6 +63,9 @@ class DropAndGrow(Method):
     def before_update(self, group) -> None:
         """Called before the optimiser step of an update iteration, while gradients are dense."""
 
+    def after_update(self, group) -> None:
+        """Called once an update iteration's topology change is done."""
+
     # --- the loop -------------------------------------------------------------------------------
     def pre_step(self, group) -> None:
         if self.due(group):
@@ -102,3 +105,4 @@ class DropAndGrow(Method):
         state.updated = True
         state.remask = not self.config.reset_moments
         group.targets_dirty = True
+        self.after_update(group)

@@ -34,10 +34,8 @@ class RigL(DropAndGrow):
     def grow_scores(self, group, index: int) -> torch.Tensor:
         return group.state.scores[index]
 
-    def post_step(self, group) -> None:
-        super().post_step(group)
-        if self.due(group):
-            group.state.scores = None
+    def after_update(self, group) -> None:
+        group.state.scores = None
 
     def training_flops(self, group, dense: float, sparse: float) -> float:
         """Plus a dense weight gradient at each topology update."""
