@@ -71,12 +71,17 @@ def holds_run(run_dir: Path) -> bool:
     return (Path(run_dir) / CONFIG_FILE).exists()
 
 
-def load_run_config(run_dir: Path) -> Config:
-    """The configuration a run directory was trained with (validated, its plugins imported)."""
+def read_run_config(run_dir: Path) -> Config:
+    """The configuration a run directory was trained with, as written (not validated)."""
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(f"{run_dir} is not a sparserl run directory (no config.yaml)")
-    return Config.from_dict(load_yaml(path), str(path)).validate()
+    return Config.from_dict(load_yaml(path), str(path))
+
+
+def load_run_config(run_dir: Path) -> Config:
+    """The configuration a run directory was trained with (validated, its plugins imported)."""
+    return read_run_config(run_dir).validate()
 
 
 def write_status(run_dir: Path, status: str, step: int, env: dict, **extra) -> None:

@@ -30,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sparserl.config import Config, load_yaml
+from sparserl.config import Config
 from sparserl.errors import ConfigError
+from sparserl.runs import files
 from sparserl.runs.metrics import read_metrics
 from sparserl.sparsity.methods import method_class
 from sparserl.studies.stats import bootstrap_mean_band, iqm, stratified_bootstrap_ci
@@ -164,11 +165,8 @@ def collect_runs(dirs: list[str | Path]) -> list[RunData]:
             rows = [r for r in rows if not math.isnan(r.get("eval_return", math.nan))]
             if not rows:
                 continue
-            config = Config.from_dict(load_yaml(path / "config.yaml"), str(path / "config.yaml"))
-            sparsity_file = path / "sparsity.json"
-            sparsity = json.loads(sparsity_file.read_text()) if sparsity_file.is_file() else None
-            runs.append(RunData(path, config, np.array([r["step"] for r in rows]),
-                                np.array([r["eval_return"] for r in rows]), sparsity))
+            runs.append(RunData(path, files.read_run_config(path), np.array([r["step"] for r in rows]),
+                                np.array([r["eval_return"] for r in rows]), files.read_sparsity(path)))
     if not runs:
         raise ConfigError(f"report: no runs with evaluations under {', '.join(map(str, dirs))}")
     return runs

@@ -29,8 +29,9 @@ from pathlib import Path
 
 import yaml
 
-from sparserl.config import Config, load_yaml
+from sparserl.config import Config
 from sparserl.errors import ConfigError
+from sparserl.runs import files
 from sparserl.runs.build import check_sparsity
 from sparserl.runs.checkpoint import atomic_write, list_checkpoints
 from sparserl.studies.spec import RunPlan, SweepSpec, expand
@@ -78,20 +79,16 @@ def comparable(config: Config) -> dict:
 
 def run_state(plan: RunPlan) -> str:
     """new, finished, resume (started before) — or a ConfigError if the directory holds another run."""
-    path = plan.run_dir / "config.yaml"
-    if not path.is_file():
+    if not (plan.run_dir / files.CONFIG_FILE).is_file():
         return "new"
-    existing = Config.from_dict(load_yaml(path), str(path))
-    before, now = comparable(existing), comparable(plan.config)
+    before, now = comparable(files.read_run_config(plan.run_dir)), comparable(plan.config)
     if before != now:
         differ = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
         raise ConfigError(f"run {plan.run_id} already exists in {plan.run_dir} with a different configuration "
                           f"(differs in: {', '.join(differ)}); use another output folder or remove that run")
-    status_file = plan.run_dir / "run.json"
-    if status_file.is_file():
-        status = json.loads(status_file.read_text())
-        if status.get("status") == "finished" and status.get("step", 0) >= plan.config.total_steps:
-            return "finished"
+    status = files.read_status(plan.run_dir)
+    if status is not None and status.get("status") == "finished" and status.get("step", 0) >= plan.config.total_steps:
+        return "finished"
     return "resume"
 
 
@@ -117,7 +114,7 @@ def _execute(config: Config, run_dir: Path) -> dict:
     start = time.perf_counter()
     torch.set_num_threads(config.threads)
     try:
-        if (run_dir / "config.yaml").is_file():
+        if (run_dir / files.CONFIG_FILE).is_file():
             resumed = bool(list_checkpoints(run_dir / "checkpoints"))
             result = resume(run_dir)
             status = "resumed" if resumed else "finished"
