@@ -1,4 +1,7 @@
-"""Shared test helpers. Tests run two at a time (pytest-xdist), each with one torch thread."""
+"""Shared test helpers. Tests run two at a time (pytest-xdist), each with one torch thread.
+
+SPARSERL_TEST_PLUGINS (paths or module names, separated by the OS path separator) names plugins to
+import before collection, so the conformance suites also run over the entries they register."""
 
 from __future__ import annotations
 
@@ -8,9 +11,17 @@ import pytest
 import torch
 
 from sparserl.config import Config
+from sparserl.registry import load_plugins
 
 os.environ.setdefault("MUJOCO_GL", "disable")
 torch.set_num_threads(1)
+load_plugins([p for p in os.environ.get("SPARSERL_TEST_PLUGINS", "").split(os.pathsep) if p])
+
+
+def pytest_collection_modifyitems(items):
+    """The slow tests first, so that pytest-xdist hands them out while short ones remain to fill the
+    gaps (the order within each kind is unchanged)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def small_config(tmp_path, **changes) -> Config:

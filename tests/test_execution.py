@@ -205,7 +205,7 @@ def test_unknown_execution_is_refused():
 def test_a_single_layer_without_bias_or_ensemble():
     weight = torch.randn(5, 7) * (torch.rand(5, 7) < 0.5)
     weight.requires_grad_()
-    from sparserl.sparsity.execution import Structure
+    from sparserl.sparsity.structure import Structure
 
     structure = Structure.build(weight.detach() != 0, torch.arange(35).view(5, 7))
     x = torch.randn(3, 7)

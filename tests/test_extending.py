@@ -9,6 +9,7 @@ registered afterwards, so other tests see the built-in registries only.
 from __future__ import annotations
 
 import csv
+import os
 import re
 import subprocess
 import sys
@@ -166,11 +167,32 @@ def test_body_trains_with_td3_and_resumes_in_a_fresh_process(plugins, tmp_path):
     evaluated = subprocess.run([sys.executable, "-m", "sparserl", "eval", str(run_dir), "--episodes", "1"],
                                cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
+    # export imports the run's recorded plugins; a bare policy file needs them named with --plugins
+    exported = subprocess.run([sys.executable, "-m", "sparserl", "export", str(run_dir), "--out", "p.safetensors"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    bare = [sys.executable, "-m", "sparserl", "eval", "--policy", "p.safetensors", "--episodes", "1"]
+    refused = subprocess.run(bare, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 1 and f"unknown network body {BODY!r}" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+    named = subprocess.run([*bare, "--plugins", BODY_FILE], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert named.returncode == 0 and "Evaluation of p.safetensors" in named.stdout, named.stdout + named.stderr
 
     policy = load_policy(run_dir)  # this process has the plugin loaded (see docs/extending.md)
     assert policy.header["architecture"]["network"] == BODY and policy.header["source"]["step"] == 800
     assert list(policy.backends) == ["layers.0", "layers.1", "layers.2"]
     assert np.isfinite(policy.act(np.zeros(3, dtype=np.float32))).all()
+
+
+def test_the_conformance_suites_collect_the_entries_of_plugins_named_in_the_environment():
+    """SPARSERL_TEST_PLUGINS (tests/conftest.py) puts a user's method under every conformance test."""
+    collected = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                                "tests/test_conformance.py", "-k", METHOD], cwd=ROOT, capture_output=True, text=True,
+                               env={**os.environ, "SPARSERL_TEST_PLUGINS": METHOD_FILE}, timeout=300)
+    cases = [line for line in collected.stdout.splitlines() if METHOD in line]
+    assert collected.returncode == 0 and len(cases) >= 5, collected.stdout + collected.stderr
+    assert any("test_masks_are_exact_after_every_update" in c for c in cases)
+    assert any("test_resume_from_state_dicts_continues_exactly" in c for c in cases)
 
 
 def test_body_trains_with_sac_under_the_plugin_method(plugins, tmp_path):
@@ -280,7 +302,29 @@ def test_the_registries_refuse_what_the_guide_says():
     class Nameless(BodySpec):
         pass
 
-    for spec, says in [(Nameless(), "a name is letters"), (MLPSpec(), "taken")]:
-        with pytest.raises(ConfigError, match=says):
+    class SkipsALayer(MLPSpec):  # declares layers.0 and layers.1 (one hidden layer) but runs only the last
+        name = "test-extending-skips"
+
+        def forward(self, arch, x, linear, norm, relu, record, point):
+            return linear(arch.linear_names[-1], torch.zeros(x.shape[0], arch.hidden[-1]))
+
+    class WrongOutput(MLPSpec):  # its last layer does not give out_dim outputs
+        name = "test-extending-wrong-output"
+
+        def linears(self, arch):
+            return [("layers.0", arch.in_dim, arch.out_dim + 1)]
+
+    class Broken(MLPSpec):  # names a layer it never declared
+        name = "test-extending-broken"
+
+        def forward(self, arch, x, linear, norm, relu, record, point):
+            return linear("layers.9", x)
+
+    for spec, says in [(Nameless(), "a name is letters"), (MLPSpec(), "taken"),
+                       (SkipsALayer(), "must use every declared layer"), (WrongOutput(), "the last give out_dim"),
+                       (Broken(), "forward\\(\\) failed on a probe")]:
+        with pytest.raises(ConfigError, match=says) as caught:
             register_body(spec)
+        assert spec.name == "" or repr(spec.name) in str(caught.value)
+        assert spec.name == "mlp" or spec.name not in BODIES
     assert "" not in BODIES and isinstance(BODIES.get("mlp"), MLPSpec)

@@ -45,6 +45,7 @@ def _compare(recorded: Path, produced: Path) -> None:
                 f"step {expected['step']}, {column}: {actual[column]!r} instead of {expected[column]!r}{context}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(reference_runs.RUNS))
 def test_reference_run_gives_the_recorded_rows(name, tmp_path):
     produced = reference_runs.run(name, tmp_path / name)

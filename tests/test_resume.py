@@ -20,8 +20,12 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "sparserl", *args]
 
 
+TOTAL = 1800
+"""Steps of each run: checkpoints at 500, 1000 and 1500; a run is killed after the one at 1000."""
+
+
 def config_file(tmp_path: Path, **values) -> Path:
-    base = dict(env="Pendulum-v1", total_steps=2400, start_steps=300, batch_size=64, buffer_size=5000,
+    base = dict(env="Pendulum-v1", total_steps=TOTAL, start_steps=300, batch_size=64, buffer_size=5000,
                 hidden=[32, 32], eval_every=300, eval_episodes=2, checkpoint_every=500, threads=1,
                 progress=False, tensorboard=True)
     base.update(values)
@@ -61,33 +65,32 @@ def kill_after_checkpoint(cmd: list[str], run_dir: Path, min_step: int, timeout:
             proc.wait()
 
 
+# Each case combines the pieces whose state a checkpoint must carry (the in-process conformance
+# suite resumes every method x algorithm; these runs add real processes, SIGKILL and the files).
+RLX2_EXTRAS = {"nstep": 3, "delay_nstep": 1000, "dynamic_buffer": True, "buffer_check_every": 400,
+               "buffer_threshold": 0.01, "buffer_min_size": 500}
+"""RLx2's value learning: the switch to 3-step targets (update 1000, step 1300) and buffer shrinks (every
+400 steps) fall after the checkpoint the run is killed at."""
 CASES = {
     "td3-dense": {"algo": "td3"},
-    "sac-dense": {"algo": "sac"},
-    # topology updates every 200 critic steps: several fall before and after the checkpoint
-    "td3-rigl": {"algo": "td3", "sparsity": {"method": "rigl", "actor_sparsity": 0.8, "critic_sparsity": 0.8,
-                                             "update_interval": 200}, "diagnostics_every": 600},
-    "sac-nm-srste": {"algo": "sac", "sparsity": {"method": "nm:2:4", "nm_gradient": "srste"}},
+    # SAC's temperature, N:M's dense shadow weights (SR-STE) and RLx2's extras
+    "sac-nm-srste-rlx2-extras": {"algo": "sac", **RLX2_EXTRAS,
+                                 "sparsity": {"method": "nm:2:4", "nm_gradient": "srste"}},
+    # topology updates every 200 critic steps (several before and after the checkpoint), CSR products in
+    # training (structures rebuilt after every topology update and after the resume), diagnostics, RLx2
+    "td3-rigl-csr-rlx2-extras": {"algo": "td3", "execution": "csr", "diagnostics_every": 600, **RLX2_EXTRAS,
+                                 "sparsity": {"method": "rigl", "actor_sparsity": 0.9, "critic_sparsity": 0.9,
+                                              "update_interval": 200}},
     # DS-TD3's options: random regrowth, target masks pruned by their own magnitudes
     "td3-set-dstd3": {"algo": "td3", "sparsity": {"method": "set", "actor_sparsity": 0.5, "critic_sparsity": 0.5,
                                                   "update_interval": 100, "drop_fraction": 0.2,
                                                   "target_mask": "magnitude"}},
-    # RLx2's extras: the switch to 3-step targets (update 1000, step 1300) and buffer shrinks (every
-    # 400 steps) fall after the checkpoint the run is killed at
-    "td3-rigl-rlx2-extras": {"algo": "td3", "nstep": 3, "delay_nstep": 1000, "dynamic_buffer": True,
-                             "buffer_check_every": 400, "buffer_threshold": 0.01, "buffer_min_size": 500,
-                             "sparsity": {"method": "rigl", "update_interval": 200}},
-    "sac-rlx2-extras": {"algo": "sac", "nstep": 3, "delay_nstep": 1000, "dynamic_buffer": True,
-                        "buffer_check_every": 400, "buffer_threshold": 0.01, "buffer_min_size": 500},
     "td3-gmp": {"algo": "td3", "sparsity": {"method": "gmp", "actor_sparsity": 0.8, "critic_sparsity": 0.8,
                                             "update_interval": 100}},
-    # CSR products in training (structures rebuilt after every topology update and after the resume)
-    "td3-rigl-csr": {"algo": "td3", "execution": "csr",
-                     "sparsity": {"method": "rigl", "actor_sparsity": 0.9, "critic_sparsity": 0.9,
-                                  "update_interval": 200}},
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_sigkill_and_resume_gives_identical_metrics(tmp_path, case):
     for algo in [CASES[case]["algo"]]:
@@ -97,11 +100,11 @@ def test_sigkill_and_resume_gives_identical_metrics(tmp_path, case):
                        stdout=subprocess.DEVNULL)
         killed_at = kill_after_checkpoint(cli("train", "--config", str(cfg), "--run-dir", str(broken)),
                                           broken, min_step=900)
-        assert killed_at < 2400
+        assert killed_at < TOTAL
         assert int(rows(broken)[-1]["step"]) > killed_at  # rows past the checkpoint exist and must be redone
         subprocess.run(cli("train", "--resume", str(broken)), check=True, stdout=subprocess.DEVNULL)
         expected, got = rows(full), rows(broken)
-        assert len(expected) == 2400 // 300 + 1
+        assert len(expected) == TOTAL // 300 + 1
         assert got == expected, f"{algo}: resumed metrics differ from the uninterrupted run"
         later = [r for r in expected if int(r["step"]) > killed_at]
         assert later and all(r["critic_loss"] for r in later)

@@ -21,6 +21,7 @@ def spec(tmp_path, **extra):
         "output": str(tmp_path / "grid"), **extra})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["local", "ray"])
 def test_sweep_survives_a_crash_and_a_rerun_completes_what_is_missing(tmp_path, monkeypatch, backend):
     marker = tmp_path / "crash-now"

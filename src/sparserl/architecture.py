@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
+from sparserl.errors import ConfigError
 from sparserl.registry import Registry
 
 Layer = Callable[[str, object], object]
@@ -191,7 +192,50 @@ class BroNetSpec(ResidualSpec):
         return x
 
 
-BODIES: Registry[BodySpec] = Registry("network body")
+def _check(name: str, spec: BodySpec) -> None:
+    """Refuse a body whose description does not hold together, run on a small probe (3 inputs, 2
+    outputs, width 5, one block): distinct layer names, sizes that chain from the input to the output,
+    and a forward pass that uses exactly the layers it declares and gives (batch, out)."""
+    import torch
+    import torch.nn.functional as F
+
+    def refuse(problem: str):
+        return ConfigError(f"cannot register network body {name!r}: {problem}")
+
+    if not isinstance(spec, BodySpec) or spec.name != name:
+        raise refuse(f"give an instance of a BodySpec subclass whose name is {name!r}")
+    probe = Architecture(name, 3, 2, (5,), 5, 1)
+    probe.__dict__["spec"] = spec  # the probe reads this spec, not the registry
+    try:
+        layers, norms = spec.linears(probe), spec.norms(probe)
+    except Exception as exc:  # noqa: BLE001 (any failure is the plugin's)
+        raise refuse(f"linears() or norms() failed on a probe: {exc!r}") from None
+    names = [n for n, _, _ in layers] + [n for n, _ in norms]
+    if not layers or len(set(names)) != len(names) or not all(isinstance(n, str) for n in names):
+        raise refuse(f"linears() and norms() must name distinct layers, got {names}")
+    if layers[0][1] != 3 or layers[-1][2] != 2:
+        raise refuse(f"the first layer must take in_dim inputs and the last give out_dim outputs, got {layers}")
+    weights = {n: (torch.randn(o, i), torch.zeros(o)) for n, i, o in layers}
+    widths, used = dict(norms), []
+
+    def linear(layer, x):
+        used.append(layer)
+        return F.linear(x, *weights[layer])
+
+    def norm(layer, x):
+        used.append(layer)
+        return F.layer_norm(x, (widths[layer],))
+
+    try:
+        out = spec.forward(probe, torch.randn(4, 3), linear, norm, torch.relu, [], "post")
+    except Exception as exc:  # noqa: BLE001
+        raise refuse(f"forward() failed on a probe with the layers linears() and norms() give: {exc!r}") from None
+    if tuple(out.shape) != (4, 2) or sorted(set(used)) != sorted(names):
+        raise refuse(f"forward() must use every declared layer ({', '.join(names)}) and give (batch, out_dim); "
+                     f"it used {', '.join(sorted(set(used)))} and gave {tuple(out.shape)}")
+
+
+BODIES: Registry[BodySpec] = Registry("network body", _check)
 
 
 def register_body(spec: BodySpec) -> BodySpec:

@@ -3,8 +3,8 @@
     sparserl train [--preset NAME] [--config FILE] [--<key> VALUE ...]
     sparserl train --resume RUN_DIR [--total-steps N] [--checkpoint FILE]
     sparserl eval RUN_DIR [--episodes N] [--seed S]
-    sparserl eval --policy FILE [--env ENV] [--episodes N] [--backend auto|dense|csr|nm]
-    sparserl export RUN_DIR --out policy.safetensors [--storage auto|dense|csr|nm]
+    sparserl eval --policy FILE [--env ENV] [--episodes N] [--backend auto|dense|csr|nm] [--plugins FILE]
+    sparserl export RUN_DIR --out policy.safetensors [--storage auto|dense|csr|nm] [--plugins FILE]
     sparserl sweep SPEC.yaml [--backend local|ray] [--workers N] [--address auto]
     sparserl sweep --preset NAME --axis KEY=V1,V2 ... --name NAME
     sparserl report DIR... [--out DIR] [--last-k K] [--baseline LABEL] [--label-by KEY,...]
@@ -28,7 +28,9 @@ import tyro
 from rich.console import Console
 
 from sparserl.config import Config, list_presets, preset_envs, preset_header, resolve_values
+from sparserl.deploy import BACKENDS
 from sparserl.errors import ConfigError, EnvError, SparserlError
+from sparserl.registry import load_plugins
 from sparserl.studies.commands import cmd_report, cmd_reproduce, cmd_sweep
 
 #: Config fields that may change when a run is resumed.
@@ -68,8 +70,11 @@ class EvalArgs:
     """Episodes to run (default: the run's eval_episodes; 10 with --policy)."""
     seed: int | None = None
     """Seed of the evaluation environment (default: the run's evaluation seed; 0 with --policy)."""
-    backend: Literal["auto", "dense", "csr", "nm", "semi_structured"] = "auto"
+    backend: Literal[BACKENDS] = "auto"
     """Kernels of the sparse layers: auto measures and keeps the fastest per layer."""
+    plugins: tuple[str, ...] = ()
+    """With --policy: files or modules that register the policy's body or storage (a run directory
+    imports its recorded plugins itself)."""
 
 
 @dataclass
@@ -80,8 +85,12 @@ class ExportArgs:
     """A run directory written by `sparserl train`."""
     out: Path = Path("policy.safetensors")
     """Where to write the policy file."""
-    storage: Literal["auto", "dense", "csr", "nm"] = "auto"
-    """Weight storage: auto takes the smallest of dense, CSR and packed N:M per layer."""
+    storage: str = "auto"
+    """Weight storage: auto takes the smallest per layer, or a registered storage (dense, csr and nm
+    are built in: sparserl.storage)."""
+    plugins: tuple[str, ...] = ()
+    """Files or modules that register a storage of your own (the run's recorded plugins are imported
+    too)."""
 
 
 def _prescan(argv: list[str]) -> argparse.Namespace:
@@ -147,6 +156,7 @@ def cmd_eval(argv: list[str]) -> int:
     from sparserl.runs.eval_run import evaluate_policy_file, evaluate_run
 
     args = tyro.cli(EvalArgs, args=argv, prog="sparserl eval")
+    load_plugins(args.plugins)
     if (args.run_dir is None) == (args.policy is None):
         raise ConfigError("give either a run directory or --policy FILE (exactly one)")
     if args.policy is not None:
@@ -168,6 +178,7 @@ def cmd_export(argv: list[str]) -> int:
     from sparserl.export import export_run
 
     args = tyro.cli(ExportArgs, args=argv, prog="sparserl export")
+    load_plugins(args.plugins)
     header = export_run(args.run_dir, args.out, args.storage)
     dense_bytes = sum(4 * e["shape"][0] * e["shape"][1] for e in header["layers"].values())
     stored = ", ".join(f"{n} {e['storage']}" for n, e in header["layers"].items())

@@ -20,16 +20,13 @@ File format 1: safetensors tensors plus one metadata entry ``sparserl_policy`` (
 Layers and norms are named as sparserl.architecture names them (``layers.{i}`` for an MLP;
 ``embed``, ``blocks.{i}.fc1``/``fc2``, ``head`` and norms ``blocks.{i}.norm1``/``norm2``, ``norm`` for
 SimBa and BroNet); observation statistics ``obs_norm.mean``/``var``. Each linear weight W (out, in)
-is stored in the smallest of:
-
-in the smallest storage of sparserl.storage (dense, CSR or packed N:M),
-with ``{name}.bias`` float32 (out) beside it. A 1:8 layer costs 5/32 of its dense bytes.
+is stored in the smallest registered storage of sparserl.storage (dense, CSR or packed N:M), with
+``{name}.bias`` float32 (out) beside it. A 1:8 layer costs 5/32 of its dense bytes.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -39,13 +36,17 @@ import torch.nn.functional as F
 from sparserl import kernels
 from sparserl.architecture import BODIES, Architecture
 from sparserl.errors import PolicyError
-from sparserl.storage import STORAGES, _csr, decode_dense, encode_layer, nm_index
+from sparserl.storage import STORAGES, decode_dense, encode_layer
 
 FORMAT = 1
 META_KEY = "sparserl_policy"
 POLICY_FILE = "policy.safetensors"
-STORAGE_CHOICES = ("auto", *STORAGES)
-BACKENDS = ("auto", "dense", "csr", "nm", "semi_structured")
+BACKENDS = ("auto", *kernels.KERNELS, "semi_structured")
+
+
+def storage_choices() -> tuple[str, ...]:
+    """What `encode` takes: auto (the smallest per layer) or a registered storage."""
+    return ("auto", *STORAGES.names())
 
 
 # --- architecture (sparserl.architecture describes every body once) -----------------------------
@@ -70,8 +71,8 @@ def norm_names(arch: dict) -> list[str]:
 def encode(arch: dict, dense: dict[str, torch.Tensor], storage: str = "auto",
            nm: tuple[int, int] | None = None) -> tuple[dict, dict]:
     """(tensors, layer entries) of an actor given as canonical dense tensors (see the module doc)."""
-    if storage not in STORAGE_CHOICES:
-        raise PolicyError(f"unknown storage {storage!r}; use one of {', '.join(STORAGE_CHOICES)}")
+    if storage not in storage_choices():
+        raise PolicyError(f"unknown storage {storage!r}; use one of {', '.join(storage_choices())}")
     tensors, layers = {}, {}
     for name in linear_names(arch):
         stored, layers[name] = encode_layer(name, dense[f"{name}.weight"], storage, nm)
@@ -147,8 +148,9 @@ def _check(path: Path, header: dict, tensors: dict) -> None:
         needed = _plain_keys(arch)
         for name in linear_names(arch):
             storage = layers[name]["storage"]
-            parts = STORAGES[storage]
-            needed += [f"{name}.{p}" for p in parts]
+            if storage not in STORAGES:
+                raise KeyError(f"storage {storage!r}")
+            needed += [f"{name}.{p}" for p in STORAGES.get(storage).parts]
         int(header["obs_dim"]), int(header["act_dim"])
         if header["kind"] not in ("deterministic", "gaussian"):
             raise KeyError("kind")
@@ -168,18 +170,7 @@ def _check(path: Path, header: dict, tensors: dict) -> None:
 
 def _check_layer(path: Path, name: str, entry: dict, tensors: dict) -> None:
     """Every stored tensor of a layer has the shape its header entry implies."""
-    out, fan_in = entry["shape"]
-    storage = entry["storage"]
-    expected = {f"{name}.bias": (out,)}
-    if storage == "dense":
-        expected[f"{name}.weight"] = (out, fan_in)
-    elif storage == "csr":
-        kept = tensors[f"{name}.values"].shape[0]
-        expected.update({f"{name}.crow": (out + 1,), f"{name}.col": (kept,), f"{name}.values": (kept,)})
-    else:
-        n, m = entry["nm"]
-        packed = (out, math.ceil(fan_in / m), n)
-        expected.update({f"{name}.values": packed, f"{name}.offsets": packed})
+    expected = {f"{name}.bias": (entry["shape"][0],), **STORAGES.get(entry["storage"]).shapes(name, entry, tensors)}
     for key, shape in expected.items():
         if tuple(tensors[key].shape) != shape:
             raise PolicyError(f"{path}: {key} has shape {tuple(tensors[key].shape)}, its header implies {shape} "
@@ -190,24 +181,13 @@ def _kernel(name: str, entry: dict, tensors: dict, backend: str, batch: int) -> 
     """The kernel of one layer. A forced backend applies where the layer's storage allows it (csr
     for any sparse storage, nm for packed N:M layers); elsewhere the layer runs in its stored form
     (CSR for sparse layers). auto measures every form the layer can take at `batch`."""
-    bias, storage = tensors[f"{name}.bias"], entry["storage"]
+    bias, storage = tensors[f"{name}.bias"], STORAGES.get(entry["storage"])
     if backend == "semi_structured":
         return kernels.semi_structured_kernel(decode_dense(name, entry, tensors), bias)
-    possible = ["dense"] + (["csr"] if storage != "dense" else []) + (["nm"] if storage == "nm" else [])
-    forms = [f for f in possible if backend in ("auto", f)] or ["csr" if storage != "dense" else "dense"]
-
-    def build(form: str) -> kernels.Kernel:
-        if form == "dense":
-            return kernels.DenseKernel(decode_dense(name, entry, tensors), bias)
-        if form == "csr":
-            csr = _csr(name, entry, tensors) if storage == "csr" else kernels.csr_from_dense(
-                decode_dense(name, entry, tensors))
-            return kernels.CSRKernel(csr, bias)
-        index = nm_index(tensors[f"{name}.offsets"], entry["nm"][1])
-        return kernels.NMKernel(tensors[f"{name}.values"].flatten(1), index, bias)
-
-    candidates = {form: build(form) for form in forms}
-    return kernels.choose(candidates, entry["shape"][1], batch, key=(*entry["shape"], entry["kept"], storage))
+    forms = storage.forms(name, entry, tensors, bias)
+    chosen = [f for f in forms if backend in ("auto", f)] or ["csr" if storage.sparse else "dense"]
+    candidates = {form: forms[form]() for form in chosen}
+    return kernels.choose(candidates, entry["shape"][1], batch, key=(*entry["shape"], entry["kept"], storage.name))
 
 
 class Policy:

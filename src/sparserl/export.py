@@ -1,6 +1,6 @@
 """Export a trained actor as a deployable policy file (format: sparserl.deploy).
 
-    sparserl export RUN_DIR --out policy.safetensors [--storage auto|dense|csr|nm]
+    sparserl export RUN_DIR --out policy.safetensors [--storage auto|dense|csr|nm] [--plugins FILE]
 
 Only the deterministic part of the actor is kept (for SAC the mean half of the output layer), each
 weight in its smallest storage (dense, CSR or packed N:M), with the observation statistics and a
@@ -70,7 +70,13 @@ def export_actor(actor: nn.Module, path: str | Path, source: dict, storage: str 
 
 
 def export_run(run_dir: str | Path, out: str | Path, storage: str = "auto") -> dict:
-    """Re-encode a run's latest saved policy into `out` with `storage`; returns the header written."""
+    """Re-encode a run's latest saved policy into `out` with `storage`; returns the header written.
+    A run directory's recorded plugins are imported first (they may register its body)."""
+    from sparserl.registry import load_plugins
+    from sparserl.runs.files import CONFIG_FILE, read_run_config
+
+    if (Path(run_dir) / CONFIG_FILE).is_file():
+        load_plugins(read_run_config(Path(run_dir)).plugins)
     header, tensors = deploy.read(run_dir)
     if Path(out).resolve() == (Path(run_dir) / deploy.POLICY_FILE).resolve():
         raise PolicyError(f"--out {out} is the run's own policy file; choose another path")

@@ -1,4 +1,5 @@
-"""Policy storages: how one linear weight W (out, in) is kept in a policy file, and back.
+"""Policy storages: how one linear weight W (out, in) is kept in a policy file, and back, and which
+kernels (sparserl.kernels) a stored layer can run on.
 
 - dense: ``{name}.weight`` float32 (out, in);
 - csr:   ``{name}.crow`` int32 (out + 1), ``{name}.col`` int16 (int32 if in > 32767), ``{name}.values``;
@@ -6,22 +7,76 @@
          weights of each group of M inputs and their positions in the group (G = ceil(in / M); a
          group with fewer than N kept weights is padded with zeros at offset 0).
 
-`STORAGES` lists them with the tensors each stores; `encode_layer` takes the smallest that fits
-(nm only where every group of M inputs keeps at most N). Only torch is imported here.
+Storages are registered in `STORAGES` (`register_storage` adds one); `encode_layer` takes the
+smallest that holds a weight (nm only where every group of M inputs keeps at most N). Only torch is
+imported here, besides the registry.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
 from sparserl import kernels
+from sparserl.errors import ConfigError
+from sparserl.registry import Registry
 
-#: Each storage and the tensors (name suffixes) it writes for a layer, besides ``{name}.bias``.
-STORAGES: dict[str, tuple[str, ...]] = {"dense": ("weight",), "csr": ("crow", "col", "values"),
-                                        "nm": ("values", "offsets")}
+KernelBuilder = Callable[[], kernels.Kernel]
+
+
+class Storage:
+    """One way to store a linear weight. A subclass sets `name` and `parts` (the tensor-name
+    suffixes it writes beside ``{name}.bias``) and implements `size`, `encode`, `decode` and
+    `shapes`; `forms` lists the kernels the stored layer can run as (dense always, CSR for any
+    sparse storage by default)."""
+
+    name = ""
+    parts: tuple[str, ...] = ()
+    sparse = True
+    """Whether the storage keeps only the nonzeros (its layers run as CSR when no form is forced)."""
+
+    def size(self, weight: torch.Tensor, nm: tuple[int, int] | None, kept: int) -> int | None:
+        """Bytes of `weight` (with `kept` nonzeros) in this storage; None where it cannot hold it."""
+        raise NotImplementedError
+
+    def encode(self, name: str, weight: torch.Tensor, nm: tuple[int, int] | None) -> tuple[dict, dict]:
+        """(tensors, extra header entries) of `weight`."""
+        raise NotImplementedError
+
+    def decode(self, name: str, entry: dict, tensors: dict) -> torch.Tensor:
+        """The dense weight (out, in) of a stored layer (lossless)."""
+        raise NotImplementedError
+
+    def shapes(self, name: str, entry: dict, tensors: dict) -> dict[str, tuple[int, ...]]:
+        """The shape every stored tensor must have, given the layer's header entry."""
+        raise NotImplementedError
+
+    def forms(self, name: str, entry: dict, tensors: dict, bias: torch.Tensor) -> dict[str, KernelBuilder]:
+        """Each kernel the layer can run as, built on demand."""
+        forms = {"dense": lambda: kernels.DenseKernel(self.decode(name, entry, tensors), bias)}
+        if self.sparse:
+            forms["csr"] = lambda: kernels.CSRKernel(kernels.csr_from_dense(self.decode(name, entry, tensors)), bias)
+        return forms
+
+
+def _check(name: str, storage: Storage) -> None:
+    if not isinstance(storage, Storage) or storage.name != name or not storage.parts:
+        raise ConfigError(f"cannot register policy storage {name!r}: give a Storage instance whose name is "
+                          f"{name!r} and whose parts name the tensors it writes")
+    for method in ("size", "encode", "decode", "shapes"):
+        if getattr(type(storage), method) is getattr(Storage, method):
+            raise ConfigError(f"cannot register policy storage {name!r}: it does not implement {method}")
+
+
+STORAGES: Registry[Storage] = Registry("policy storage", _check)
+
+
+def register_storage(storage: Storage) -> Storage:
+    """Add a policy storage under its name (a clash or a missing method is refused)."""
+    return STORAGES.register(storage.name, storage)
 
 
 def _groups(weight: torch.Tensor, m: int) -> torch.Tensor:
@@ -55,19 +110,94 @@ def nm_index(offsets: torch.Tensor, m: int) -> torch.Tensor:
     return (offsets.long() + torch.arange(groups).view(1, -1, 1) * m).flatten(1)
 
 
-def _col_dtype(fan_in: int) -> torch.dtype:
-    """CSR column indices: int16 while they fit."""
-    return torch.int16 if fan_in <= 32767 else torch.int32
+class Dense(Storage):
+    name, parts, sparse = "dense", ("weight",), False
+
+    def size(self, weight, nm, kept):
+        return weight.numel() * 4
+
+    def encode(self, name, weight, nm):
+        return {f"{name}.weight": weight}, {}
+
+    def decode(self, name, entry, tensors):
+        return tensors[f"{name}.weight"]
+
+    def shapes(self, name, entry, tensors):
+        return {f"{name}.weight": tuple(entry["shape"])}
+
+
+class CSR(Storage):
+    name, parts = "csr", ("crow", "col", "values")
+
+    @staticmethod
+    def _col_dtype(fan_in: int) -> torch.dtype:
+        return torch.int16 if fan_in <= 32767 else torch.int32  # int16 column indices while they fit
+
+    def size(self, weight, nm, kept):
+        out, fan_in = weight.shape
+        return kept * (4 + self._col_dtype(fan_in).itemsize) + (out + 1) * 4
+
+    def encode(self, name, weight, nm):
+        csr = kernels.csr_from_dense(weight)
+        return {f"{name}.crow": csr.crow_indices().to(torch.int32),
+                f"{name}.col": csr.col_indices().to(self._col_dtype(weight.shape[1])),
+                f"{name}.values": csr.values().contiguous()}, {}
+
+    def _csr(self, name, entry, tensors):
+        return kernels.csr_from_parts(tensors[f"{name}.crow"], tensors[f"{name}.col"], tensors[f"{name}.values"],
+                                      tuple(entry["shape"]))
+
+    def decode(self, name, entry, tensors):
+        return self._csr(name, entry, tensors).to_dense()
+
+    def shapes(self, name, entry, tensors):
+        kept = tensors[f"{name}.values"].shape[0]
+        return {f"{name}.crow": (entry["shape"][0] + 1,), f"{name}.col": (kept,), f"{name}.values": (kept,)}
+
+    def forms(self, name, entry, tensors, bias):
+        return {**super().forms(name, entry, tensors, bias),
+                "csr": lambda: kernels.CSRKernel(self._csr(name, entry, tensors), bias)}
+
+
+class PackedNM(Storage):
+    name, parts = "nm", ("values", "offsets")
+
+    def size(self, weight, nm, kept):
+        if nm is None or not fits_nm(weight, *nm):
+            return None
+        out, fan_in = weight.shape
+        return out * math.ceil(fan_in / nm[1]) * nm[0] * 5
+
+    def encode(self, name, weight, nm):
+        values, offsets = pack_nm(weight, *nm)
+        return {f"{name}.values": values, f"{name}.offsets": offsets}, {"nm": list(nm)}
+
+    def decode(self, name, entry, tensors):
+        out, fan_in = entry["shape"]
+        m = entry["nm"][1]
+        values, offsets = tensors[f"{name}.values"], tensors[f"{name}.offsets"]
+        dense = torch.zeros(out, offsets.shape[1] * m).scatter_add_(1, nm_index(offsets, m), values.flatten(1))
+        return dense[:, :fan_in].contiguous()
+
+    def shapes(self, name, entry, tensors):
+        (out, fan_in), (n, m) = entry["shape"], entry["nm"]
+        packed = (out, math.ceil(fan_in / m), n)
+        return {f"{name}.values": packed, f"{name}.offsets": packed}
+
+    def forms(self, name, entry, tensors, bias):
+        index = lambda: nm_index(tensors[f"{name}.offsets"], entry["nm"][1])  # noqa: E731
+        return {**super().forms(name, entry, tensors, bias),
+                "nm": lambda: kernels.NMKernel(tensors[f"{name}.values"].flatten(1), index(), bias)}
+
+
+for _storage in (Dense(), CSR(), PackedNM()):
+    register_storage(_storage)
 
 
 def storage_bytes(weight: torch.Tensor, nm: tuple[int, int] | None, kept: int) -> dict[str, int]:
-    """Bytes of `weight` (with `kept` nonzeros) in each storage it can take (nm only if it fits)."""
-    out, fan_in = weight.shape
-    column = _col_dtype(fan_in).itemsize
-    sizes = {"dense": out * fan_in * 4, "csr": kept * (4 + column) + (out + 1) * 4}
-    if nm is not None and fits_nm(weight, *nm):
-        sizes["nm"] = out * math.ceil(fan_in / nm[1]) * nm[0] * 5
-    return sizes
+    """Bytes of `weight` (with `kept` nonzeros) in each storage that can hold it."""
+    sizes = {name: storage.size(weight, nm, kept) for name, storage in STORAGES.items()}
+    return {name: size for name, size in sizes.items() if size is not None}
 
 
 def encode_layer(name: str, weight: torch.Tensor, storage: str, nm: tuple[int, int] | None) -> tuple[dict, dict]:
@@ -78,33 +208,10 @@ def encode_layer(name: str, weight: torch.Tensor, storage: str, nm: tuple[int, i
     if storage == "auto" or storage not in sizes:
         # an explicit nm for a layer that is not N:M (kept dense, say) falls back to the smallest
         storage = min(sizes, key=sizes.get)
-    entry = {"storage": storage, "shape": list(weight.shape), "kept": kept}
-    if storage == "dense":
-        return {f"{name}.weight": weight}, entry
-    if storage == "csr":
-        csr = kernels.csr_from_dense(weight)
-        col_dtype = _col_dtype(weight.shape[1])
-        return {f"{name}.crow": csr.crow_indices().to(torch.int32), f"{name}.col": csr.col_indices().to(col_dtype),
-                f"{name}.values": csr.values().contiguous()}, entry
-    values, offsets = pack_nm(weight, *nm)
-    return {f"{name}.values": values, f"{name}.offsets": offsets}, {**entry, "nm": list(nm)}
+    tensors, extra = STORAGES.get(storage).encode(name, weight, nm)
+    return tensors, {"storage": storage, "shape": list(weight.shape), "kept": kept, **extra}
 
 
 def decode_dense(name: str, entry: dict, tensors: dict) -> torch.Tensor:
     """The dense weight (out, in) of a stored layer."""
-    out, fan_in = entry["shape"]
-    storage = entry["storage"]
-    if storage == "dense":
-        return tensors[f"{name}.weight"]
-    if storage == "csr":
-        return _csr(name, entry, tensors).to_dense()
-    n, m = entry["nm"]
-    values, offsets = tensors[f"{name}.values"], tensors[f"{name}.offsets"]
-    groups = offsets.shape[1]
-    dense = torch.zeros(out, groups * m).scatter_add_(1, nm_index(offsets, m), values.flatten(1))
-    return dense[:, :fan_in].contiguous()
-
-
-def _csr(name: str, entry: dict, tensors: dict) -> torch.Tensor:
-    return kernels.csr_from_parts(tensors[f"{name}.crow"], tensors[f"{name}.col"], tensors[f"{name}.values"],
-                                  tuple(entry["shape"]))
+    return STORAGES.get(entry["storage"]).decode(name, entry, tensors)

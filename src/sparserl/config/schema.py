@@ -17,7 +17,7 @@ import numpy as np
 
 from sparserl.algos import ALGORITHMS
 from sparserl.architecture import BODIES
-from sparserl.config.coerce import coerce_fields
+from sparserl.config.coerce import choice_problems, coerce_fields
 from sparserl.config.sections import (
     DeterministicPolicy,
     Diagnostics,
@@ -43,7 +43,7 @@ class Config(Output, Diagnostics, Evaluation, Sparsity, ValueLearning, MaximumEn
         """Import the run's plugins, check every value and raise one ConfigError listing all problems;
         returns self."""
         load_plugins(self.plugins)
-        problems: list[str] = []
+        problems = choice_problems(self)
         for section in reversed(type(self).__mro__[1:-1]):  # each section checks its own fields
             if "problems" in section.__dict__:
                 problems += section.problems(self)

@@ -13,8 +13,9 @@ from typing import Literal
 
 import tyro
 
-from sparserl.config.coerce import coerce_fields
+from sparserl.config.coerce import choice_problems, coerce_fields
 from sparserl.config.sparsity import NetworkSparsity
+from sparserl.sparsity.execution import EXECUTIONS
 
 
 def _positive_int(value) -> bool:
@@ -214,8 +215,6 @@ class ValueLearning:
         if not (self.buffer_check_samples is None or self.buffer_check_samples > 0):
             out.append(f"buffer_check_samples must be positive or None (8 x batch_size), "
                        f"got {self.buffer_check_samples!r}")
-        if self.buffer_shrink not in ("once", "until_below"):
-            out.append(f"buffer_shrink must be once or until_below, got {self.buffer_shrink!r}")
         return out
 
 
@@ -225,7 +224,7 @@ class Sparsity:
 
     sparsity: tyro.conf.OmitArgPrefixes[NetworkSparsity] = field(default_factory=NetworkSparsity)
     """Sparsity of actor and critics (see sparserl.config.sparsity.NetworkSparsity)."""
-    execution: Literal["dense", "csr", "auto"] = "dense"
+    execution: Literal[EXECUTIONS] = "dense"
     """Kernels of the masked layers: dense (masked dense products, bitwise reproducible), csr
     (compressed sparse rows in forward and backward where no dense gradient is needed, on
     sparserl.native's kernels; pays at >= 75 % sparsity and width >= 1024, BENCHMARKS.md) or auto
@@ -242,7 +241,7 @@ class Sparsity:
         if not isinstance(self.sparsity, NetworkSparsity):
             return [f"sparsity must be a NetworkSparsity (or, through Config.from_dict or YAML, a method name or a "
                     f"mapping), got {self.sparsity!r}"]
-        return self.sparsity.problems()
+        return choice_problems(self.sparsity) + self.sparsity.problems()
 
 
 @dataclass

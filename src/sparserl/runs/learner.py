@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from sparserl.algos import Agent
-from sparserl.replay import DynamicCapacity, ReplayBuffer
+from sparserl.replay import Batch, DynamicCapacity, ReplayBuffer
 
 
 class Learner(Protocol):
@@ -42,6 +42,10 @@ class Learner(Protocol):
 
     def finite(self) -> bool:
         """No parameter and no statistic since the last row is NaN or infinite (checked before checkpoints)."""
+
+    def sample_for_diagnostics(self, size: int, generator: torch.Generator) -> Batch | None:
+        """`size` transitions the learner has seen, drawn with `generator` (plasticity diagnostics),
+        or None while it holds fewer."""
 
     def state_dict(self) -> dict:
         """Everything needed to continue exactly (checkpoint sections)."""
@@ -99,6 +103,9 @@ class OffPolicyLearner:
         if self.capacity is not None and state.get("replay_capacity") is not None:
             self.capacity.load_state_dict(state["replay_capacity"])
         self.rng.bit_generator.state = state["warmup_rng"]
+
+    def sample_for_diagnostics(self, size: int, generator: torch.Generator) -> Batch | None:
+        return self.buffer.sample(size, generator=generator) if len(self.buffer) >= size else None
 
     @torch.no_grad()
     def finite(self) -> bool:

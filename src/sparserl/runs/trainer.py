@@ -50,7 +50,6 @@ class Trainer:
         self.parts = parts = build_run(config)
         self.env, self.eval_env, self.info = parts.env, parts.eval_env, parts.info
         self.agent, self.sparsifier, self.learner = parts.agent, parts.sparsifier, parts.learner
-        self.buffer = parts.learner.buffer
         self.checkpoint_dir = self.run_dir / "checkpoints"
         # counters and the partial metrics row
         self.step = self.episodes = self.row_step = 0
@@ -195,9 +194,10 @@ class Trainer:
         if self.sparsifier is not None:
             stats.update(self.sparsifier.pop_stats())
         diagnostics, parts = {}, self.parts
-        if parts.diagnostics is not None and self.step >= self.next_diagnostics \
-                and len(self.buffer) >= c.diagnostics_batch:
-            batch = self.buffer.sample(c.diagnostics_batch, generator=parts.diagnostics_generator)
+        batch = None
+        if parts.diagnostics is not None and self.step >= self.next_diagnostics:
+            batch = self.learner.sample_for_diagnostics(c.diagnostics_batch, parts.diagnostics_generator)
+        if batch is not None:
             diagnostics = parts.diagnostics.compute(batch)
             self.next_diagnostics = (self.step // c.diagnostics_every + 1) * c.diagnostics_every
         row = {"step": self.step, "wall_time": self.wall_time, "sps": sps, "episodes": self.episodes,

@@ -21,7 +21,8 @@ from sparserl.envs import EnvInfo
 from sparserl.runs.build import parameter_count
 from sparserl.runs.files import read_status
 from sparserl.runs.metrics import read_metrics
-from sparserl.studies.report import RunData, _slug, collect_runs
+from sparserl.studies.collect import RunData, collect_runs
+from sparserl.studies.report import _slug
 
 DIAGNOSTICS = ("diag_critic_srank", "diag_actor_srank", "diag_critic_dormant_0.1", "diag_actor_dormant_0.1",
                "diag_critic_param_norm", "diag_critic_grad_norm")

@@ -1,0 +1,124 @@
+"""Run directories for reports: collecting them (config, evaluations, sparsity accounting) and
+labelling them. A run's label is, in this order: the values of the keys given with ``label_by``; the
+sweep axes it was run with (other than env and seed, read from the sweep's sweep.json); or its
+algorithm and sparsity (``td3 rigl 0.9/0.9``). Runs under one label must differ only in their seed
+(and bookkeeping such as threads): `check_groups` refuses anything else."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sparserl.config import Config
+from sparserl.errors import ConfigError
+from sparserl.runs import files
+from sparserl.runs.metrics import read_metrics
+from sparserl.sparsity.methods import method_class
+from sparserl.studies.sweep import comparable
+
+
+@dataclass
+class RunData:
+    path: Path
+    config: Config
+    steps: np.ndarray
+    returns: np.ndarray
+    sparsity: dict | None
+    label: str = ""
+
+    @property
+    def env(self) -> str:
+        return self.config.env
+
+    def score(self, last_k: int | None) -> float:
+        k = last_k or self.config.score_window
+        return float(np.mean(self.returns[-k:]))
+
+
+def collect_runs(dirs: list[str | Path]) -> list[RunData]:
+    """Every run directory (config.yaml + metrics.csv with evaluations) under `dirs`."""
+    runs = []
+    for root in map(Path, dirs):
+        if not root.exists():
+            raise ConfigError(f"report: {root} does not exist")
+        candidates = [root] if (root / "config.yaml").is_file() else sorted(p.parent for p in root.rglob("config.yaml"))
+        for path in candidates:
+            rows = read_metrics(path / "metrics.csv")
+            rows = [r for r in rows if not math.isnan(r.get("eval_return", math.nan))]
+            if not rows:
+                continue
+            runs.append(RunData(path, files.read_run_config(path), np.array([r["step"] for r in rows]),
+                                np.array([r["eval_return"] for r in rows]), files.read_sparsity(path)))
+    if not runs:
+        raise ConfigError(f"report: no runs with evaluations under {', '.join(map(str, dirs))}")
+    return runs
+
+
+def describe(config: Config) -> str:
+    """The default label: algorithm and sparsity (with the levels of unstructured methods)."""
+    s = config.sparsity
+    if not s.enabled:
+        return f"{config.algo} dense"
+    if method_class(s.method).fixed_level_of(s.method) is not None:  # N:M: the method fixes the levels
+        return f"{config.algo} {s.method}"
+    return f"{config.algo} {s.method} {s.level('actor'):g}/{s.level('critic'):g}"
+
+
+def _config_value(config: Config, key: str):
+    if hasattr(config, key):
+        value = getattr(config, key)
+        return describe(config).split(" ", 1)[1] if key == "sparsity" else value
+    if hasattr(config.sparsity, key):
+        return config.sparsity.level(key[:-len("_sparsity")]) if key.endswith("_sparsity") else \
+            getattr(config.sparsity, key)
+    raise ConfigError(f"report: unknown label key {key!r} (use config keys, e.g. algo, sparsity, hidden)")
+
+
+def _sweep_values(path: Path) -> dict | None:
+    for parent in path.parents:
+        log = parent / "sweep.json"
+        if log.is_file():
+            for run in json.loads(log.read_text()).get("runs", []):
+                if Path(run["run_dir"]).resolve() == path.resolve():
+                    return run["values"]
+            return None
+    return None
+
+
+def label_runs(runs: list[RunData], label_by: list[str] | None = None) -> None:
+    for run in runs:
+        if label_by:
+            run.label = ", ".join(f"{k}={_value_text(_config_value(run.config, k))}" for k in label_by)
+            continue
+        values = _sweep_values(run.path) or {}
+        varying = {k: v for k, v in values.items() if k not in ("env", "seed")}
+        # a sparsity value reads as the method and its levels (rigl 0.5/0.5), whatever form the axis gave it in
+        run.label = (", ".join(f"{k}={_value_text(_config_value(run.config, k) if k == 'sparsity' else v)}"
+                               for k, v in varying.items()) if varying else describe(run.config))
+
+
+def _value_text(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return "x".join(map(str, value))
+    return str(value)
+
+
+def check_groups(groups: dict[tuple[str, str], list[RunData]]) -> None:
+    for (env, label), runs in groups.items():
+        reference = dict(comparable(runs[0].config), seed=None)
+        for run in runs[1:]:
+            other = dict(comparable(run.config), seed=None)
+            if other != reference:
+                differ = sorted(k for k in set(reference) | set(other) if reference.get(k) != other.get(k))
+                raise ConfigError(
+                    f"report: runs labelled {label!r} on {env} have different configurations (they differ in: "
+                    f"{', '.join(differ)}: {runs[0].path} vs {run.path}); a label may only group seeds: "
+                    f"split them with label_by / --label-by {','.join(differ)}")
+        seeds = [r.config.seed for r in runs]
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError(f"report: runs labelled {label!r} on {env} repeat a seed ({seeds}); "
+                              f"the same run was given twice, or they need distinct labels")
