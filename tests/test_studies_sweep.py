@@ -4,11 +4,21 @@ run from its checkpoint)."""
 
 from __future__ import annotations
 
+import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
+import yaml
 
 from sparserl.errors import ConfigError
+from sparserl.runs.lock import is_locked
+from sparserl.runs.metrics import TIMING_COLUMNS
 from sparserl.studies import run_sweep, spec_from_dict
 
 
@@ -60,3 +70,43 @@ def test_changed_configuration_is_refused_before_any_work(tmp_path):
     expected = r"run seed=0 already exists .* different configuration \(differs in: batch_size\)"
     with pytest.raises(ConfigError, match=expected):
         run_sweep(changed, log=lambda _: None)
+
+
+@pytest.mark.slow
+def test_a_sweep_killed_alone_leaves_no_orphan_and_a_rerun_equals_an_uninterrupted_sweep(tmp_path):
+    """SIGKILL to the sweep process only (not its process group): its worker dies with it, so no run
+    directory is ever trained by two processes, and the rerun's metrics equal an uninterrupted sweep's."""
+    def write_spec(name: str) -> Path:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({
+            "name": name, "base": {"env": "Pendulum-v1", "total_steps": 1600, "start_steps": 100, "batch_size": 32,
+                                   "buffer_size": 5000, "hidden": [16, 16], "eval_every": 200, "eval_episodes": 1,
+                                   "checkpoint_every": 200, "tensorboard": False},
+            "axes": {"seed": [0]}, "output": str(tmp_path / name)}))
+        return path
+
+    def rows(run_dir: Path) -> list[dict]:
+        with open(run_dir / "metrics.csv", newline="") as f:
+            return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in csv.DictReader(f)]
+
+    sweep = [sys.executable, "-m", "sparserl", "sweep"]
+    killed, whole = write_spec("killed"), write_spec("whole")
+    run_dir = tmp_path / "killed" / "runs" / "seed=0"
+    proc = subprocess.Popen([*sweep, str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list((run_dir / "checkpoints").glob("ckpt_*.pt")) and time.monotonic() < deadline:
+        assert proc.poll() is None, "the sweep ended before it could be killed"
+        time.sleep(0.05)
+    assert is_locked(run_dir)  # its worker trains
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while is_locked(run_dir) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not is_locked(run_dir), "the sweep's worker outlived it"
+    assert int(rows(run_dir)[-1]["step"]) < 1600  # it was stopped part-way
+
+    assert subprocess.run([*sweep, str(killed)], capture_output=True, timeout=300).returncode == 0
+    assert subprocess.run([*sweep, str(whole)], capture_output=True, timeout=300).returncode == 0
+    assert rows(run_dir) == rows(tmp_path / "whole" / "runs" / "seed=0")
+    assert int(rows(run_dir)[-1]["step"]) == 1600

@@ -29,7 +29,7 @@ from rich.console import Console
 
 from sparserl.config import Config, list_presets, preset_envs, preset_header, resolve_values
 from sparserl.deploy import BACKENDS
-from sparserl.errors import ConfigError, EnvError, SparserlError
+from sparserl.errors import ConfigError, EnvError, RunBusy, SparserlError
 from sparserl.registry import load_plugins
 from sparserl.studies.commands import cmd_report, cmd_reproduce, cmd_sweep
 
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     except SparserlError as exc:
         _errors.print("error:", style="bold red", end=" ")
         _errors.print(str(exc), markup=False)
-        return 2 if isinstance(exc, (ConfigError, EnvError)) else 1
+        return 2 if isinstance(exc, (ConfigError, EnvError, RunBusy)) else 1
     except KeyboardInterrupt:
         _errors.print("interrupted: continue with `sparserl train --resume RUN_DIR`")
         return 130

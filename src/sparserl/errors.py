@@ -23,3 +23,7 @@ class TrainingDiverged(SparserlError):
 
 class PolicyError(SparserlError, ValueError):
     """A policy file is missing, corrupt or of another version, or `act` got a malformed observation."""
+
+
+class RunBusy(SparserlError):
+    """A run directory is held by another live trainer (sparserl.runs.lock)."""

@@ -73,16 +73,6 @@ def coerce_fields(data: dict[str, Any], source: str, cls: type) -> dict[str, Any
     return out
 
 
-def choice_problems(obj: Any) -> list[str]:
-    """A message for every field of dataclass `obj` typed as a Literal whose value is not one of its
-    choices (values given in Python skip `coerce_fields`)."""
-    out = []
-    for name, tp in typing.get_type_hints(type(obj), include_extras=False).items():
-        if typing.get_origin(tp) is Literal and getattr(obj, name) not in typing.get_args(tp):
-            out.append(f"{name} must be one of {', '.join(map(str, typing.get_args(tp)))}; got {getattr(obj, name)!r}")
-    return out
-
-
 def _coerce(name: str, value: Any, tp: Any, source: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)

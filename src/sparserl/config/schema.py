@@ -17,7 +17,8 @@ import numpy as np
 
 from sparserl.algos import ALGORITHMS
 from sparserl.architecture import BODIES
-from sparserl.config.coerce import choice_problems, coerce_fields
+from sparserl.config.checks import choice_problems
+from sparserl.config.coerce import coerce_fields
 from sparserl.config.sections import (
     DeterministicPolicy,
     Diagnostics,

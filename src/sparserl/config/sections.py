@@ -13,17 +13,17 @@ from typing import Literal
 
 import tyro
 
-from sparserl.config.coerce import choice_problems, coerce_fields
+from sparserl.config.checks import (
+    choice_problems,
+    non_negative,
+    positive_int,
+    positive_ints,
+    positive_numbers,
+    require,
+)
+from sparserl.config.coerce import coerce_fields
 from sparserl.config.sparsity import NetworkSparsity
 from sparserl.sparsity.execution import EXECUTIONS
-
-
-def _positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _positive(value) -> bool:
-    return math.isfinite(value) and value > 0
 
 
 @dataclass
@@ -53,14 +53,11 @@ class Training:
     methods or network bodies; kept in the run's config, so resume and sweeps import them too."""
 
     def problems(self) -> list[str]:
-        out = [f"{name} must be a positive integer, got {getattr(self, name)!r}"
-               for name in ("total_steps", "batch_size", "buffer_size", "updates_per_step")
-               if not _positive_int(getattr(self, name))]
-        if not (isinstance(self.action_repeat, int) and self.action_repeat >= 1):
-            out.append(f"action_repeat must be an integer >= 1, got {self.action_repeat!r}")
+        out = positive_ints(self, "total_steps", "batch_size", "buffer_size", "updates_per_step")
+        out += require(self, ("action_repeat",), positive_int, "an integer >= 1")
         if not self.start_steps >= 0:
             out.append(f"start_steps must be >= 0, got {self.start_steps!r}")
-        if _positive_int(self.batch_size) and _positive_int(self.buffer_size) and self.batch_size > self.buffer_size:
+        if positive_int(self.batch_size) and positive_int(self.buffer_size) and self.batch_size > self.buffer_size:
             out.append(f"batch_size ({self.batch_size}) must not exceed buffer_size ({self.buffer_size})")
         if not self.env:
             out.append("env must name an environment, e.g. Hopper-v5")
@@ -103,20 +100,16 @@ class Networks:
     """Adam, or AdamW with decoupled weight decay (SimBa: lr 1e-4, weight decay 1e-2)."""
 
     def problems(self) -> list[str]:
-        out = [f"{name} must be an integer >= 1, got {getattr(self, name)!r}"
-               for name in ("actor_width", "actor_blocks", "critic_width", "critic_blocks", "critics")
-               if not _positive_int(getattr(self, name))]
+        out = require(self, ("actor_width", "actor_blocks", "critic_width", "critic_blocks", "critics"),
+                       positive_int, "an integer >= 1")
         if not (len(self.hidden) >= 1 and all(isinstance(h, int) and h > 0 for h in self.hidden)):
             out.append(f"hidden must be one or more positive layer widths, got {self.hidden!r}")
         if not 0.0 < self.gamma <= 1.0:
             out.append(f"gamma must be in (0, 1], got {self.gamma!r}")
         if not 0.0 < self.tau <= 1.0:
             out.append(f"tau must be in (0, 1], got {self.tau!r}")
-        out += [f"{name} must be a positive number, got {getattr(self, name)!r}"
-                for name in ("actor_lr", "critic_lr") if not _positive(getattr(self, name))]
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            out.append(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        return out
+        out += positive_numbers(self, "actor_lr", "critic_lr")
+        return out + require(self, ("weight_decay",), non_negative, ">= 0")
 
 
 @dataclass
@@ -133,12 +126,8 @@ class DeterministicPolicy:
     """TD3: critic updates per actor and target update."""
 
     def problems(self) -> list[str]:
-        out = [f"{name} must be >= 0, got {getattr(self, name)!r}"
-               for name in ("exploration_noise", "policy_noise", "noise_clip")
-               if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0)]
-        if not _positive_int(self.policy_delay):
-            out.append(f"policy_delay must be a positive integer, got {self.policy_delay!r}")
-        return out
+        return (require(self, ("exploration_noise", "policy_noise", "noise_clip"), non_negative, ">= 0")
+                + positive_ints(self, "policy_delay"))
 
 
 @dataclass
@@ -159,10 +148,7 @@ class MaximumEntropy:
     """SAC: upper clamp of the policy's log standard deviation."""
 
     def problems(self) -> list[str]:
-        out = [f"{name} must be a positive number, got {getattr(self, name)!r}"
-               for name in ("alpha_lr", "init_alpha") if not _positive(getattr(self, name))]
-        if not _positive(self.target_entropy_scale):
-            out.append(f"target_entropy_scale must be a positive number, got {self.target_entropy_scale!r}")
+        out = positive_numbers(self, "alpha_lr", "init_alpha", "target_entropy_scale")
         if not self.log_std_min < self.log_std_max:
             out.append(f"log_std_min ({self.log_std_min}) must be below log_std_max ({self.log_std_max})")
         if not (self.target_entropy is None or math.isfinite(self.target_entropy)):
@@ -196,17 +182,14 @@ class ValueLearning:
     """Dynamic buffer: shrink once per check (RLx2's code) or until D is below the threshold (its paper)."""
 
     def problems(self) -> list[str]:
-        out = []
-        if not (isinstance(self.nstep, int) and self.nstep >= 1):
-            out.append(f"nstep must be an integer >= 1, got {self.nstep!r}")
+        out = require(self, ("nstep",), positive_int, "an integer >= 1")
         if not (isinstance(self.delay_nstep, int) and self.delay_nstep >= 0):
             out.append(f"delay_nstep must be an integer >= 0 (gradient updates), got {self.delay_nstep!r}")
         if not self.dynamic_buffer:
             return out
         if not self.buffer_check_every > 0:
             out.append(f"buffer_check_every must be positive, got {self.buffer_check_every!r}")
-        if not _positive(self.buffer_threshold):
-            out.append(f"buffer_threshold must be a positive number, got {self.buffer_threshold!r}")
+        out += positive_numbers(self, "buffer_threshold")
         if not 0.0 < self.buffer_drop_fraction < 1.0:
             out.append(f"buffer_drop_fraction must be in (0, 1), got {self.buffer_drop_fraction!r}")
         if not 0 < self.buffer_min_size <= self.buffer_size:
@@ -260,8 +243,7 @@ class Evaluation:
     """Stop the run early once an evaluation's mean return reaches this value (None: never)."""
 
     def problems(self) -> list[str]:
-        return [f"{name} must be a positive integer, got {getattr(self, name)!r}"
-                for name in ("eval_every", "eval_episodes", "score_window") if not _positive_int(getattr(self, name))]
+        return positive_ints(self, "eval_every", "eval_episodes", "score_window")
 
 
 @dataclass
@@ -308,8 +290,7 @@ class Output:
     """Show a progress bar (on a terminal) and print one line per evaluation."""
 
     def problems(self) -> list[str]:
-        out = [f"{name} must be a positive integer, got {getattr(self, name)!r}"
-               for name in ("checkpoint_every", "keep_checkpoints") if not _positive_int(getattr(self, name))]
+        out = positive_ints(self, "checkpoint_every", "keep_checkpoints")
         if not self.threads >= 0:
             out.append(f"threads must be >= 0 (0 = all cores), got {self.threads!r}")
         return out

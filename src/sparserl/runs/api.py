@@ -18,6 +18,8 @@ from sparserl.runs import files
 from sparserl.runs.build import check_sparsity, resolve_threads
 from sparserl.runs.checkpoint import list_checkpoints, load_checkpoint
 from sparserl.runs.files import RunResult, load_run_config, read_result
+from sparserl.runs.lock import run_lock
+from sparserl.runs.metrics import read_metrics
 from sparserl.runs.progress import RunConsole
 from sparserl.runs.trainer import Trainer
 
@@ -41,9 +43,26 @@ def train(config: Config, console: RunConsole | None = None) -> RunResult:
         raise ConfigError(f"run directory {run_dir} already holds a run: continue it with "
                           f"`sparserl train --resume {run_dir}` or choose another --run-dir")
     run_dir.mkdir(parents=True, exist_ok=True)
-    config = config.replace(run_dir=str(run_dir))
-    files.write_config(run_dir, config)
-    return Trainer(config, run_dir, console=console).run()
+    with run_lock(run_dir):
+        if files.holds_run(run_dir):  # written by a trainer that held the lock meanwhile
+            raise ConfigError(f"run directory {run_dir} already holds a run: continue it with "
+                              f"`sparserl train --resume {run_dir}` or choose another --run-dir")
+        config = config.replace(run_dir=str(run_dir))
+        files.write_config(run_dir, config)
+        return Trainer(config, run_dir, console=console).run()
+
+
+def _restart_without_checkpoint(run_dir: Path) -> None:
+    """A run killed before its first checkpoint starts again from step 0, which is lossless only while
+    its metrics hold nothing past step 0; otherwise resuming would rewrite its history, so it is refused."""
+    steps = [int(row["step"]) for row in read_metrics(run_dir / files.METRICS_FILE)]
+    if any(step > 0 for step in steps):
+        raise CheckpointError(
+            f"{run_dir} has metrics up to step {max(steps):,} but no checkpoint to continue from (the "
+            f"checkpoints folder is empty or gone); resuming would start again from step 0 and overwrite them. "
+            f"Continue from a checkpoint file with --checkpoint FILE, or start afresh in a new directory: "
+            f"`sparserl train --config {run_dir / files.CONFIG_FILE} --run-dir NEW_DIR`")
+    shutil.rmtree(run_dir / "tb", ignore_errors=True)
 
 
 def resume(run_dir: str | Path, checkpoint: str | Path | None = None, total_steps: int | None = None,
@@ -58,13 +77,18 @@ def resume(run_dir: str | Path, checkpoint: str | Path | None = None, total_step
     if total_steps is not None:
         config = config.replace(total_steps=total_steps).validate()
     check_env_id(config.env)
+    with run_lock(run_dir):
+        return _resume_locked(run_dir, config, checkpoint, console)
+
+
+def _resume_locked(run_dir: Path, config: Config, checkpoint: str | Path | None, console) -> RunResult:
     found = list_checkpoints(run_dir / "checkpoints")
     if checkpoint is not None:
         path = Path(checkpoint)
     elif found:
         path = found[0][1]
-    else:  # killed before its first checkpoint: nothing to continue from, so start it again
-        shutil.rmtree(run_dir / "tb", ignore_errors=True)
+    else:
+        _restart_without_checkpoint(run_dir)
         return Trainer(config, run_dir, console=console).run()
     try:
         payload = load_checkpoint(path)

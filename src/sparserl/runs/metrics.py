@@ -14,6 +14,7 @@ import math
 import os
 from pathlib import Path
 
+from sparserl.errors import CheckpointError
 from sparserl.runs.checkpoint import atomic_write
 
 RUN_COLUMNS = ("step", "wall_time", "sps", "episodes", "train_return", "train_length",
@@ -43,8 +44,18 @@ def read_metrics(path: Path) -> list[dict[str, float]]:
     path = Path(path)
     if not path.is_file():
         return []
-    with open(path, newline="") as f:
-        return [{k: float(v) if v != "" else math.nan for k, v in row.items()} for row in csv.DictReader(f)]
+    rows = []
+    with open(path, newline="", errors="replace") as f:
+        reader = csv.DictReader(f)
+        for row in reader:
+            try:
+                if None in row or None in row.values() or "step" not in row:
+                    raise ValueError("its number of fields differs from the header's")
+                rows.append({k: float(v) if v != "" else math.nan for k, v in row.items()})
+            except ValueError as exc:
+                raise CheckpointError(f"{path} is damaged at line {reader.line_num}: {exc} (restore it, or "
+                                      f"remove the damaged rows and everything after them)") from None
+    return rows
 
 
 class MetricsLog:
