@@ -45,6 +45,17 @@ BAD_INPUTS = [
     (["--dynamic-buffer", "--buffer-threshold", "0"], r"buffer_threshold must be a positive number, got 0.0"),
     (["--dynamic-buffer", "--buffer-min-size", "2000", "--buffer-size", "1000"],
      r"buffer_min_size \(2000\) must be positive and at most buffer_size \(1000\)"),
+    (["--seed", "-1"], r"seed must be an integer in \[0, 2\*\*32\), got -1"),
+    (["--seed", str(2**64)], r"seed must be an integer in \[0, 2\*\*32\), got 18446744073709551616"),
+    (["--eval-seed", "-3"], r"eval_seed must be an integer in \[0, 2\*\*32\) or None"),
+    (["--stop-at-return", "nan"], r"stop_at_return must be a finite number or None, got nan"),
+    (["--total-steps", str(10**30)], r"total_steps \(1e\+30\) is more than a run can take; at most 10,000,000,000"),
+    (["--total-steps", "1000", "--start-steps", "5000"],
+     r"start_steps \(5000\) exceeds total_steps \(1000\): the run would end before it learns"),
+    (["--actor-sparsity", "0.5"], r"actor_sparsity \(0.5\) has no effect on a dense run: give a sparsity method"),
+    (["--env", "Pendulum-v1", "--buffer-size", str(10**12)],
+     r"buffer_size 1,000,000,000,000 needs 40978.* GiB for the replay buffer \(3 observations, 1 actions per "
+     r"transition\), but .* GiB of memory is available; lower --buffer-size"),
 ]
 
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparserl import deploy, load_policy
+from sparserl import load_policy, policy_file
 from sparserl.errors import ConfigError, PolicyError
 from sparserl.export import export_actor
 from sparserl.nets.actors import DeterministicActor
@@ -95,7 +95,7 @@ def test_a_registered_user_storage_exports_and_loads_and_leaves_no_trace(tmp_pat
         expected = actor(obs).numpy()
     register_storage(Rows())
     try:
-        assert "conformance_rows" in deploy.storage_choices()
+        assert "conformance_rows" in policy_file.storage_choices()
         header = export_actor(actor, tmp_path / "p.safetensors", {"env": "none"}, storage="conformance_rows")
         assert {e["storage"] for e in header["layers"].values()} == {"conformance_rows"}
         for backend in ("dense", "csr", "auto"):

@@ -13,7 +13,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparserl import deploy, kernels
+from sparserl import kernels
+from sparserl import policy_file as pf
 from sparserl import storage as storages
 from sparserl.deploy import load_policy
 from sparserl.errors import PolicyError
@@ -25,8 +26,8 @@ BACKENDS = ("dense", "csr", "nm", "auto")
 
 
 def trained(make_config, **changes) -> Trainer:
-    trainer = Trainer(config := make_config(total_steps=300, start_steps=100, eval_every=300, eval_episodes=1,
-                                            checkpoint_every=300, **changes), config.run_dir)
+    settings = dict(total_steps=300, start_steps=100, eval_every=300, eval_episodes=1, checkpoint_every=300)
+    trainer = Trainer(config := make_config(**{**settings, **changes}), config.run_dir)
     trainer.run()
     return trainer
 
@@ -53,9 +54,9 @@ def test_exported_policy_acts_like_the_training_actor_for_every_method(make_conf
     from sparserl.config import NetworkSparsity
 
     trainer = trained(make_config, algo=algo, sparsity=NetworkSparsity(**sparsity))
-    run_policy = trainer.run_dir / deploy.POLICY_FILE  # written with the checkpoint, compact already
+    run_policy = trainer.run_dir / pf.POLICY_FILE  # written with the checkpoint, compact already
     actions_match(trainer, run_policy)
-    header, _ = deploy.read(run_policy)
+    header, _ = pf.read(run_policy)
     storages = {e["storage"] for e in header["layers"].values()}
     method = sparsity.get("method", "dense")
     if method.startswith("nm"):
@@ -74,7 +75,7 @@ def test_simba_policy_with_observation_statistics_exports_exactly(make_config):
     trainer = trained(make_config, algo="sac", network="simba", actor_width=16, actor_blocks=2, critic_width=32,
                       critic_blocks=1, obs_norm=True, sparsity=NetworkSparsity(method="static", actor_sparsity=0.8,
                                                                               critic_sparsity=0.8))
-    actions_match(trainer, trainer.run_dir / deploy.POLICY_FILE)
+    actions_match(trainer, trainer.run_dir / pf.POLICY_FILE)
 
 
 def test_a_one_in_eight_export_is_under_a_quarter_of_the_dense_bytes(make_config):
@@ -174,20 +175,20 @@ def test_corrupt_truncated_and_foreign_files_give_clear_errors(policy_file, tmp_
 def rewritten(policy_file, tmp_path, change_header=None, drop=None, metadata=None):
     from safetensors.torch import save
 
-    header, tensors = deploy.read(policy_file)
+    header, tensors = pf.read(policy_file)
     if change_header:
         change_header(header)
     tensors = {k: v for k, v in tensors.items() if k != drop}
     path = tmp_path / "changed.safetensors"
-    path.write_bytes(save(tensors, metadata=metadata or {deploy.META_KEY: json.dumps(header)}))
+    path.write_bytes(save(tensors, metadata=metadata or {pf.META_KEY: json.dumps(header)}))
     return path
 
 
 def test_other_versions_and_incomplete_files_are_refused(policy_file, tmp_path):
     def future(h):
-        h["format"] = deploy.FORMAT + 1
+        h["format"] = pf.FORMAT + 1
 
-    with pytest.raises(PolicyError, match=f"format {deploy.FORMAT + 1}.*reads format {deploy.FORMAT}"):
+    with pytest.raises(PolicyError, match=f"format {pf.FORMAT + 1}.*reads format {pf.FORMAT}"):
         load_policy(rewritten(policy_file, tmp_path, future))
     with pytest.raises(PolicyError, match="written by an older sparserl"):
         load_policy(rewritten(policy_file, tmp_path, metadata={"sparserl": "{}"}))
@@ -196,7 +197,7 @@ def test_other_versions_and_incomplete_files_are_refused(policy_file, tmp_path):
     with pytest.raises(PolicyError, match="header is incomplete"):
         load_policy(rewritten(policy_file, tmp_path, lambda h: h.pop("architecture")))
     with pytest.raises(PolicyError, match="not valid JSON"):
-        load_policy(rewritten(policy_file, tmp_path, metadata={deploy.META_KEY: "{nope"}))
+        load_policy(rewritten(policy_file, tmp_path, metadata={pf.META_KEY: "{nope"}))
 
 
 @pytest.mark.parametrize("obs, message", [
@@ -251,7 +252,7 @@ def test_export_and_eval_from_the_command_line(make_config, tmp_path, capsys):
     assert "episodes must be a positive integer, got 0" in capsys.readouterr().err
     assert main(["eval", str(trainer.run_dir), "--policy", str(out)]) == 2
     assert "exactly one" in capsys.readouterr().err
-    assert main(["export", str(trainer.run_dir), "--out", str(trainer.run_dir / deploy.POLICY_FILE)]) == 1
+    assert main(["export", str(trainer.run_dir), "--out", str(trainer.run_dir / pf.POLICY_FILE)]) == 2
     assert "run's own policy file" in capsys.readouterr().err
     assert main(["eval", "--policy", str(out), "--env", "Hopper-v5"]) == 2
     assert "maps 3 observations to 1 actions" in " ".join(capsys.readouterr().err.split())
@@ -275,10 +276,10 @@ def test_env_action_needs_recorded_bounds(policy_file):
 def test_tensors_that_disagree_with_the_header_are_refused(policy_file, tmp_path):
     from safetensors.torch import save
 
-    header, tensors = deploy.read(policy_file)
+    header, tensors = pf.read(policy_file)
     tensors["layers.0.weight"] = tensors["layers.0.weight"][:, :3].contiguous()
     bad = tmp_path / "bad.safetensors"
-    bad.write_bytes(save(tensors, metadata={deploy.META_KEY: json.dumps(header)}))
+    bad.write_bytes(save(tensors, metadata={pf.META_KEY: json.dumps(header)}))
     with pytest.raises(PolicyError, match=r"layers.0.weight has shape \(16, 3\), its header implies \(16, 5\)"):
         load_policy(bad)
 
@@ -322,4 +323,17 @@ def test_the_header_describes_sparsity_and_observation_statistics(tmp_path):
     header = export_actor(actor, tmp_path / "p.safetensors", {})
     assert header["observation_normalisation"]["mean"] == [0.5, -1.0, 2.0, 0.0]
     assert header["sparsity"] == {"density": (16 + 16) / (32 + 16), "weights": 48}
-    assert deploy.read(tmp_path / "p.safetensors")[0]["sparsity"] == header["sparsity"]
+    assert pf.read(tmp_path / "p.safetensors")[0]["sparsity"] == header["sparsity"]
+
+
+def test_a_run_and_its_policy_file_are_evaluated_alike_by_default(make_config):
+    """One default protocol: `eval RUN` and `eval --policy RUN/policy.safetensors` use the run's own
+    evaluation seed and episode count, so they give one score."""
+    from sparserl.runs.api import train
+    from sparserl.runs.eval_run import evaluate_policy_file, evaluate_run
+
+    run_dir = train(make_config(total_steps=300, start_steps=100, eval_every=300, eval_episodes=3, seed=4)).run_dir
+    by_run, _ = evaluate_run(run_dir, backend="dense")
+    by_file, source = evaluate_policy_file(run_dir / pf.POLICY_FILE, backend="dense")
+    assert (source["eval_seed"], source["eval_episodes"]) == (104, 3)
+    assert by_file.returns == by_run.returns and len(by_run.returns) == 3

@@ -118,9 +118,13 @@ def test_checks_only_every_interval_and_keeps_its_state():
     ({"buffer_min_size": 2_000_000}, r"buffer_min_size \(2000000\) must be positive and at most buffer_size "
                                      r"\(1000000\)"),
     ({"buffer_drop_fraction": 1.0}, r"buffer_drop_fraction must be in \(0, 1\), got 1.0"),
-    ({"buffer_check_every": 0}, r"buffer_check_every must be positive, got 0"),
+    ({"buffer_check_every": 0}, r"buffer_check_every must be a positive integer, got 0"),
 ])
 def test_config_rejects_bad_dynamic_buffer_settings(changes, message):
     with pytest.raises(ConfigError, match=message):
         Config(dynamic_buffer=True, **changes).validate()
-    Config(dynamic_buffer=False, **changes).validate()  # ignored while the buffer is fixed
+    if "buffer_min_size" in changes:  # buffer_size bounds the minimum only while the buffer shrinks
+        Config(dynamic_buffer=False, **changes).validate()
+    else:  # a value no buffer could use is refused even while the buffer is fixed
+        with pytest.raises(ConfigError, match=message):
+            Config(dynamic_buffer=False, **changes).validate()

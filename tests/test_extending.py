@@ -25,11 +25,11 @@ from sparserl.algos import ALGORITHMS, DDPG, TD3, Agent, register_algorithm
 from sparserl.architecture import BODIES, Architecture, BodySpec, MLPSpec, register_body
 from sparserl.cli import main
 from sparserl.config import Config, resolve_config
-from sparserl.deploy import decode, read
 from sparserl.errors import ConfigError
 from sparserl.export import export_actor
 from sparserl.nets import DeterministicActor, QEnsemble
 from sparserl.nets.layers import EnsembleLinear
+from sparserl.policy_file import decode, read
 from sparserl.sparsity import Sparsifier, SparsityConfig
 from sparserl.sparsity.methods import METHODS, Method, Static, register_method
 
@@ -173,7 +173,7 @@ def test_body_trains_with_td3_and_resumes_in_a_fresh_process(plugins, tmp_path):
     assert exported.returncode == 0, exported.stdout + exported.stderr
     bare = [sys.executable, "-m", "sparserl", "eval", "--policy", "p.safetensors", "--episodes", "1"]
     refused = subprocess.run(bare, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert refused.returncode == 1 and f"unknown network body {BODY!r}" in refused.stderr, refused.stderr
+    assert refused.returncode == 2 and f"unknown network body {BODY!r}" in refused.stderr, refused.stderr
     assert "Traceback" not in refused.stderr
     named = subprocess.run([*bare, "--plugins", BODY_FILE], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert named.returncode == 0 and "Evaluation of p.safetensors" in named.stdout, named.stdout + named.stderr

@@ -91,8 +91,13 @@ def test_preset_builds_the_papers_networks(name, env):
         assert name.endswith("-dense") and report is None
 
 
+# one short training run per distinct recipe (every preset is built and checked above): N:M, RLx2
+# with its extras under TD3 and SAC, SET (DS-TD3), static (SS), dense and the small dense network
+TRAINED_PRESETS = ["rnm-td3", "rlx2-td3", "rlx2-sac", "ds-td3", "rlx2-td3-ss", "rlx2-sac-dense", "rlx2-td3-tiny"]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", PAPER_PRESETS)
+@pytest.mark.parametrize("name", TRAINED_PRESETS)
 def test_preset_trains_for_1800_steps(tmp_path, name):
     """300 updates at the preset's own sizes, reaching its multi-step targets and buffer checks."""
     config = Config(**resolve_values(name))
@@ -134,3 +139,22 @@ def test_scaling_simba_builds_the_default_humanoid_networks_at_80_percent_of_all
     critic, target = agent.networks["critic"], agent.networks["critic_target"]
     for p, t in zip(critic.parameters(), target.parameters()):
         assert torch.equal(p == 0, t == 0) or p.dim() < 2  # the target shares the masks
+
+
+def test_the_readme_presets_table_names_every_preset():
+    import re
+    from pathlib import Path
+
+    from sparserl.config import list_presets
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme[readme.index("| preset | what it is |"):]
+    table = table[:table.index("\n\n")]
+    named = set()
+    for cell in re.findall(r"^\| ([^|]+) \|", table, re.M):
+        for name in re.findall(r"`([^`]+)`", cell):
+            if match := re.fullmatch(r"(.*)\{(.*)\}-\{(.*)\}", name):  # rlx2-{td3,sac}-{dense,...}
+                named |= {f"{match[1]}{a}-{b}" for a in match[2].split(",") for b in match[3].split(",")}
+            else:
+                named.add(name)
+    assert set(list_presets()) <= named, sorted(set(list_presets()) - named)

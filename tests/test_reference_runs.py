@@ -78,8 +78,10 @@ def test_a_checkpoint_written_by_an_earlier_version_resumes_exactly(tmp_path):
 
 def test_a_policy_file_written_by_an_earlier_version_loads_and_acts_as_saved(tmp_path):
     from sparserl import load_policy
+    from sparserl.errors import PolicyWarning
 
-    policy = load_policy(LEGACY / "policy.safetensors", backend="dense")
+    with pytest.warns(PolicyWarning, match="has no checksum"):  # written before policy files carried one
+        policy = load_policy(LEGACY / "policy.safetensors", backend="dense")
     assert (policy.obs_dim, policy.act_dim) == (3, 1)
     obs = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
     actions = policy.act(obs)
@@ -89,6 +91,6 @@ def test_a_policy_file_written_by_an_earlier_version_loads_and_acts_as_saved(tmp
     shutil.copytree(LEGACY, run_dir)
     (run_dir / "policy.safetensors").unlink()
     assert _resume_legacy(run_dir).returncode == 0
-    again = load_policy(run_dir / "policy.safetensors", backend="dense").act(obs)
+    again = load_policy(run_dir / "policy.safetensors", backend="dense").act(obs)  # with a checksum: no warning
     np.testing.assert_array_equal(again, actions)
     assert not any(math.isnan(a) for a in actions.ravel())

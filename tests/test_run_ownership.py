@@ -90,7 +90,7 @@ def test_resume_without_a_checkpoint_refuses_instead_of_starting_again(finished_
         checkpoint.unlink()
     before = snapshot(finished_run, lock=False)
     refused = cli("train", "--resume", str(finished_run), "--total-steps", "600")
-    assert refused.returncode == 1, refused.stderr
+    assert refused.returncode == 2, refused.stderr
     message = refused.stderr.strip()
     assert "has metrics up to step 400 but no checkpoint to continue from" in message
     assert "--checkpoint FILE" in message and "--run-dir NEW_DIR" in message and "Traceback" not in message

@@ -19,25 +19,28 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import os
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import tyro
 from rich.console import Console
+from rich.markup import escape
 
 from sparserl.config import Config, list_presets, preset_envs, preset_header, resolve_values
 from sparserl.deploy import BACKENDS
-from sparserl.errors import ConfigError, EnvError, RunBusy, SparserlError
+from sparserl.errors import ConfigError, SparserlError, SparserlWarning, TrainingDiverged
 from sparserl.registry import load_plugins
 from sparserl.studies.commands import cmd_report, cmd_reproduce, cmd_sweep
 
 #: Config fields that may change when a run is resumed.
 RESUMABLE_CHANGES = ("total_steps", "progress")
 
-_console = Console(highlight=False, soft_wrap=True)
-_errors = Console(stderr=True, highlight=False, soft_wrap=True)
+_console = Console(highlight=False, soft_wrap=True, emoji=False)
+_errors = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 @dataclass
@@ -67,9 +70,10 @@ class EvalArgs:
     env: str | None = None
     """With --policy: the environment (default: the one the policy was trained on)."""
     episodes: int | None = None
-    """Episodes to run (default: the run's eval_episodes; 10 with --policy)."""
+    """Episodes to run (default: the run's eval_episodes, which policy files of runs record; else 10)."""
     seed: int | None = None
-    """Seed of the evaluation environment (default: the run's evaluation seed; 0 with --policy)."""
+    """Seed of the evaluation environment (default: the run's evaluation seed, eval_seed or seed + 100,
+    which policy files of runs record; else 0): a run and its policy file get the same score."""
     backend: Literal[BACKENDS] = "auto"
     """Kernels of the sparse layers: auto measures and keeps the fastest per layer."""
     plugins: tuple[str, ...] = ()
@@ -122,7 +126,21 @@ def _parse_train(argv: list[str]) -> TrainArgs:
                               f"{', '.join('--' + n.replace('_', '-') for n in RESUMABLE_CHANGES)} may change")
     elif args.checkpoint:
         raise ConfigError("--checkpoint selects the checkpoint to resume from; use it with --resume RUN_DIR")
+    else:  # the flags are the last layer of the one resolution rule (a dense --sparsity drops a preset's levels)
+        flags = _changed(args.settings, base)
+        args.settings = Config(**resolve_values(known.preset, known.config, overrides=flags, env=known.env))
     return args
+
+
+def _changed(settings: Config, base: Config) -> dict:
+    """The values the flags changed from `base`, with the sparsity section's as a mapping."""
+    out = {f.name: getattr(settings, f.name) for f in dataclasses.fields(Config)
+           if f.name != "sparsity" and getattr(settings, f.name) != getattr(base, f.name)}
+    section = {f.name: getattr(settings.sparsity, f.name) for f in dataclasses.fields(settings.sparsity)
+               if getattr(settings.sparsity, f.name) != getattr(base.sparsity, f.name)}
+    if section:
+        out["sparsity"] = section
+    return out
 
 
 def _print_result(result) -> None:
@@ -160,9 +178,7 @@ def cmd_eval(argv: list[str]) -> int:
     if (args.run_dir is None) == (args.policy is None):
         raise ConfigError("give either a run directory or --policy FILE (exactly one)")
     if args.policy is not None:
-        episodes = 10 if args.episodes is None else args.episodes  # 0 or less is refused, not defaulted
-        seed = 0 if args.seed is None else args.seed
-        result, source = evaluate_policy_file(args.policy, args.env, episodes, seed, args.backend)
+        result, source = evaluate_policy_file(args.policy, args.env, args.episodes, args.seed, args.backend)
         origin = f" (trained on {source.get('env')}, step {source.get('step', '?'):,})" if source.get("env") else ""
         _console.print(f"Evaluation of {args.policy}{origin}: {result}")
         return 0
@@ -193,7 +209,7 @@ def cmd_presets(argv: list[str]) -> int:
     for name in list_presets():
         description, source = preset_header(name)
         envs = preset_envs(name)
-        _console.print(f"[bold]{name:<16}[/] {description}", markup=True)
+        _console.print(f"[bold]{escape(name):<16}[/] {escape(description)}", markup=True)
         details = ([f"source: {source}"] if source else []) + ([f"envs: {', '.join(envs)}"] if envs else [])
         for line in details:
             _console.print(f"{'':<17}{line}", markup=False)
@@ -211,11 +227,44 @@ USAGE = """usage: sparserl {train,eval,export,sweep,report,reproduce,presets} ..
   report   tables and plots over runs (sparserl report --help)
   reproduce  a paper's comparison at a CPU budget (sparserl reproduce rlx2-td3 --budget small)
   presets  list the shipped presets, with their sources
+
+  --debug (anywhere) prints the traceback of an unexpected error instead of writing it to a log
 """
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning):
+    """sparserl's own warnings as one line ("warning: ..."); others as Python prints them."""
+    if issubclass(category, SparserlWarning):
+        _errors.print(f"warning: {message}", markup=False)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
+def _report_crash(exc: BaseException, debug: bool) -> int:
+    """An unexpected error: a short report, the traceback in a log file (or here, with --debug)."""
+    import tempfile
+    import traceback
+    from datetime import datetime
+
+    text = "".join(traceback.format_exception(exc))
+    if debug:
+        _errors.print(text, markup=False, end="")
+    else:
+        log = Path(tempfile.gettempdir()) / f"sparserl-crash-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.log"
+        log.write_text(text)
+        _errors.print(f"error: unexpected {type(exc).__name__}: {exc} (not a problem sparserl recognises; the "
+                      f"traceback is in {log}; rerun with --debug to print it)", markup=False)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. sparserl's own errors print one message (exit code 2; 1 for a run that
+    diverged); anything unexpected prints a short report pointing at a log (the traceback itself
+    with --debug, given anywhere on the line)."""
+    warnings.showwarning = _show_warning
     argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     if not argv or argv[0] in ("-h", "--help"):
         _console.print(USAGE, markup=False)
         return 0 if argv else 2
@@ -231,10 +280,14 @@ def main(argv: list[str] | None = None) -> int:
     except SparserlError as exc:
         _errors.print("error:", style="bold red", end=" ")
         _errors.print(str(exc), markup=False)
-        return 2 if isinstance(exc, (ConfigError, EnvError, RunBusy)) else 1
-    except KeyboardInterrupt:
-        _errors.print("interrupted: continue with `sparserl train --resume RUN_DIR`")
+        return 1 if isinstance(exc, TrainingDiverged) else 2
+    except KeyboardInterrupt as exc:
+        run_dir = getattr(exc, "run_dir", None)
+        hint = f": continue with `sparserl train --resume {run_dir}`" if run_dir is not None else ""
+        _errors.print(f"interrupted{hint}", markup=False)
         return 130
+    except Exception as exc:  # noqa: BLE001 (the one place unexpected errors are reported)
+        return _report_crash(exc, debug)
 
 
 if __name__ == "__main__":

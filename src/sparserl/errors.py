@@ -27,3 +27,15 @@ class PolicyError(SparserlError, ValueError):
 
 class RunBusy(SparserlError):
     """A run directory is held by another live trainer (sparserl.runs.lock)."""
+
+
+class SparserlWarning(UserWarning):
+    """Base class of sparserl's warnings; the CLI prints them as one line."""
+
+
+class ConfigWarning(SparserlWarning):
+    """A setting has no effect in this configuration (a TD3 setting on a SAC run, say)."""
+
+
+class PolicyWarning(SparserlWarning):
+    """A policy file loads, but something about it deserves attention (no checksum)."""

@@ -1,4 +1,4 @@
-"""Export a trained actor as a deployable policy file (format: sparserl.deploy).
+"""Export a trained actor as a deployable policy file (format: sparserl.policy_file).
 
     sparserl export RUN_DIR --out policy.safetensors [--storage auto|dense|csr|nm] [--plugins FILE]
 
@@ -11,12 +11,13 @@ trained float32 weights).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from sparserl import deploy
+from sparserl import policy_file
 from sparserl.errors import PolicyError
 
 
@@ -46,6 +47,17 @@ def actor_tensors(actor: nn.Module) -> tuple[dict, dict[str, torch.Tensor], int,
     return header_arch, {k: v.detach().float() for k, v in dense.items()}, arch.in_dim, act_dim
 
 
+def check_output_path(out: Path) -> None:
+    """Refuse an output path that is a directory or lies in a folder that does not exist or is read-only."""
+    if out.is_dir():
+        raise PolicyError(f"--out {out} is a directory; give a file name, e.g. {out / 'policy.safetensors'}")
+    folder = out.parent
+    if not folder.is_dir():
+        raise PolicyError(f"--out {out}: the folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise PolicyError(f"--out {out}: the folder {folder} is not writable by this user")
+
+
 def export_actor(actor: nn.Module, path: str | Path, source: dict, storage: str = "auto",
                  nm: tuple[int, int] | None = None, writer=None, spaces: dict | None = None) -> dict:
     """Write `actor` as a policy file at `path`; returns the header written.
@@ -53,7 +65,7 @@ def export_actor(actor: nn.Module, path: str | Path, source: dict, storage: str 
     `source` describes the run (env, algo, step, ...); `nm` is the run's N:M pattern, if any, so
     N:M layers can be stored packed; `spaces` the environment's observation and action spaces."""
     arch, dense, obs_dim, act_dim = actor_tensors(actor)
-    tensors, layers = deploy.encode(arch, dense, storage, nm)
+    tensors, layers = policy_file.encode(arch, dense, storage, nm)
     weights = sum(e["shape"][0] * e["shape"][1] for e in layers.values())
     extra: dict = {"sparsity": {"density": sum(e["kept"] for e in layers.values()) / weights, "weights": weights}}
     if arch["obs_norm"]:  # for readers of the header; the loader uses the float32 tensors
@@ -65,7 +77,7 @@ def export_actor(actor: nn.Module, path: str | Path, source: dict, storage: str 
               "obs_dim": obs_dim, "act_dim": act_dim, "architecture": arch, "layers": layers, **extra,
               "actions": "in [-1, 1]: rescale to the environment's bounds (sparserl.make_env does)",
               "source": source}
-    deploy.write(path, header, tensors, writer)
+    policy_file.write(path, header, tensors, writer)
     return header
 
 
@@ -77,14 +89,15 @@ def export_run(run_dir: str | Path, out: str | Path, storage: str = "auto") -> d
 
     if (Path(run_dir) / CONFIG_FILE).is_file():
         load_plugins(read_run_config(Path(run_dir)).plugins)
-    header, tensors = deploy.read(run_dir)
-    if Path(out).resolve() == (Path(run_dir) / deploy.POLICY_FILE).resolve():
+    header, tensors = policy_file.read(run_dir)
+    if Path(out).resolve() == (Path(run_dir) / policy_file.POLICY_FILE).resolve():
         raise PolicyError(f"--out {out} is the run's own policy file; choose another path")
+    check_output_path(Path(out))
     arch = header["architecture"]
-    dense = deploy.decode(arch, header["layers"], tensors)
+    dense = policy_file.decode(arch, header["layers"], tensors)
     nm = next((e["nm"] for e in header["layers"].values() if "nm" in e), header["source"].get("nm"))
-    tensors, layers = deploy.encode(arch, dense, storage, tuple(nm) if nm else None)
+    tensors, layers = policy_file.encode(arch, dense, storage, tuple(nm) if nm else None)
     new = {**header, "layers": layers}
     new.pop("format", None)
-    deploy.write(out, new, tensors)
+    policy_file.write(out, new, tensors)
     return new

@@ -17,6 +17,7 @@ class DDPG(TD3):
     """Deep deterministic policy gradient: one critic, no target smoothing, actor updated every step."""
 
     name = "ddpg"
+    settings = ("exploration_noise",)
 
     @classmethod
     def critic_members(cls, config) -> int:

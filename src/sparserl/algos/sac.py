@@ -38,6 +38,7 @@ class SAC(Agent):
 
     name = "sac"
     stat_names = ("critic_loss", "q", "actor_loss", "alpha_loss", "alpha", "entropy")
+    settings = ("alpha_lr", "init_alpha", "target_entropy", "target_entropy_scale", "log_std_min", "log_std_max")
     actor_class = GaussianActor
 
     def __init__(self, info, config):

@@ -23,6 +23,7 @@ class TD3(Agent):
 
     name = "td3"
     stat_names = ("critic_loss", "q", "actor_loss")
+    settings = ("exploration_noise", "policy_noise", "noise_clip", "policy_delay")
 
     def __init__(self, info, config):
         super().__init__(info, config)

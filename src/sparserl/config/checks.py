@@ -20,6 +20,16 @@ def non_negative(value) -> bool:
     return math.isfinite(value) and value >= 0
 
 
+SEED_LIMIT = 2**32
+"""Seeds are in [0, 2**32): what NumPy's and Gymnasium's seeding take."""
+MAX_STEPS = 10**10
+"""Step counts above this (over a year at 300 steps/s) are taken for typing mistakes."""
+
+
+def seed(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < SEED_LIMIT
+
+
 def require(section, names: tuple[str, ...], test, words: str) -> list[str]:
     """"NAME must be WORDS, got VALUE" for each field of `names` whose value fails `test`."""
     return [f"{name} must be {words}, got {getattr(section, name)!r}" for name in names

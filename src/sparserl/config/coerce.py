@@ -101,6 +101,8 @@ def _coerce(name: str, value: Any, tp: Any, source: str) -> Any:
             return value
         raise bad
     if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value  # exact, however large (a float cannot hold every integer)
         number = _number(value)
         if number is None or float(number) != int(number):
             raise bad

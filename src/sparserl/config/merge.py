@@ -1,6 +1,8 @@
 """The one rule for layering configuration values: later layers win key by key, and sparsity
 settings merge within their section (a preset's `sparsity: {method: rigl}` under a flag's
-`update_interval: 300` keeps the method)."""
+`update_interval: 300` keeps the method). A layer that makes the run dense (`sparsity: dense`, a
+sweep's dense baseline) drops the levels of the layers below it: a dense run has none. Levels given
+with no method anywhere stay, and validation refuses them."""
 
 from __future__ import annotations
 
@@ -8,9 +10,10 @@ from dataclasses import fields
 from typing import Any
 
 from sparserl.config.coerce import fold_sparsity
-from sparserl.config.sparsity import NetworkSparsity
+from sparserl.config.sparsity import LEVELS, NetworkSparsity
 
 SPARSITY_KEYS = frozenset(f.name for f in fields(NetworkSparsity))
+LEVEL_KEYS = frozenset(f"{network}_sparsity" for network in LEVELS)
 
 
 def merged(*layers: dict[str, Any]) -> dict[str, Any]:
@@ -18,7 +21,10 @@ def merged(*layers: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for layer in layers:
         layer = fold_sparsity(layer, SPARSITY_KEYS)
-        section = {**out.get("sparsity", {}), **layer.get("sparsity", {})}
+        below = dict(out.get("sparsity", {}))
+        if layer.get("sparsity", {}).get("method") == "dense":
+            below = {k: v for k, v in below.items() if k not in LEVEL_KEYS}
+        section = {**below, **layer.get("sparsity", {})}
         out.update(layer)
         if section:
             out["sparsity"] = section

@@ -10,6 +10,7 @@ checked against their registries, after the run's plugins are imported.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,8 +31,20 @@ from sparserl.config.sections import (
     Training,
     ValueLearning,
 )
-from sparserl.errors import ConfigError
+from sparserl.errors import ConfigError, ConfigWarning
 from sparserl.registry import load_plugins
+
+
+def _warn_unread_settings(config: Config) -> None:
+    """A ConfigWarning for each algorithm-specific setting the run's algorithm does not read but the
+    config sets away from its default (e.g. policy_noise on a SAC run)."""
+    reads = ALGORITHMS.get(config.algo).settings
+    for section in (DeterministicPolicy, MaximumEntropy):
+        for f in dataclasses.fields(section):
+            if f.name not in reads and getattr(config, f.name) != f.default:
+                readers = [n for n, cls in ALGORITHMS.items() if f.name in cls.settings]
+                warnings.warn(f"{f.name} = {getattr(config, f.name)!r} has no effect on {config.algo} (it is read by "
+                              f"{', '.join(readers) or 'no registered algorithm'})", ConfigWarning, stacklevel=3)
 
 
 @dataclass
@@ -52,7 +65,11 @@ class Config(Output, Diagnostics, Evaluation, Sparsity, ValueLearning, MaximumEn
             problems.append(f"algo must be one of {', '.join(ALGORITHMS)}; got {self.algo!r}")
         if self.network not in BODIES:
             problems.append(f"network must be one of {', '.join(BODIES)}; got {self.network!r}")
+        if not problems and self.algo in ALGORITHMS:
+            _warn_unread_settings(self)
         if problems:
+            if len(problems) == 1:
+                raise ConfigError(f"invalid configuration: {problems[0]}")
             raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
         return self
 

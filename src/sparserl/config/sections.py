@@ -13,14 +13,8 @@ from typing import Literal
 
 import tyro
 
-from sparserl.config.checks import (
-    choice_problems,
-    non_negative,
-    positive_int,
-    positive_ints,
-    positive_numbers,
-    require,
-)
+from sparserl.config import checks
+from sparserl.config.checks import MAX_STEPS, positive_ints, positive_numbers, require
 from sparserl.config.coerce import coerce_fields
 from sparserl.config.sparsity import NetworkSparsity
 from sparserl.sparsity.execution import EXECUTIONS
@@ -54,10 +48,16 @@ class Training:
 
     def problems(self) -> list[str]:
         out = positive_ints(self, "total_steps", "batch_size", "buffer_size", "updates_per_step")
-        out += require(self, ("action_repeat",), positive_int, "an integer >= 1")
-        if not self.start_steps >= 0:
-            out.append(f"start_steps must be >= 0, got {self.start_steps!r}")
-        if positive_int(self.batch_size) and positive_int(self.buffer_size) and self.batch_size > self.buffer_size:
+        if not out and self.total_steps > MAX_STEPS:
+            out.append(f"total_steps ({self.total_steps:.3g}) is more than a run can take; at most {MAX_STEPS:,}")
+        out += require(self, ("action_repeat",), checks.positive_int, "an integer >= 1")
+        out += require(self, ("seed",), checks.seed, "an integer in [0, 2**32)")
+        if not (isinstance(self.start_steps, int) and self.start_steps >= 0):
+            out.append(f"start_steps must be an integer >= 0, got {self.start_steps!r}")
+        elif checks.positive_int(self.total_steps) and self.start_steps > self.total_steps:
+            out.append(f"start_steps ({self.start_steps}) exceeds total_steps ({self.total_steps}): the run would "
+                       f"end before it learns")
+        if not out and self.batch_size > self.buffer_size:
             out.append(f"batch_size ({self.batch_size}) must not exceed buffer_size ({self.buffer_size})")
         if not self.env:
             out.append("env must name an environment, e.g. Hopper-v5")
@@ -101,7 +101,7 @@ class Networks:
 
     def problems(self) -> list[str]:
         out = require(self, ("actor_width", "actor_blocks", "critic_width", "critic_blocks", "critics"),
-                       positive_int, "an integer >= 1")
+                       checks.positive_int, "an integer >= 1")
         if not (len(self.hidden) >= 1 and all(isinstance(h, int) and h > 0 for h in self.hidden)):
             out.append(f"hidden must be one or more positive layer widths, got {self.hidden!r}")
         if not 0.0 < self.gamma <= 1.0:
@@ -109,7 +109,7 @@ class Networks:
         if not 0.0 < self.tau <= 1.0:
             out.append(f"tau must be in (0, 1], got {self.tau!r}")
         out += positive_numbers(self, "actor_lr", "critic_lr")
-        return out + require(self, ("weight_decay",), non_negative, ">= 0")
+        return out + require(self, ("weight_decay",), checks.non_negative, ">= 0")
 
 
 @dataclass
@@ -126,7 +126,7 @@ class DeterministicPolicy:
     """TD3: critic updates per actor and target update."""
 
     def problems(self) -> list[str]:
-        return (require(self, ("exploration_noise", "policy_noise", "noise_clip"), non_negative, ">= 0")
+        return (require(self, ("exploration_noise", "policy_noise", "noise_clip"), checks.non_negative, ">= 0")
                 + positive_ints(self, "policy_delay"))
 
 
@@ -149,7 +149,9 @@ class MaximumEntropy:
 
     def problems(self) -> list[str]:
         out = positive_numbers(self, "alpha_lr", "init_alpha", "target_entropy_scale")
-        if not self.log_std_min < self.log_std_max:
+        bounds = require(self, ("log_std_min", "log_std_max"), math.isfinite, "a finite number")
+        out += bounds
+        if not bounds and not self.log_std_min < self.log_std_max:
             out.append(f"log_std_min ({self.log_std_min}) must be below log_std_max ({self.log_std_max})")
         if not (self.target_entropy is None or math.isfinite(self.target_entropy)):
             out.append(f"target_entropy must be a finite number or None, got {self.target_entropy!r}")
@@ -182,17 +184,16 @@ class ValueLearning:
     """Dynamic buffer: shrink once per check (RLx2's code) or until D is below the threshold (its paper)."""
 
     def problems(self) -> list[str]:
-        out = require(self, ("nstep",), positive_int, "an integer >= 1")
+        out = require(self, ("nstep",), checks.positive_int, "an integer >= 1")
         if not (isinstance(self.delay_nstep, int) and self.delay_nstep >= 0):
             out.append(f"delay_nstep must be an integer >= 0 (gradient updates), got {self.delay_nstep!r}")
-        if not self.dynamic_buffer:
-            return out
-        if not self.buffer_check_every > 0:
-            out.append(f"buffer_check_every must be positive, got {self.buffer_check_every!r}")
+        out += positive_ints(self, "buffer_check_every")  # checked even while the buffer is fixed
         out += positive_numbers(self, "buffer_threshold")
         if not 0.0 < self.buffer_drop_fraction < 1.0:
             out.append(f"buffer_drop_fraction must be in (0, 1), got {self.buffer_drop_fraction!r}")
-        if not 0 < self.buffer_min_size <= self.buffer_size:
+        if not checks.positive_int(self.buffer_min_size):
+            out.append(f"buffer_min_size must be a positive integer, got {self.buffer_min_size!r}")
+        elif self.dynamic_buffer and self.buffer_min_size > self.buffer_size:
             out.append(f"buffer_min_size ({self.buffer_min_size}) must be positive and at most buffer_size "
                        f"({self.buffer_size}), the maximum")
         if not (self.buffer_check_samples is None or self.buffer_check_samples > 0):
@@ -224,7 +225,7 @@ class Sparsity:
         if not isinstance(self.sparsity, NetworkSparsity):
             return [f"sparsity must be a NetworkSparsity (or, through Config.from_dict or YAML, a method name or a "
                     f"mapping), got {self.sparsity!r}"]
-        return choice_problems(self.sparsity) + self.sparsity.problems()
+        return checks.choice_problems(self.sparsity) + self.sparsity.problems()
 
 
 @dataclass
@@ -243,7 +244,12 @@ class Evaluation:
     """Stop the run early once an evaluation's mean return reaches this value (None: never)."""
 
     def problems(self) -> list[str]:
-        return positive_ints(self, "eval_every", "eval_episodes", "score_window")
+        out = positive_ints(self, "eval_every", "eval_episodes", "score_window")
+        if self.eval_seed is not None:
+            out += require(self, ("eval_seed",), checks.seed, "an integer in [0, 2**32) or None (seed + 100)")
+        if self.stop_at_return is not None:
+            out += require(self, ("stop_at_return",), math.isfinite, "a finite number or None")
+        return out
 
 
 @dataclass

@@ -51,7 +51,10 @@ class NetworkSparsity(SparsityConfig):
             name, value = f"{network}_sparsity", getattr(self, f"{network}_sparsity")
             if value is None:
                 continue
-            if fixed is not None:
+            if cls is None:
+                out.append(f"{name} ({value}) has no effect on a dense run: give a sparsity method as well "
+                           f"(sparsity: METHOD, --sparsity METHOD; one of {allowed()}), or leave it out")
+            elif fixed is not None:
                 out.append(f"{name} does not apply to {self.method}, which fixes the sparsity at {fixed:.3f}")
             elif not (0.0 <= value < 1.0):
                 out.append(f"{name} must be in [0, 1), got {value!r}")

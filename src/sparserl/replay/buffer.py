@@ -39,12 +39,9 @@ class ReplayBuffer:
         if capacity < 1:
             raise ValueError(f"capacity must be positive, got {capacity}")
         self.obs_dim, self.act_dim, self.capacity = obs_dim, act_dim, capacity
-        o, a = obs_dim, act_dim
-        widths = {"obs": o, "action": a, "reward": 1, "next_obs": o, "policy_action": a,
-                  "terminated": 1, "truncated": 1}
         self._slices: dict[str, slice] = {}
         col = 0
-        for name, width in widths.items():
+        for name, width in self.widths(obs_dim, act_dim).items():
             self._slices[name] = slice(col, col + width)
             col += width
         self.row_width = col
@@ -53,6 +50,17 @@ class ReplayBuffer:
         self._start = 0
         self.size = 0
         self.generator = torch.Generator().manual_seed(seed)
+
+    @staticmethod
+    def widths(obs_dim: int, act_dim: int) -> dict[str, int]:
+        """The float32 columns of one stored transition, by field."""
+        return {"obs": obs_dim, "action": act_dim, "reward": 1, "next_obs": obs_dim, "policy_action": act_dim,
+                "terminated": 1, "truncated": 1}
+
+    @classmethod
+    def bytes_needed(cls, obs_dim: int, act_dim: int, capacity: int) -> int:
+        """The memory a buffer of `capacity` transitions preallocates."""
+        return capacity * sum(cls.widths(obs_dim, act_dim).values()) * 4
 
     def __len__(self) -> int:
         return self.size

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from sparserl.envs import check_env_id
 from sparserl.errors import CheckpointError, ConfigError
 from sparserl.registry import absolute_plugins
 from sparserl.runs import files
-from sparserl.runs.build import check_sparsity, resolve_threads
+from sparserl.runs.build import check_memory, check_sparsity, probe_info, resolve_threads
 from sparserl.runs.checkpoint import list_checkpoints, load_checkpoint
 from sparserl.runs.files import RunResult, load_run_config, read_result
 from sparserl.runs.lock import run_lock
@@ -30,9 +31,23 @@ def _prepare(config: Config) -> Config:
     """Validate everything that can be refused before a run directory exists."""
     config.validate()
     check_env_id(config.env)
+    info = probe_info(config)
+    check_memory(config, info)
     if config.sparsity.enabled:
-        check_sparsity(config)
+        check_sparsity(config, info)
     return config.replace(threads=resolve_threads(config.threads), plugins=absolute_plugins(config.plugins))
+
+
+def _make_run_dir(run_dir: Path) -> None:
+    """Create the run directory, refusing a path that is a file or a place this process cannot write."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--run-dir {run_dir} is a file, not a directory; choose another path")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the run directory {run_dir}: {exc.strerror}") from None
+    if not os.access(run_dir, os.W_OK | os.X_OK):
+        raise ConfigError(f"the run directory {run_dir} is not writable by this user; choose another --run-dir")
 
 
 def train(config: Config, console: RunConsole | None = None) -> RunResult:
@@ -42,7 +57,7 @@ def train(config: Config, console: RunConsole | None = None) -> RunResult:
     if files.holds_run(run_dir):
         raise ConfigError(f"run directory {run_dir} already holds a run: continue it with "
                           f"`sparserl train --resume {run_dir}` or choose another --run-dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    _make_run_dir(run_dir)
     with run_lock(run_dir):
         if files.holds_run(run_dir):  # written by a trainer that held the lock meanwhile
             raise ConfigError(f"run directory {run_dir} already holds a run: continue it with "

@@ -14,6 +14,7 @@ import torch
 from sparserl.algos import ALGORITHMS, Agent, make_agent
 from sparserl.config import Config
 from sparserl.envs import EnvInfo, env_info, make_env
+from sparserl.errors import ConfigError
 from sparserl.replay import DynamicCapacity, ReplayBuffer
 from sparserl.runs.learner import OffPolicyLearner
 
@@ -71,10 +72,32 @@ def probe_info(config: Config) -> EnvInfo:
         env.close()
 
 
-def check_sparsity(config: Config) -> None:
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux: MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_memory(config: Config, info: EnvInfo) -> None:
+    """Refuse a replay buffer the machine cannot hold, before anything is written."""
+    needed = ReplayBuffer.bytes_needed(info.obs_dim, info.act_dim, config.buffer_size)
+    available = available_memory()
+    if available is not None and needed > available:
+        raise ConfigError(f"buffer_size {config.buffer_size:,} needs {needed / 2**30:.1f} GiB for the replay buffer "
+                          f"({info.obs_dim} observations, {info.act_dim} actions per transition), but "
+                          f"{available / 2**30:.1f} GiB of memory is available; lower --buffer-size")
+
+
+def check_sparsity(config: Config, info: EnvInfo | None = None) -> None:
     """Build the networks once and attach the sparsity engine, so an impossible budget or a layer
     left without weights is reported before any work starts."""
-    build_agent(config, probe_info(config))
+    build_agent(config, info or probe_info(config))
 
 
 def parameter_count(config: Config, info: EnvInfo, networks: tuple[str, ...] = ("actor", "critic")) -> int:

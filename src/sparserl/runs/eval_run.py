@@ -29,8 +29,7 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None, seed: int | N
     policy = load_policy(run_dir, backend=backend)
     episodes = config.eval_episodes if episodes is None else episodes
     _check_episodes(episodes)
-    if seed is None:
-        seed = config.eval_seed if config.eval_seed is not None else config.seed + 100
+    seed = config.evaluation_seed if seed is None else seed
     env = make_env(config.env, action_repeat=config.action_repeat)
     try:
         return evaluate(policy.act, env, episodes, seed), int(policy.meta.get("step", -1))
@@ -38,13 +37,16 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None, seed: int | N
         env.close()
 
 
-def evaluate_policy_file(path: str | Path, env_id: str | None = None, episodes: int = 10, seed: int = 0,
-                         backend: str = "auto") -> tuple[EvalResult, dict]:
+def evaluate_policy_file(path: str | Path, env_id: str | None = None, episodes: int | None = None,
+                         seed: int | None = None, backend: str = "auto") -> tuple[EvalResult, dict]:
     """Evaluate an exported policy file on `env_id` (default: the environment it was trained on).
-    Returns the result and the file's source description."""
-    _check_episodes(episodes)
+    Episodes and seed default to the run's own evaluation protocol where the file records it (files
+    of runs do), else 10 episodes from seed 0. Returns the result and the file's source description."""
     policy = load_policy(path, backend=backend)
     source = policy.meta
+    episodes = int(source.get("eval_episodes", 10)) if episodes is None else episodes
+    seed = int(source.get("eval_seed", 0)) if seed is None else seed
+    _check_episodes(episodes)
     env_id = env_id or source.get("env")
     if not env_id:
         raise ConfigError(f"{path} does not name its environment: pass --env")

@@ -92,8 +92,20 @@ def write_status(run_dir: Path, status: str, step: int, env: dict, **extra) -> N
 
 
 def read_status(run_dir: Path) -> dict | None:
+    """run.json's contents (None where there is none); a damaged file is named with its line."""
     path = Path(run_dir) / STATUS_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        status = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{path} is damaged: it is not text") from None
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path} is damaged at line {exc.lineno}, column {exc.colno}: {exc.msg} (restore it, "
+                              f"or delete it: a continued run writes it again)") from None
+    if not isinstance(status, dict):
+        raise CheckpointError(f"{path} is damaged: it holds no run status")
+    return status
 
 
 def write_sparsity(run_dir: Path, report) -> None:

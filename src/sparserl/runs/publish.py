@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sparserl.deploy import POLICY_FILE
 from sparserl.export import export_actor
+from sparserl.policy_file import POLICY_FILE
 from sparserl.runs import files
 from sparserl.runs.checkpoint import atomic_write
 
@@ -31,7 +31,8 @@ def save_policy(trainer, path: Path, storage: str = "auto") -> dict:
     c, sparsifier = trainer.config, trainer.sparsifier
     pattern = sparsifier.method.pattern() if sparsifier is not None else None
     source = {"env": c.env, "algo": c.algo, "step": trainer.step, "action_repeat": c.action_repeat,
-              "sparsity": c.sparsity.method, **({"nm": list(pattern)} if pattern else {})}
+              "sparsity": c.sparsity.method, "eval_seed": c.evaluation_seed, "eval_episodes": c.eval_episodes,
+              **({"nm": list(pattern)} if pattern else {})}
     return export_actor(trainer.agent.policy, path, source, storage, pattern, writer=_write_atomic,
                         spaces=spaces(trainer.env))
 

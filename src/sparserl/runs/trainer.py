@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from sparserl.config import Config
-from sparserl.deploy import POLICY_FILE
 from sparserl.envs import episode_seed
 from sparserl.errors import CheckpointError, TrainingDiverged
+from sparserl.policy_file import POLICY_FILE
 from sparserl.runs import files
 from sparserl.runs.build import build_run
 from sparserl.runs.checkpoint import (
@@ -122,8 +122,9 @@ class Trainer:
             if not self.evaluations or self.evaluations[-1][0] != self.step:
                 self._log_row()
             self._checkpoint()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             self._write_status("interrupted")
+            exc.run_dir = self.run_dir  # for the hint the command line prints
             raise
         except BaseException as exc:
             self._write_status("failed", error=f"{type(exc).__name__}: {exc}")
@@ -175,6 +176,8 @@ class Trainer:
                     self._checkpoint()
                     pending_checkpoint = False
                 obs = self._reset()
+            if step == c.start_steps:  # learning starts: the warm-up's rate says nothing of what follows
+                self.console.new_phase()
             if step & 255 == 0:
                 self.console.update(step)
 
@@ -210,7 +213,7 @@ class Trainer:
         self.last_eval = result
         self.row_step, self.row_returns, self.row_lengths = self.step, [], []
         self._row_clock = time.perf_counter()
-        self.console.update(self.step, sps=None if math.isnan(sps) else sps, last_eval=result.mean)
+        self.console.update(self.step, last_eval=result.mean)
         train_text = "-" if math.isnan(row["train_return"]) else f"{row['train_return']:.1f}"
         sps_text = "-" if math.isnan(sps) else f"{sps:.0f}"
         self.console.line(f"step {self.step:>9,d}  eval {result.mean:9.1f} ± {result.std:7.1f}  "

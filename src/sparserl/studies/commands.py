@@ -11,7 +11,7 @@ from rich.console import Console
 
 from sparserl.errors import ConfigError
 
-_console = Console(highlight=False, soft_wrap=True)
+_console = Console(highlight=False, soft_wrap=True, emoji=False)
 
 
 @dataclass
