@@ -91,9 +91,9 @@ def test_preset_builds_the_papers_networks(name, env):
         assert name.endswith("-dense") and report is None
 
 
-# one short training run per distinct recipe (every preset is built and checked above): N:M, RLx2
-# with its extras under TD3 and SAC, SET (DS-TD3), static (SS), dense and the small dense network
-TRAINED_PRESETS = ["rnm-td3", "rlx2-td3", "rlx2-sac", "ds-td3", "rlx2-td3-ss", "rlx2-sac-dense", "rlx2-td3-tiny"]
+# one short training run per distinct sparse recipe (every preset is built and checked above; dense
+# runs train in most other tests): N:M, RLx2 with its extras under TD3 and SAC, SET (DS-TD3), static
+TRAINED_PRESETS = ["rnm-td3", "rlx2-td3", "rlx2-sac", "ds-td3", "rlx2-td3-ss"]
 
 
 @pytest.mark.slow

@@ -20,13 +20,13 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "sparserl", *args]
 
 
-TOTAL = 1500
-"""Steps of each run: checkpoints at 500 and 1000; a run is killed after the one at 1000."""
+TOTAL = 1200
+"""Steps of each run: checkpoints at 400 and 800; a run is killed after the one at 800."""
 
 
 def config_file(tmp_path: Path, **values) -> Path:
     base = dict(env="Pendulum-v1", total_steps=TOTAL, start_steps=300, batch_size=64, buffer_size=5000,
-                hidden=[32, 32], eval_every=300, eval_episodes=2, checkpoint_every=500, threads=1,
+                hidden=[32, 32], eval_every=300, eval_episodes=2, checkpoint_every=400, threads=1,
                 progress=False, tensorboard=True)
     base.update(values)
     path = tmp_path / "config.yaml"
@@ -67,10 +67,10 @@ def kill_after_checkpoint(cmd: list[str], run_dir: Path, min_step: int, timeout:
 
 # Each case combines the pieces whose state a checkpoint must carry (the in-process conformance
 # suite resumes every method x algorithm; these runs add real processes, SIGKILL and the files).
-RLX2_EXTRAS = {"nstep": 3, "delay_nstep": 1000, "dynamic_buffer": True, "buffer_check_every": 400,
+RLX2_EXTRAS = {"nstep": 3, "delay_nstep": 550, "dynamic_buffer": True, "buffer_check_every": 400,
                "buffer_threshold": 0.01, "buffer_min_size": 500}
-"""RLx2's value learning: the switch to 3-step targets (update 1000, step 1300) and buffer shrinks (every
-400 steps) fall after the checkpoint the run is killed at."""
+"""RLx2's value learning: the switch to 3-step targets (update 550, step 850) and a buffer shrink (at
+step 1200) fall after the checkpoint the run is killed at."""
 CASES = {
     "td3-dense": {"algo": "td3"},
     # SAC's temperature, N:M's dense shadow weights (SR-STE) and RLx2's extras
@@ -99,7 +99,7 @@ def test_sigkill_and_resume_gives_identical_metrics(tmp_path, case):
         subprocess.run(cli("train", "--config", str(cfg), "--run-dir", str(full)), check=True,
                        stdout=subprocess.DEVNULL)
         killed_at = kill_after_checkpoint(cli("train", "--config", str(cfg), "--run-dir", str(broken)),
-                                          broken, min_step=900)
+                                          broken, min_step=700)
         assert killed_at < TOTAL
         assert int(rows(broken)[-1]["step"]) > killed_at  # rows past the checkpoint exist and must be redone
         subprocess.run(cli("train", "--resume", str(broken)), check=True, stdout=subprocess.DEVNULL)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -19,8 +20,9 @@ def test_engine_imports_without_gymnasium():
 def test_supervised_example_runs_and_learns():
     code = ("import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__'); "
             "assert 'gymnasium' not in sys.modules")
+    one_thread = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # beside the other test worker
     out = subprocess.run([sys.executable, "-c", code, str(ROOT / "examples" / "sparse_supervised.py")],
-                         check=True, capture_output=True, text=True).stdout
+                         check=True, capture_output=True, text=True, env=one_thread).stdout
     lines = re.findall(r"^(\S+(?: \S+)*?)\s+test accuracy ([\d.]+)", out, re.M)
     accuracy = {name: float(value) for name, value in lines}
     assert set(accuracy) == {"dense", "rigl 90%", "nm 2:4 (SR-STE)"}, out
