@@ -8,8 +8,13 @@ import typing
 from typing import Any, Literal
 
 
+def integer(value) -> bool:
+    """An int, not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+    return integer(value) and value > 0
 
 
 def positive(value) -> bool:
@@ -27,7 +32,7 @@ MAX_STEPS = 10**10
 
 
 def seed(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < SEED_LIMIT
+    return integer(value) and 0 <= value < SEED_LIMIT
 
 
 def require(section, names: tuple[str, ...], test, words: str) -> list[str]:

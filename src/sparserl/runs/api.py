@@ -50,18 +50,20 @@ def _make_run_dir(run_dir: Path) -> None:
         raise ConfigError(f"the run directory {run_dir} is not writable by this user; choose another --run-dir")
 
 
+def _refuse_existing_run(run_dir: Path) -> None:
+    if files.holds_run(run_dir):
+        raise ConfigError(f"run directory {run_dir} already holds a run: continue it with "
+                          f"`sparserl train --resume {run_dir}` or choose another --run-dir")
+
+
 def train(config: Config, console: RunConsole | None = None) -> RunResult:
     """Train a new run described by `config` and return its result."""
     config = _prepare(config)
     run_dir = Path(config.run_dir) if config.run_dir else files.default_run_dir(config)
-    if files.holds_run(run_dir):
-        raise ConfigError(f"run directory {run_dir} already holds a run: continue it with "
-                          f"`sparserl train --resume {run_dir}` or choose another --run-dir")
+    _refuse_existing_run(run_dir)  # before anything is created or locked
     _make_run_dir(run_dir)
     with run_lock(run_dir):
-        if files.holds_run(run_dir):  # written by a trainer that held the lock meanwhile
-            raise ConfigError(f"run directory {run_dir} already holds a run: continue it with "
-                              f"`sparserl train --resume {run_dir}` or choose another --run-dir")
+        _refuse_existing_run(run_dir)  # written by a trainer that held the lock meanwhile
         config = config.replace(run_dir=str(run_dir))
         files.write_config(run_dir, config)
         return Trainer(config, run_dir, console=console).run()

@@ -48,7 +48,7 @@ class ObGD(torch.optim.Optimizer):
             traces = [self.state[p]["trace"] for p in params]
             torch._foreach_mul_(traces, group["gamma"] * group["lamda"])
             torch._foreach_add_(traces, [p.grad for p in params])
-            norm = torch.stack([t.abs().sum() for t in traces]).sum()
+            norm = torch.stack(torch._foreach_norm(traces, 1)).sum()  # ||z||_1 over the group
             bound = delta.abs().clamp(min=1.0) * norm * (group["lr"] * group["kappa"])
             alpha = group["lr"] / bound.clamp(min=1.0)
             torch._foreach_add_(params, torch._foreach_mul(traces, -alpha * delta))
