@@ -29,7 +29,7 @@ BAD_INPUTS = [
     (["--eval-every", "-5"], r"eval_every must be a positive integer, got -5"),
     (["--checkpoint-every", "0"], r"checkpoint_every must be a positive integer, got 0"),
     (["--batch-size", "512", "--buffer-size", "100"], r"batch_size \(512\) must not exceed buffer_size \(100\)"),
-    (["--algo", "ppo"], r"algo must be one of td3, sac, ddpg; got 'ppo'"),
+    (["--algo", "ppo"], r"algo must be one of td3, sac, ddpg, stream-ac; got 'ppo'"),
     (["--preset", "quikstart"], r"unknown preset 'quikstart'. Did you mean quickstart"),
     (["--total-steps", "many"], r"--total-steps"),
     (["--preset", "rlx2-td3", "--env", "Humanoid-v5"],

@@ -18,11 +18,19 @@ def test_defaults_are_the_papers():
 
 
 @pytest.mark.parametrize("field", ["total_steps", "eval_every", "checkpoint_every", "batch_size",
-                                   "buffer_size", "eval_episodes", "updates_per_step", "policy_delay"])
+                                   "buffer_size", "updates_per_step", "policy_delay"])
 @pytest.mark.parametrize("value", [0, -5])
 def test_non_positive_counts_are_refused(field, value):
     with pytest.raises(ConfigError, match=f"{field} must be a positive integer, got {value}"):
         Config(**{field: value}).validate()
+
+
+def test_eval_episodes_may_be_zero_and_the_score_then_uses_training_returns():
+    with pytest.raises(ConfigError, match=r"eval_episodes must be an integer >= 0 \(0: none\), got -5"):
+        Config(eval_episodes=-5).validate()
+    config = Config(eval_episodes=0).validate()
+    assert (config.measure, config.reevaluation_episodes) == ("train_return", 10)
+    assert (Config().measure, Config(eval_episodes=3).reevaluation_episodes) == ("eval_return", 3)
 
 
 def test_batch_larger_than_buffer_is_refused():

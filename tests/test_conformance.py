@@ -67,10 +67,12 @@ def sparsity_section(method: str, **changes) -> dict:
 
 
 def make_config(method: str, algo: str = "td3", network: str = "mlp", **changes) -> Config:
+    cls = ALGORITHMS.get(algo)
     values = dict(algo=algo, network=network, hidden=[32, 32], actor_width=16, critic_width=32, critic_blocks=1,
-                  batch_size=16, buffer_size=256, total_steps=60, start_steps=0, seed=0, threads=1,
-                  sparsity=sparsity_section(method, **changes.pop("sparsity", {})))
-    values.update(changes)
+                  total_steps=60, seed=0, threads=1, sparsity=sparsity_section(method, **changes.pop("sparsity", {})))
+    if not cls.streaming:  # a streaming algorithm has no replay settings
+        values.update(batch_size=16, buffer_size=256, start_steps=0)
+    values = {**cls.defaults, **values, **changes}  # the algorithm's defaults, as the resolution applies them
     return Config.from_dict(values).validate()
 
 
@@ -96,11 +98,25 @@ def observations(count: int = 5, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((count, INFO.obs_dim)).astype(np.float32)
 
 
+def update(agent, buffer: ReplayBuffer):
+    """One update of `agent` on data from `buffer`: a batch of 16 for a replay agent; for a streaming
+    agent one transition, acted on and learned from; returns what was drawn."""
+    if not agent.streaming:
+        batch = buffer.sample(16)
+        agent.update(batch)
+        return batch
+    t = buffer.sample(1)
+    agent.act(t.obs[0].numpy())
+    agent.learn(float(t.reward[0]), t.next_obs[0].numpy(), bool(t.terminated[0]),
+                bool(t.terminated[0] or t.truncated[0]))
+    return t
+
+
 def train(agent, buffer: ReplayBuffer, updates: int, check=None) -> list[dict]:
-    """`updates` updates on batches from `buffer`; `check()` after each; the stats of each update."""
+    """`updates` updates on data from `buffer`; `check()` after each; the stats of each update."""
     stats = []
     for _ in range(updates):
-        agent.update(buffer.sample(16))
+        update(agent, buffer)
         stats.append(agent.pop_stats())
         if check is not None:
             check()
@@ -202,8 +218,7 @@ def test_resume_from_state_dicts_continues_exactly(method, algo, network):
     for run_agent, run_sparsifier, run_buffer in ((agent, sparsifier, buffer),
                                                   (resumed, resumed_sparsifier, resumed_buffer)):
         torch.set_rng_state(saved["rng"])
-        batch = run_buffer.sample(16)
-        run_agent.update(batch)
+        batch = update(run_agent, run_buffer)
         runs.append({"batch": list(batch), "stats": run_agent.pop_stats(), "engine": run_sparsifier.pop_stats(),
                      "networks": {k: m.state_dict() for k, m in run_agent.networks.items()},
                      "optimizers": {k: o.state_dict()["state"] for k, o in run_agent.optimizers.items()},

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
+from sparserl.algos import check_action_space
 from sparserl.envs import check_env_id, env_info, episode_seed, make_env
 from sparserl.errors import EnvError
 
@@ -38,9 +40,28 @@ def test_unknown_dmc_task_is_refused():
         check_env_id("dm_control/cheetah-fly-v0")
 
 
-def test_discrete_actions_are_refused():
-    with pytest.raises(EnvError, match="continuous 1-D Box action space"):
-        make_env("CartPole-v1")
+def test_discrete_actions_are_kept_and_refused_to_algorithms_that_cannot_act_in_them():
+    env = make_env("CartPole-v1")
+    info = env_info(env)
+    assert info.discrete and info.act_dim == 2 and isinstance(env.action_space, gym.spaces.Discrete)
+    with pytest.raises(EnvError, match=r"td3 needs continuous \(Box\) actions; CartPole-v1 has 2 discrete actions "
+                                       r"\(algorithms for discrete actions: stream-ac\)"):
+        check_action_space("td3", info)
+    check_action_space("stream-ac", info)
+
+
+def test_the_time_feature_counts_decisions_to_the_time_limit():
+    env = make_env("Pendulum-v1", time_feature=True, action_repeat=3)  # limit 200 steps: 67 decisions
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (4,) and obs[-1] == -0.5
+    for t in range(1, 68):
+        obs, _, terminated, truncated, _ = env.step(np.zeros(1, dtype=np.float32))
+        assert obs[-1] == pytest.approx(-0.5 + t / 67, abs=1e-6)
+    assert truncated and obs.dtype == np.float32
+    gym.register("sparserl-test/PendulumForever-v0", entry_point="gymnasium.envs.classic_control.pendulum:PendulumEnv",
+                 max_episode_steps=None)
+    with pytest.raises(EnvError, match="needs an episode time limit"):
+        make_env("sparserl-test/PendulumForever-v0", time_feature=True)
 
 
 def test_dmc_flattened_float32():

@@ -10,9 +10,10 @@ import torch
 
 from sparserl.algos import make_agent
 from sparserl.config import Config, list_presets, load_preset, preset_envs, preset_header, resolve_values
-from sparserl.envs import env_info, make_env
+from sparserl.envs import env_info
 from sparserl.errors import ConfigError
 from sparserl.runs.api import train
+from sparserl.runs.build import make_run_env
 from sparserl.sparsity import Sparsifier, sparsity_report
 
 PAPER_PRESETS = ["rnm-td3", "rlx2-td3", "rlx2-sac", "ds-td3"] + [
@@ -31,7 +32,7 @@ DSTD3_SPARSITY = {"HalfCheetah-v5": 0.506, "Hopper-v5": 0.494, "Walker2d-v5": 0.
 
 def built(config: Config):
     """The agent of `config` with its sparsity engine attached, and the sparsity report (or None)."""
-    env = make_env(config.env)
+    env = make_run_env(config)
     try:
         agent = make_agent(env_info(env), config)
     finally:
@@ -139,6 +140,28 @@ def test_scaling_simba_builds_the_default_humanoid_networks_at_80_percent_of_all
     critic, target = agent.networks["critic"], agent.networks["critic_target"]
     for p, t in zip(critic.parameters(), target.parameters()):
         assert torch.equal(p == 0, t == 0) or p.dim() < 2  # the target shares the masks
+
+
+@pytest.mark.parametrize("name", ["stream-ac", "stream-ac-dense", "stream-ac-static"])
+def test_the_streaming_presets_build_elsayed_et_als_networks_with_and_without_zeros(name):
+    """Two 128-wide LayerNorm layers each; SparseInit: exactly ceil(0.9 fan_in) zeros per unit (free to
+    regrow: no mask); dense: no zeros; static: 90 % of every layer masked, on the dense init."""
+    config = Config(**resolve_values(name)).validate()
+    assert (config.algo, config.env, config.hidden, config.total_steps) == ("stream-ac", "HalfCheetah-v5",
+                                                                            (128, 128), 2_000_000)
+    agent, report = built(config)
+    for network in ("actor", "critic"):
+        weights = [p for p in agent.networks[network].parameters() if p.dim() == 2]
+        assert [w.shape[1] for w in weights] == [18, 128, 128]  # 17 observations and the time feature
+        for w in weights:
+            zeros = (w == 0).sum(dim=1)
+            if name == "stream-ac":
+                assert zeros.tolist() == [math.ceil(0.9 * w.shape[1])] * w.shape[0]
+            elif name == "stream-ac-dense":
+                assert int(zeros.sum()) == 0
+        if name == "stream-ac-static":
+            assert all(line.kept == round(0.1 * line.total) for line in report.layers if line.network == network)
+    assert (report is None) == (name != "stream-ac-static")
 
 
 def test_the_readme_presets_table_names_every_preset():

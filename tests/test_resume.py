@@ -25,9 +25,10 @@ TOTAL = 1200
 
 
 def config_file(tmp_path: Path, **values) -> Path:
-    base = dict(env="Pendulum-v1", total_steps=TOTAL, start_steps=300, batch_size=64, buffer_size=5000,
-                hidden=[32, 32], eval_every=300, eval_episodes=2, checkpoint_every=400, threads=1,
-                progress=False, tensorboard=True)
+    base = dict(env="Pendulum-v1", total_steps=TOTAL, hidden=[32, 32], eval_every=300, eval_episodes=2,
+                checkpoint_every=400, threads=1, progress=False, tensorboard=True)
+    if values["algo"] != "stream-ac":  # replay settings
+        base.update(start_steps=300, batch_size=64, buffer_size=5000)
     base.update(values)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(base))
@@ -87,7 +88,14 @@ CASES = {
                                                   "target_mask": "magnitude"}},
     "td3-gmp": {"algo": "td3", "sparsity": {"method": "gmp", "actor_sparsity": 0.8, "critic_sparsity": 0.8,
                                             "update_interval": 100}},
+    # streaming: eligibility traces and adaptive ObGD's second moments, the Welford observation
+    # statistics, the reward scaler's trace, the time feature, SparseInit under a RigL mask
+    "stream-ac-adaptive-rigl": {"algo": "stream-ac", "obgd": "adaptive",
+                                "sparsity": {"method": "rigl", "actor_sparsity": 0.5, "critic_sparsity": 0.5,
+                                             "update_interval": 200}},
 }
+FIRST_STAT = {"stream-ac": "td_error"}
+"""The first training statistic of each algorithm whose runs are resumed here (default critic_loss)."""
 
 
 @pytest.mark.slow
@@ -107,7 +115,7 @@ def test_sigkill_and_resume_gives_identical_metrics(tmp_path, case):
         assert len(expected) == TOTAL // 300 + 1
         assert got == expected, f"{algo}: resumed metrics differ from the uninterrupted run"
         later = [r for r in expected if int(r["step"]) > killed_at]
-        assert later and all(r["critic_loss"] for r in later)
+        assert later and all(r[FIRST_STAT.get(algo, "critic_loss")] for r in later)
         if CASES[case].get("diagnostics_every"):  # diagnostics after the checkpoint, identical too
             assert any(r["diag_actor_srank"] for r in later)
         if CASES[case].get("dynamic_buffer"):  # the buffer did shrink after the checkpoint, and identically

@@ -5,6 +5,8 @@ are written in one place. This module imports nothing of sparserl's training cod
 
 Bodies (registered in `BODIES`):
 - mlp: Linear -> ReLU -> ... -> Linear over `hidden` widths; layers ``layers.{i}``.
+- layernorm-mlp (Elsayed, Vasan, Mahmood 2024, the streaming networks): the same with
+  Linear -> LayerNorm (no affine parameters) -> leaky ReLU per hidden layer.
 - simba (Lee et al., ICLR 2025, as scaled by Ma et al. 2025): Dense(in -> h) -> blocks x
   [x + Dense(4h -> h)(ReLU(Dense(h -> 4h)(LayerNorm(x))))] -> LayerNorm -> head.
 - bronet (Nauman et al., NeurIPS 2024): Dense(in -> h) -> LayerNorm -> ReLU -> blocks x
@@ -80,6 +82,8 @@ class BodySpec:
 
     name = ""
     builder: str | Callable = ""
+    layered = False
+    """Sized by a list of hidden widths (`hidden`) rather than by a width and a block count."""
 
     def linears(self, arch: Architecture) -> list[tuple[str, int, int]]:
         raise NotImplementedError
@@ -104,19 +108,37 @@ class BodySpec:
 class MLPSpec(BodySpec):
     name = "mlp"
     builder = "sparserl.nets.bodies:build_mlp"
+    layered = True
 
     def linears(self, arch):
         sizes = (arch.in_dim, *arch.hidden, arch.out_dim)
         return [(f"layers.{i}", a, b) for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))]
 
+    def activate(self, x, relu):
+        """The nonlinearity after each hidden layer (given the caller's ReLU)."""
+        return relu(x)
+
     def forward(self, arch, x, linear, norm, relu, record, point):
         names = arch.linear_names
         for name in names[:-1]:
             pre = linear(name, x)
-            x = relu(pre)
+            x = self.activate(pre, relu)
             if record is not None:
                 record.append(pre if point == "pre" else x)
         return linear(names[-1], x)
+
+
+class LayerNormMLPSpec(MLPSpec):
+    """The streaming networks of Elsayed, Vasan, Mahmood (2024): each hidden Linear followed by a
+    LayerNorm without affine parameters and a leaky ReLU (slope 0.01)."""
+
+    name = "layernorm-mlp"
+    builder = "sparserl.nets.bodies:build_mlp"
+
+    def activate(self, x, relu):
+        import torch.nn.functional as F
+
+        return F.leaky_relu(F.layer_norm(x, x.shape[-1:]))
 
 
 class ResidualSpec(BodySpec):
@@ -243,5 +265,5 @@ def register_body(spec: BodySpec) -> BodySpec:
     return BODIES.register(spec.name, spec)
 
 
-for _spec in (MLPSpec(), SimBaSpec(), BroNetSpec()):
+for _spec in (MLPSpec(), LayerNormMLPSpec(), SimBaSpec(), BroNetSpec()):
     register_body(_spec)

@@ -151,8 +151,10 @@ def _print_result(result) -> None:
     if n:
         from sparserl.runs.files import load_run_config
 
-        window = load_run_config(result.run_dir).score_span(n)
-        _console.print(f"Score (mean of the last {window} evaluations): {result.score:.1f}")
+        config = load_run_config(result.run_dir)
+        window = config.score_span(n)
+        what = "evaluations" if config.measure == "eval_return" else "rows' training episode returns"
+        _console.print(f"Score (mean of the last {window} {what}): {result.score:.1f}")
     if result.sparsity is not None:
         _console.print(str(result.sparsity), markup=False)
 

@@ -21,10 +21,12 @@ import torch.nn.functional as F
 
 from sparserl import kernels
 from sparserl.errors import PolicyError
-from sparserl.policy_file import architecture, linear_names, norm_names, read
+from sparserl.policy_file import KINDS, architecture, linear_names, norm_names, read
 from sparserl.storage import STORAGES, decode_dense
 
 BACKENDS = ("auto", *kernels.KERNELS, "semi_structured")
+OUTPUTS = {"tanh": torch.tanh, "clip": lambda x: x.clamp(-1.0, 1.0), "argmax": lambda x: x.argmax(dim=-1)}
+"""The output rules of policy_file.KINDS."""
 
 
 def _kernel(name: str, entry: dict, tensors: dict, backend: str, batch: int) -> kernels.Kernel:
@@ -41,7 +43,8 @@ def _kernel(name: str, entry: dict, tensors: dict, backend: str, batch: int) -> 
 
 
 class Policy:
-    """A deterministic policy loaded from a policy file: `act(obs)` gives actions in [-1, 1].
+    """A deterministic policy loaded from a policy file: `act(obs)` gives actions in [-1, 1] (or, for a
+    categorical policy, the index of the action).
 
     `backends` names the kernel each linear layer runs on; `header` is the file's description
     (architecture, sizes, per-layer storage, where it came from)."""
@@ -58,6 +61,7 @@ class Policy:
         self.obs_stats = None
         if self.arch["obs_norm"]:
             self.obs_stats = (tensors["obs_norm.mean"], torch.sqrt(tensors["obs_norm.var"] + 1e-8))
+        self._output = OUTPUTS[KINDS[self.kind]]
         self.device = "cuda" if backend == "semi_structured" else "cpu"
         if self.device != "cpu":
             self.norms = {n: (w.to(self.device), b.to(self.device)) for n, (w, b) in self.norms.items()}
@@ -77,6 +81,8 @@ class Policy:
     def env_action(self, action: np.ndarray) -> np.ndarray:
         """Rescale an action in [-1, 1] to the environment's own bounds (as recorded in the file)."""
         bounds = self.spaces.get("action")
+        if self.kind == "categorical":
+            raise PolicyError("a categorical policy's actions are indices of the discrete actions: nothing to rescale")
         if not bounds:
             raise PolicyError("this policy file does not record the environment's action bounds")
         low, high = np.asarray(bounds["low"]), np.asarray(bounds["high"])
@@ -97,7 +103,7 @@ class Policy:
             x = (x - self.obs_stats[0]) / self.obs_stats[1]
         lin = self.linears
         x = self.body.forward(x, lambda name, h: lin[name](h), self._norm, torch.relu_)
-        return torch.tanh(x)  # a SAC export keeps only the mean rows of its head: tanh(mean)
+        return self._output(x)  # (SAC and Stream AC exports keep only the mean rows of their heads)
 
     def _as_batch(self, obs) -> tuple[torch.Tensor, bool]:
         if type(obs) is np.ndarray and obs.dtype == np.float32 and obs.shape == (self.obs_dim,):
@@ -121,7 +127,8 @@ class Policy:
         return (x.unsqueeze(0) if single else x).to(torch.float32), single
 
     def act(self, obs) -> np.ndarray:
-        """The action for one observation (obs_dim,) -> (act_dim,), or a batch (B, obs_dim) -> (B, act_dim).
+        """The action for one observation (obs_dim,) -> (act_dim,), or a batch (B, obs_dim) -> (B, act_dim);
+        a categorical policy gives the action's index, () or (B,).
 
         No autograd context is needed: no tensor of the policy requires a gradient, and `_as_batch`
         detaches tensor inputs."""

@@ -17,6 +17,25 @@ import torch
 from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
 
 
+def run_pre_hooks(optimizer: torch.optim.Optimizer) -> None:
+    """The step pre-hooks (global, then the optimiser's), as the stock `Optimizer.step` wrapper runs them."""
+    for hook in chain(_global_optimizer_pre_hooks.values(), optimizer._optimizer_step_pre_hooks.values()):
+        hook(optimizer, (optimizer,), {})
+
+
+def run_post_hooks(optimizer: torch.optim.Optimizer) -> None:
+    """The step post-hooks (the optimiser's, then the global ones)."""
+    for hook in chain(optimizer._optimizer_step_post_hooks.values(), _global_optimizer_post_hooks.values()):
+        hook(optimizer, (optimizer,), {})
+
+
+def lean_step(step):
+    """Mark an optimiser class's `step`, which runs the hooks itself (run_pre_hooks, run_post_hooks),
+    so the stock Optimizer does not wrap it in a profiler record at construction."""
+    step.hooked = True
+    return step
+
+
 class LeanAdam(torch.optim.Adam):
     """Adam / AdamW (``decoupled_weight_decay=True``) stepping with one fused kernel call per group."""
 
@@ -51,11 +70,11 @@ class LeanAdam(torch.optim.Adam):
             for p in params:
                 p.grad = None
 
+    @lean_step
     def step(self, closure=None):
         if closure is not None:
             return super().step(closure)  # the stock path (runs the hooks itself)
-        for hook in chain(_global_optimizer_pre_hooks.values(), self._optimizer_step_pre_hooks.values()):
-            hook(self, (self,), {})
+        run_pre_hooks(self)
         with torch.no_grad():
             work = self._fused_work()  # after the pre-hooks, which may change gradients or parameters
             if work is None:
@@ -66,8 +85,7 @@ class LeanAdam(torch.optim.Adam):
                 kernel(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=group["lr"],
                        beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
                        maximize=False, grad_scale=None, found_inf=None)
-        for hook in chain(self._optimizer_step_post_hooks.values(), _global_optimizer_post_hooks.values()):
-            hook(self, (self,), {})
+        run_post_hooks(self)
         return None
 
     def _fused_work(self) -> list | None:
@@ -81,6 +99,3 @@ class LeanAdam(torch.optim.Adam):
             work.append((kernel, group, params, grads, exp_avgs, exp_avg_sqs, steps))
         return work
 
-
-# The stock Optimizer wraps `step` in a profiler record at construction; LeanAdam runs the hooks itself.
-LeanAdam.step.hooked = True

@@ -3,7 +3,7 @@ sparserl.export and read by sparserl.deploy. This module imports nothing of spar
 
 File format 1: safetensors tensors plus one metadata entry ``sparserl_policy`` (JSON):
 
-    {"format": 1, "kind": "deterministic" | "gaussian", "obs_dim", "act_dim",
+    {"format": 1, "kind": one of KINDS, "obs_dim", "act_dim",
      "architecture": {"network": "mlp" | "simba" | "bronet", "hidden", "width", "blocks", "obs_norm"},
      "layers": {name: {"storage", "shape": [out, in], "kept", "nm"?}},
      "sparsity": {"density", "weights"}, "observation_normalisation": {"mean", "var"} (a copy),
@@ -36,6 +36,10 @@ from sparserl.errors import PolicyError, PolicyWarning
 from sparserl.storage import STORAGES, decode_dense, encode_layer
 
 FORMAT = 1
+KINDS = {"deterministic": "tanh", "gaussian": "tanh", "clipped-gaussian": "clip", "categorical": "argmax"}
+"""Each actor kind and what turns its head's output into the action: tanh (TD3, DDPG; SAC's mean),
+clip to [-1, 1] (Stream AC's Gaussian mean) or argmax (a discrete action, act_dim being the
+number of actions)."""
 META_KEY = "sparserl_policy"
 POLICY_FILE = "policy.safetensors"
 def storage_choices() -> tuple[str, ...]:
@@ -183,7 +187,7 @@ def _check(path: Path, header: dict, tensors: dict) -> None:
                 raise KeyError(f"storage {storage!r}")
             needed += [f"{name}.{p}" for p in STORAGES.get(storage).parts]
         int(header["obs_dim"]), int(header["act_dim"])
-        if header["kind"] not in ("deterministic", "gaussian"):
+        if header["kind"] not in KINDS:
             raise KeyError("kind")
     except (KeyError, TypeError) as e:
         raise PolicyError(f"{path}: the policy header is incomplete or malformed (at {e})") from None

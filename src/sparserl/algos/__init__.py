@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import inspect
 
-from sparserl.algos.base import Agent
-from sparserl.errors import ConfigError
+from sparserl.algos.base import Agent, ReplayAgent
+from sparserl.errors import ConfigError, EnvError
 from sparserl.registry import Registry
 
 
@@ -41,16 +41,27 @@ def register_algorithm(cls: type[Agent]) -> type[Agent]:
     return ALGORITHMS.register(getattr(cls, "name", ""), cls)
 
 
+def check_action_space(algo: str, info) -> None:
+    """Refuse an algorithm for an environment whose kind of action space it cannot act in."""
+    if info.discrete and not ALGORITHMS.get(algo).discrete_actions:
+        able = [name for name, c in ALGORITHMS.items() if c.discrete_actions]
+        raise EnvError(f"{algo} needs continuous (Box) actions; {info.env_id} has {info.act_dim} discrete "
+                          f"actions (algorithms for discrete actions: {', '.join(able) or 'none registered'})")
+
+
 def make_agent(info, config) -> Agent:
     """The agent named by config.algo for an environment described by `info`."""
+    check_action_space(config.algo, info)
     return ALGORITHMS.get(config.algo)(info, config)
 
 
 from sparserl.algos.ddpg import DDPG  # noqa: E402  (the built-ins register after the registry exists)
 from sparserl.algos.sac import SAC  # noqa: E402
+from sparserl.algos.stream_ac import StreamAC  # noqa: E402
 from sparserl.algos.td3 import TD3  # noqa: E402
 
-for _builtin in (TD3, SAC, DDPG):
+for _builtin in (TD3, SAC, DDPG, StreamAC):
     register_algorithm(_builtin)
 
-__all__ = ["ALGORITHMS", "DDPG", "SAC", "TD3", "Agent", "make_agent", "register_algorithm"]
+__all__ = ["ALGORITHMS", "DDPG", "SAC", "TD3", "Agent", "ReplayAgent", "StreamAC", "check_action_space", "make_agent",
+           "register_algorithm"]

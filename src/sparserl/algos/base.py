@@ -18,10 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparserl.architecture import Architecture
+from sparserl.architecture import BODIES, Architecture
 from sparserl.nets import Actor, DeterministicActor, QEnsemble, RunningNorm
 from sparserl.optim import LeanAdam
 from sparserl.replay import Batch
+from sparserl.streaming.init import initialise
 
 if TYPE_CHECKING:
     from sparserl.config import Config
@@ -45,10 +46,10 @@ def twin_mse(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def architecture(config: Config, role: str, in_dim: int, out_dim: int) -> Architecture:
-    """The configured body of network `role` (actor or critic): the `hidden` MLP, or a residual body
-    of `<role>_width` and `<role>_blocks`."""
-    if config.network == "mlp":
-        return Architecture("mlp", in_dim, out_dim, hidden=tuple(config.hidden))
+    """The configured body of network `role` (actor or critic): an MLP body of `hidden` widths, or a
+    residual body of `<role>_width` and `<role>_blocks`."""
+    if BODIES.get(config.network).layered:
+        return Architecture(config.network, in_dim, out_dim, hidden=tuple(config.hidden))
     return Architecture(config.network, in_dim, out_dim, width=getattr(config, f"{role}_width"),
                         blocks=getattr(config, f"{role}_blocks"))
 
@@ -64,6 +65,13 @@ class Agent(ABC):
     MaximumEntropy); the others of those, set away from their defaults, draw a ConfigWarning."""
     actor_class: ClassVar[type[Actor]] = DeterministicActor
     """The actor's head (its output width per action dimension comes with it)."""
+    streaming: ClassVar[bool] = False
+    """Learns from each transition once, as it arrives (sparserl.streaming), instead of from replay."""
+    discrete_actions: ClassVar[bool] = False
+    """Also acts in environments with a discrete action space."""
+    defaults: ClassVar[dict] = {}
+    """Config values the algorithm starts from instead of the dataclass defaults (a layer below any
+    preset, config file or flag; sparserl.config.resolve)."""
 
     def __init__(self, info: EnvInfo, config: Config):
         self.info, self.config = info, config
@@ -71,7 +79,7 @@ class Agent(ABC):
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.updates = 0  # gradient updates done (the iteration counter of TD3's policy delay)
         self.sparsifier = None  # set by attach_sparsity
-        self.obs_norm = RunningNorm(info.obs_dim) if config.obs_norm else None
+        self.obs_norm = self.make_obs_norm() if config.obs_norm else None
         """Running observation statistics shared by actor, critics and targets (None if off)."""
         self._stat_sums = torch.zeros(len(self.stat_names))
         self._stat_counts = [0] * len(self.stat_names)
@@ -100,33 +108,36 @@ class Agent(ABC):
         return config.critics
 
     @classmethod
+    def actor_for(cls, info: EnvInfo) -> type[Actor]:
+        """The actor class for an environment (an algorithm acting in several kinds of action space
+        picks by `info.discrete`)."""
+        return cls.actor_class
+
+    @classmethod
     def architectures(cls, info: EnvInfo, config: Config) -> dict[str, tuple[Architecture, int]]:
         """The (architecture, members) of the actor and the critic ensemble, before anything is built
         (parameter counts need no modules)."""
-        actor_out = info.act_dim * cls.actor_class.outputs_per_action
+        actor_out = info.act_dim * cls.actor_for(info).outputs_per_action
         return {"actor": (architecture(config, "actor", info.obs_dim, actor_out), 1),
                 "critic": (architecture(config, "critic", info.obs_dim + info.act_dim, 1), cls.critic_members(config))}
 
+    def make_obs_norm(self) -> nn.Module:
+        """The observation normaliser of `obs_norm` (SimBa's running statistics)."""
+        return RunningNorm(self.info.obs_dim)
+
     def make_actor(self, **kwargs) -> Actor:
         arch, _ = self.architectures(self.info, self.config)["actor"]
-        return self.actor_class(arch, obs_norm=self.obs_norm or False, **kwargs)
+        actor = self.actor_for(self.info)(arch, obs_norm=self.obs_norm or False, **kwargs)
+        return initialise(actor, self.config.init)
 
     def make_critic(self) -> QEnsemble:
         arch, members = self.architectures(self.info, self.config)["critic"]
-        return QEnsemble(arch, members, obs_norm=self.obs_norm)
+        return initialise(QEnsemble(arch, members, obs_norm=self.obs_norm), self.config.init)
 
     def observe(self, obs: np.ndarray) -> None:
         """Called with every observation the agent acts on in training (warm-up included)."""
         if self.obs_norm is not None:
             self.obs_norm.update(torch.as_tensor(obs))
-
-    def target_pairs(self, *names: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """(target parameters, online parameters) of the named networks, flattened for one lerp."""
-        targets, online = [], []
-        for name in names:
-            targets += list(self.networks[f"{name}_target"].parameters())
-            online += list(self.networks[name].parameters())
-        return targets, online
 
     # --- the training step -------------------------------------------------------------------
     @staticmethod
@@ -135,19 +146,6 @@ class Agent(ABC):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-
-    @torch.no_grad()
-    def soft_update(self, pairs: tuple[list[torch.Tensor], list[torch.Tensor]], tau: float) -> None:
-        """Polyak averaging target <- (1 - tau) target + tau online, as one foreach op."""
-        torch._foreach_lerp_(pairs[0], pairs[1], tau)
-        if self.sparsifier is not None:
-            self.sparsifier.after_target_update()
-
-    @property
-    def horizon(self) -> int:
-        """Transitions per TD window in the next update: one for the first `delay_nstep` gradient
-        updates, `nstep` from then on (RLx2's delayed multi-step target)."""
-        return self.config.nstep if self.updates >= self.config.delay_nstep else 1
 
     # --- sparsity -----------------------------------------------------------------------------
     sparse_networks: tuple[str, ...] = ("actor", "critic")
@@ -202,18 +200,6 @@ class Agent(ABC):
     def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exploration action and the policy's noise-free action for one observation."""
 
-    @abstractmethod
-    def update(self, batch: Batch) -> None:
-        """One gradient update from a minibatch."""
-
-    @abstractmethod
-    def actor_objective(self, obs: torch.Tensor) -> torch.Tensor:
-        """The actor's loss per sample, (B,), as in its update (for diagnostics)."""
-
-    @abstractmethod
-    def critic_objective(self, batch: Batch) -> torch.Tensor:
-        """The critics' loss on a batch, as in their update (for diagnostics)."""
-
     # --- checkpointing -----------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {
@@ -238,3 +224,41 @@ class Agent(ABC):
         with torch.no_grad():
             return all(bool(torch.isfinite(torch.cat([p.reshape(-1) for p in m.parameters()])).all())
                        for m in self.networks.values())
+
+
+class ReplayAgent(Agent):
+    """Base of the replay-based actor-critics (TD3, SAC, DDPG): minibatch updates from a replay
+    buffer (sparserl.runs.learner.OffPolicyLearner), target networks averaged by Polyak's rule."""
+
+    def target_pairs(self, *names: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(target parameters, online parameters) of the named networks, flattened for one lerp."""
+        targets, online = [], []
+        for name in names:
+            targets += list(self.networks[f"{name}_target"].parameters())
+            online += list(self.networks[name].parameters())
+        return targets, online
+
+    @torch.no_grad()
+    def soft_update(self, pairs: tuple[list[torch.Tensor], list[torch.Tensor]], tau: float) -> None:
+        """Polyak averaging target <- (1 - tau) target + tau online, as one foreach op."""
+        torch._foreach_lerp_(pairs[0], pairs[1], tau)
+        if self.sparsifier is not None:
+            self.sparsifier.after_target_update()
+
+    @property
+    def horizon(self) -> int:
+        """Transitions per TD window in the next update: one for the first `delay_nstep` gradient
+        updates, `nstep` from then on (RLx2's delayed multi-step target)."""
+        return self.config.nstep if self.updates >= self.config.delay_nstep else 1
+
+    @abstractmethod
+    def update(self, batch: Batch) -> None:
+        """One gradient update from a minibatch."""
+
+    @abstractmethod
+    def actor_objective(self, obs: torch.Tensor) -> torch.Tensor:
+        """The actor's loss per sample, (B,), as in its update (for diagnostics)."""
+
+    @abstractmethod
+    def critic_objective(self, batch: Batch) -> torch.Tensor:
+        """The critics' loss on a batch, as in their update (for diagnostics)."""

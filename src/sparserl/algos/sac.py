@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sparserl.algos.base import Agent, twin_mse
+from sparserl.algos.base import ReplayAgent, twin_mse
 from sparserl.algos.nstep import TDWindow, td_window
 from sparserl.nets import GaussianActor
 from sparserl.replay import Batch
@@ -33,7 +33,7 @@ class Temperature(nn.Module):
         return self.log_alpha.exp()
 
 
-class SAC(Agent):
+class SAC(ReplayAgent):
     """Soft actor-critic with a learned temperature and twin critics."""
 
     name = "sac"

@@ -12,13 +12,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sparserl.algos.base import Agent, twin_mse
+from sparserl.algos.base import ReplayAgent, twin_mse
 from sparserl.algos.nstep import TDWindow, td_window
 from sparserl.nets import DeterministicActor
 from sparserl.replay import Batch
 
 
-class TD3(Agent):
+class TD3(ReplayAgent):
     """Twin critics with clipped double-Q targets, target-policy smoothing and a delayed actor."""
 
     name = "td3"

@@ -1,6 +1,10 @@
 """Resolution of a run's configuration, the one function behind the CLI, sweeps and the Python API:
 
-    dataclass defaults < preset < config file < overrides (flags, sweep axes, keyword arguments)
+    dataclass defaults < algorithm defaults < preset < config file < overrides (flags, sweep axes,
+    keyword arguments)
+
+The algorithm defaults are the chosen algorithm's `defaults` (sparserl.algos): Stream AC(lambda),
+for one, starts from the streaming networks and settings of its paper rather than from TD3's.
 
 Each layer's keys are checked with its own name in the message, then the layers are merged by
 sparserl.config.merge (sparsity settings key by key) and typed once.
@@ -31,7 +35,19 @@ def resolve_values(preset: str | None = None, config_file: str | Path | None = N
     layers += [(from_file, str(config_file)), (overrides, overrides_source)]
     for values, source in layers:
         coerce_fields(values, source, Config)  # unknown keys and wrong types, named by their layer
-    return coerce_fields(merged(*(values for values, _ in layers)), "configuration", Config)
+    user = merged(*(values for values, _ in layers))
+    return coerce_fields(merged(algorithm_defaults(user), user), "configuration", Config)
+
+
+def algorithm_defaults(values: dict[str, Any]) -> dict[str, Any]:
+    """The `defaults` of the algorithm `values` names (td3 when none; nothing for an unknown name,
+    which validation reports), after importing the plugins `values` names."""
+    from sparserl.algos import ALGORITHMS
+    from sparserl.registry import load_plugins
+
+    load_plugins(tuple(values.get("plugins", ())))
+    algo = values.get("algo", Config.algo)
+    return dict(ALGORITHMS.get(algo).defaults) if algo in ALGORITHMS else {}
 
 
 def resolve_config(preset: str | None = None, config_file: str | Path | None = None, **overrides: Any) -> Config:

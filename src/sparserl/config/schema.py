@@ -31,6 +31,7 @@ from sparserl.config.sections import (
     Training,
     ValueLearning,
 )
+from sparserl.config.streaming import Streaming
 from sparserl.errors import ConfigError, ConfigWarning
 from sparserl.registry import load_plugins
 
@@ -39,7 +40,7 @@ def _warn_unread_settings(config: Config) -> None:
     """A ConfigWarning for each algorithm-specific setting the run's algorithm does not read but the
     config sets away from its default (e.g. policy_noise on a SAC run)."""
     reads = ALGORITHMS.get(config.algo).settings
-    for section in (DeterministicPolicy, MaximumEntropy):
+    for section in (DeterministicPolicy, MaximumEntropy, Streaming):
         for f in dataclasses.fields(section):
             if f.name not in reads and getattr(config, f.name) != f.default:
                 readers = [n for n, cls in ALGORITHMS.items() if f.name in cls.settings]
@@ -48,8 +49,8 @@ def _warn_unread_settings(config: Config) -> None:
 
 
 @dataclass
-class Config(Output, Diagnostics, Evaluation, Sparsity, ValueLearning, MaximumEntropy, DeterministicPolicy, Networks,
-             Training):
+class Config(Output, Diagnostics, Evaluation, Sparsity, Streaming, ValueLearning, MaximumEntropy, DeterministicPolicy,
+             Networks, Training):
     """Training settings: each is a flag here and a key in YAML config files and presets."""
 
     # --- checking ------------------------------------------------------------------------------
@@ -78,6 +79,18 @@ class Config(Output, Diagnostics, Evaluation, Sparsity, ValueLearning, MaximumEn
     def learning_updates(self) -> int:
         """Gradient updates of the whole run: updates_per_step for every step after start_steps."""
         return max(0, self.total_steps - self.start_steps) * self.updates_per_step
+
+    @property
+    def measure(self) -> str:
+        """The metrics column a run is scored on: eval_return, or train_return (the mean return of the
+        training episodes of each row) for a run that evaluates nothing (eval_episodes 0)."""
+        return "eval_return" if self.eval_episodes else "train_return"
+
+    @property
+    def reevaluation_episodes(self) -> int:
+        """Episodes a re-evaluation of the run's policy takes by default: eval_episodes, or 10 where
+        the run evaluated nothing (eval_episodes 0)."""
+        return self.eval_episodes or 10
 
     @property
     def evaluation_seed(self) -> int:

@@ -42,6 +42,9 @@ class Training:
     """Replay capacity in transitions."""
     action_repeat: int = 1
     """Repeat each action this many environment steps, summing rewards (steps count decisions)."""
+    time_feature: bool = False
+    """Append the time left in the episode to each observation, -0.5 + t / T for decision t of an
+    episode of at most T (Pardo et al. 2018; Elsayed et al. 2024); a time limit is then a terminal."""
     plugins: tuple[str, ...] = ()
     """Python files (.py) or modules imported first, which register your own algorithms, sparsity
     methods or network bodies; kept in the run's config, so resume and sweeps import them too."""
@@ -69,9 +72,10 @@ class Networks:
     """Actor and critic networks and their optimisation."""
 
     hidden: tuple[int, ...] = (256, 256)
-    """Hidden layer widths of actor and critics (ReLU MLP)."""
+    """Hidden layer widths of actor and critics (the MLP bodies)."""
     network: str = "mlp"
-    """Actor and critic bodies: mlp (the ReLU MLP of `hidden`), simba (Lee et al. 2025) or bronet
+    """Actor and critic bodies: mlp (the ReLU MLP of `hidden`), layernorm-mlp (the same with LayerNorm
+    and leaky ReLU, the streaming networks of Elsayed et al. 2024), simba (Lee et al. 2025) or bronet
     (Nauman et al. 2024) of the widths and block counts below, or a registered body."""
     actor_width: int = 128
     """SimBa/BroNet: actor width (SimBa default 128)."""
@@ -84,8 +88,12 @@ class Networks:
     critics: int = 2
     """Q-networks in the critic ensemble; the target takes their minimum (2: clipped double Q;
     1: a single critic, as SimBa on DeepMind Control)."""
+    init: Literal["default", "sparse"] = "default"
+    """Initial weights: each body's own, or SparseInit (Elsayed et al. 2024): uniform +-sqrt(1/fan_in)
+    with ceil(0.9 fan_in) inputs of every unit zeroed, free to regrow, and zero biases."""
     obs_norm: bool = False
-    """Normalise observations with running statistics updated on every acted observation (SimBa)."""
+    """Normalise observations with running statistics updated on every observation (SimBa; per-sample
+    Welford statistics for the streaming learners)."""
     gamma: float = 0.99
     """Discount factor."""
     tau: float = 0.005
@@ -235,7 +243,8 @@ class Evaluation:
     eval_every: int = 5_000
     """Evaluate the deterministic policy every this many environment steps (TD3 protocol)."""
     eval_episodes: int = 10
-    """Episodes per evaluation."""
+    """Episodes per evaluation; 0 evaluates nothing: rows and the score then use training episodes
+    (the streaming literature's measure)."""
     eval_seed: int | None = None
     """Seed of the separate evaluation environment; None means seed + 100 (sfujim/TD3)."""
     score_window: int = 30
@@ -244,7 +253,8 @@ class Evaluation:
     """Stop the run early once an evaluation's mean return reaches this value (None: never)."""
 
     def problems(self) -> list[str]:
-        out = positive_ints(self, "eval_every", "eval_episodes", "score_window")
+        out = positive_ints(self, "eval_every", "score_window")
+        out += require(self, ("eval_episodes",), lambda n: checks.integer(n) and n >= 0, "an integer >= 0 (0: none)")
         if self.eval_seed is not None:
             out += require(self, ("eval_seed",), checks.seed, "an integer in [0, 2**32) or None (seed + 100)")
         if self.stop_at_return is not None:

@@ -1,7 +1,8 @@
 """Environments: any Gymnasium id, and DeepMind Control through Shimmy.
 
-Every environment sparserl builds has a flat float32 Box observation and a Box action space
-rescaled to [-1, 1], so algorithms never see the original action bounds (max_action = 1).
+Every environment sparserl builds has a flat float32 Box observation and either a Box action space
+rescaled to [-1, 1], so algorithms never see the original action bounds (max_action = 1), or a
+Discrete one (for the algorithms that act in it).
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ class EnvInfo:
     env_id: str
     obs_dim: int
     act_dim: int
+    """Action dimensions, or the number of actions of a discrete action space."""
     max_episode_steps: int | None
+    discrete: bool = False
+    """The actions are integers in [0, act_dim) instead of vectors in [-1, 1]."""
 
 
 def _register_dmc() -> None:
@@ -83,9 +87,35 @@ class ActionRepeat(gym.Wrapper):
         return obs, total, terminated, truncated, info
 
 
-def make_env(env_id: str, seed: int | None = None, action_repeat: int = 1, **kwargs) -> gym.Env:
-    """Build `env_id` with flat float32 observations and actions rescaled to [-1, 1], each action
-    repeated `action_repeat` times.
+class TimeFeature(gym.ObservationWrapper):
+    """Append -0.5 + t / T to each observation, where t counts the decisions taken in the episode and
+    T is the episode's limit (Pardo et al. 2018, "Time Limits in RL"; Elsayed et al. 2024's time
+    feature, there computed one step later): -0.5 at a reset, +0.5 when the limit ends it."""
+
+    def __init__(self, env: gym.Env, limit: int):
+        super().__init__(env)
+        self.limit, self.t = limit, 0
+        box = env.observation_space
+        self.observation_space = gym.spaces.Box(np.append(box.low, -0.5).astype(np.float32),
+                                                np.append(box.high, 0.5).astype(np.float32), dtype=np.float32)
+
+    def reset(self, **kwargs):
+        self.t = 0
+        return super().reset(**kwargs)
+
+    def step(self, action):
+        self.t += 1
+        return super().step(action)
+
+    def observation(self, obs):
+        return np.append(obs, np.float32(-0.5 + self.t / self.limit)).astype(np.float32, copy=False)
+
+
+def make_env(env_id: str, seed: int | None = None, action_repeat: int = 1, time_feature: bool = False,
+             **kwargs) -> gym.Env:
+    """Build `env_id` with flat float32 observations and, for a Box action space, actions rescaled to
+    [-1, 1] (a Discrete one is kept as it is), each action repeated `action_repeat` times, and with
+    the time feature appended to observations if `time_feature`.
 
     If `seed` is given the environment is reset once with it and its action space is seeded.
     """
@@ -99,13 +129,14 @@ def make_env(env_id: str, seed: int | None = None, action_repeat: int = 1, **kwa
         env.close()
         raise EnvError(f"{env_id}: sparserl needs a flat Box observation space, got {env.observation_space}")
     space = env.action_space
-    if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+    discrete = isinstance(space, gym.spaces.Discrete)
+    if not discrete and (not isinstance(space, gym.spaces.Box) or len(space.shape) != 1):
         env.close()
-        raise EnvError(f"{env_id}: TD3 and SAC need a continuous 1-D Box action space, got {space}")
-    if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+        raise EnvError(f"{env_id}: sparserl needs a 1-D Box or a Discrete action space, got {space}")
+    if not discrete and not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
         env.close()
         raise EnvError(f"{env_id}: action bounds must be finite to rescale them to [-1, 1], got {space}")
-    if not (np.all(space.low == -1.0) and np.all(space.high == 1.0)):
+    if not discrete and not (np.all(space.low == -1.0) and np.all(space.high == 1.0)):
         ones = np.ones(space.shape, dtype=space.dtype)
         env = gym.wrappers.RescaleAction(env, -ones, ones)
     if env.observation_space.dtype != np.float32:
@@ -114,6 +145,12 @@ def make_env(env_id: str, seed: int | None = None, action_repeat: int = 1, **kwa
         env = gym.wrappers.TransformObservation(env, lambda obs: np.asarray(obs, dtype=np.float32), space)
     if action_repeat > 1:
         env = ActionRepeat(env, action_repeat)
+    if time_feature:
+        limit = env.spec.max_episode_steps if env.spec is not None else None
+        if not limit:
+            env.close()
+            raise EnvError(f"{env_id}: the time feature needs an episode time limit, and this environment has none")
+        env = TimeFeature(env, -(-limit // action_repeat))
     if seed is not None:
         env.reset(seed=seed)
         env.action_space.seed(seed)
@@ -121,12 +158,14 @@ def make_env(env_id: str, seed: int | None = None, action_repeat: int = 1, **kwa
 
 
 def env_info(env: gym.Env) -> EnvInfo:
-    spec = env.spec
+    spec, space = env.spec, env.action_space
+    discrete = isinstance(space, gym.spaces.Discrete)
     return EnvInfo(
         env_id=spec.id if spec is not None else type(env.unwrapped).__name__,
         obs_dim=int(env.observation_space.shape[0]),
-        act_dim=int(env.action_space.shape[0]),
+        act_dim=int(space.n) if discrete else int(space.shape[0]),
         max_episode_steps=spec.max_episode_steps if spec is not None else None,
+        discrete=discrete,
     )
 
 

@@ -100,3 +100,31 @@ class GaussianActor(Actor):
         log_prob = (-0.5 * eps.square() - log_std - LOG_SQRT_2PI
                     - 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
         return torch.tanh(u), log_prob
+
+
+class ClippedGaussianActor(Actor):
+    """Stream AC's continuous actor (Elsayed et al. 2024): a Gaussian of mean mu(s) and std
+    softplus(sigma(s)) from one head of 2|A| outputs (means first), sampled unbounded; the
+    environment gets the sample clipped to [-1, 1], evaluation the clipped mean."""
+
+    kind = "clipped-gaussian"
+    outputs_per_action = 2
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        mean, _ = self.net(obs).chunk(2, dim=-1)
+        return mean.clamp(-1.0, 1.0)
+
+    def distribution(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, std), each (B, |A|)."""
+        mean, pre_std = self.net(obs).chunk(2, dim=-1)
+        return mean, F.softplus(pre_std)
+
+
+class CategoricalActor(Actor):
+    """A softmax policy over a discrete action space (one logit per action); evaluation takes the
+    most probable action. `act_dim` is the number of actions."""
+
+    kind = "categorical"
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs).argmax(dim=-1)

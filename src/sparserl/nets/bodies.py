@@ -22,59 +22,72 @@ import math
 import torch
 from torch import nn
 
-from sparserl.architecture import Architecture
+from sparserl.architecture import Architecture, MLPSpec
 from sparserl.nets.layers import EnsembleLayerNorm, EnsembleLinear, Linear, relu, runs_sparse
 
 
-class MLP(nn.Module):
-    """ReLU MLP of `Linear` layers (no activation after the last); (B, in) -> (B, out)."""
+def _relu_of(arch: Architecture | None):
+    """The hidden nonlinearity of `arch`'s body (its spec's `activate`; ReLU in place by default)."""
+    if arch is None or type(arch.spec).activate is MLPSpec.activate:
+        return relu
+    spec = arch.spec
+    return lambda x: spec.activate(x, relu)
 
-    def __init__(self, in_dim: int, out_dim: int, hidden: tuple[int, ...]):
+
+class MLP(nn.Module):
+    """MLP of `Linear` layers (no activation after the last); (B, in) -> (B, out). The activation
+    after each hidden layer is `arch`'s (ReLU for mlp; LayerNorm + leaky ReLU for layernorm-mlp)."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: tuple[int, ...], arch: Architecture | None = None):
         super().__init__()
         sizes = (in_dim, *hidden, out_dim)
         self.layers = nn.ModuleList(Linear(i, o) for i, o in zip(sizes[:-1], sizes[1:]))
+        self._activate = _relu_of(arch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        layers = self.layers
+        layers, activate = self.layers, self._activate
         last = len(layers) - 1
         for i, layer in enumerate(layers):
             x = layer.run(x, features_major=i < last and runs_sparse(layers[i + 1]))
             if i < last:
-                x = relu(x)
+                x = activate(x)
         return x
 
     def hidden(self, x: torch.Tensor, point: str = "post") -> list[torch.Tensor]:
-        """The hidden layers' outputs, after ReLU ("post") or before it ("pre"), for diagnostics."""
-        return _hidden(self.layers, lambda layer, h: nn.functional.linear(h, layer.weight, layer.bias), x, point)
+        """The hidden layers' outputs, after the activation ("post") or before it ("pre"), for diagnostics."""
+        linear = lambda layer, h: nn.functional.linear(h, layer.weight, layer.bias)  # noqa: E731
+        return _hidden(self.layers, linear, x, point, self._activate)
 
 
 class EnsembleMLP(nn.Module):
-    """ReLU MLP of `EnsembleLinear` layers: E members evaluated together, (E, B, out)."""
+    """The MLP over `EnsembleLinear` layers: E members evaluated together, (E, B, out)."""
 
-    def __init__(self, in_dim: int, out_dim: int, hidden: tuple[int, ...], members: int):
+    def __init__(self, in_dim: int, out_dim: int, hidden: tuple[int, ...], members: int,
+                 arch: Architecture | None = None):
         super().__init__()
         sizes = (in_dim, *hidden, out_dim)
         self.layers = nn.ModuleList(EnsembleLinear(i, o, members) for i, o in zip(sizes[:-1], sizes[1:]))
+        self._activate = _relu_of(arch)
 
     def forward(self, x: torch.Tensor, detach: bool = False, member: int | None = None) -> torch.Tensor:
-        layers = self.layers
+        layers, activate = self.layers, self._activate
         last = len(layers) - 1
         for i, layer in enumerate(layers):
             x = layer(x, detach=detach, member=member, features_major=i < last and runs_sparse(layers[i + 1]))
             if i < last:
-                x = relu(x)
+                x = activate(x)
         return x
 
     def hidden(self, x: torch.Tensor, point: str = "post") -> list[torch.Tensor]:
-        """Hidden layers' outputs, (E, B, width) each, after ReLU ("post") or before it ("pre")."""
-        return _hidden(self.layers, lambda layer, h: layer(h), x, point)
+        """Hidden layers' outputs, (E, B, width) each, after the activation ("post") or before it ("pre")."""
+        return _hidden(self.layers, lambda layer, h: layer(h), x, point, self._activate)
 
 
-def _hidden(layers, apply, x: torch.Tensor, point: str) -> list[torch.Tensor]:
+def _hidden(layers, apply, x: torch.Tensor, point: str, activate) -> list[torch.Tensor]:
     out = []
     for layer in layers[:-1]:
         pre = apply(layer, x)
-        x = torch.relu(pre)
+        x = (torch.relu if activate is relu else activate)(pre)  # out of place: `pre` is kept
         out.append(pre if point == "pre" else x)
     return out
 
@@ -139,8 +152,8 @@ class ResidualBody(nn.Module):
 
 
 def build_mlp(arch: Architecture, members: int | None) -> nn.Module:
-    return MLP(arch.in_dim, arch.out_dim, arch.hidden) if members is None else \
-        EnsembleMLP(arch.in_dim, arch.out_dim, arch.hidden, members)
+    return MLP(arch.in_dim, arch.out_dim, arch.hidden, arch) if members is None else \
+        EnsembleMLP(arch.in_dim, arch.out_dim, arch.hidden, members, arch)
 
 
 def build_residual(arch: Architecture, members: int | None) -> nn.Module:

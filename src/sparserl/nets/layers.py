@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from typing import Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -198,3 +199,60 @@ class RunningNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / torch.sqrt(self.var + 1e-8)
+
+
+class WelfordNorm(nn.Module):
+    """Per-sample running mean and unbiased variance (Welford; variance 1 until two samples), applied
+    as (x - mean) / sqrt(var + 1e-8) to the first `dim - keep` inputs; the last `keep` (a time
+    feature) pass unchanged (mean 0, var 1). The observation normalisation of Elsayed et al. 2024.
+    Float64 sums are kept beside the float32 `mean` and `var` (what exported policies hold); the
+    forward is one fused x * scale + shift with scale = 1 / sqrt(var + 1e-8), shift = -mean * scale."""
+
+    def __init__(self, dim: int, keep: int = 0):
+        super().__init__()
+        self.normalised = dim - keep
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("var", torch.ones(dim))
+        self.register_buffer("sum_mean", torch.zeros(self.normalised, dtype=torch.float64))
+        self.register_buffer("sum_m2", torch.zeros(self.normalised, dtype=torch.float64))
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("scale", torch.ones(dim), persistent=False)
+        self.register_buffer("shift", torch.zeros(dim), persistent=False)
+        self._refresh()
+
+    def _views(self) -> tuple[np.ndarray, ...]:
+        """NumPy views of the buffers (CPU), made once: the update is a few NumPy operations."""
+        views = self.__dict__.get("_numpy")
+        if views is None or views[0].ctypes.data != self.sum_mean.data_ptr():
+            k = self.normalised
+            views = (self.sum_mean.numpy(), self.sum_m2.numpy(), self.count.numpy(), self.mean.numpy()[:k],
+                     self.var.numpy()[:k], self.scale.numpy()[:k], self.shift.numpy()[:k])
+            self.__dict__["_numpy"] = views
+        return views
+
+    @torch.no_grad()
+    def update(self, x) -> None:
+        """Add one observation (an array or tensor of `dim` values) to the statistics."""
+        mean, m2, count, mean32, var32, scale, shift = self._views()
+        x = np.asarray(x, dtype=np.float64)[: self.normalised]
+        count += 1.0
+        delta = x - mean
+        mean += delta / count
+        m2 += delta * (x - mean)
+        mean32[:] = mean
+        if count >= 2.0:
+            var32[:] = m2 / (count - 1.0)
+            scale[:] = 1.0 / np.sqrt(var32 + 1e-8)
+        shift[:] = -mean32 * scale
+
+    def _refresh(self) -> None:
+        _, _, _, mean32, var32, scale, shift = self._views()
+        scale[:] = 1.0 / np.sqrt(var32.astype(np.float64) + 1e-8)
+        shift[:] = -mean32 * scale
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._refresh()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.shift, x, self.scale)

@@ -11,6 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
+from sparserl.algos import check_action_space
 from sparserl.config import Config
 from sparserl.envs import check_env_id
 from sparserl.errors import CheckpointError, ConfigError
@@ -32,6 +33,7 @@ def _prepare(config: Config) -> Config:
     config.validate()
     check_env_id(config.env)
     info = probe_info(config)
+    check_action_space(config.algo, info)
     check_memory(config, info)
     if config.sparsity.enabled:
         check_sparsity(config, info)

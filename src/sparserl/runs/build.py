@@ -1,6 +1,8 @@
 """The composition root: one place that turns a Config into a run's parts (environments, agent,
-sparsity engine, replay, learner, diagnostics). The trainer, the pre-run sparsity check and the
-scaling report all build through here, each only as far as it needs."""
+sparsity engine, replay, learner, diagnostics): a replay learner (sparserl.runs.learner) for the
+replay-based algorithms, the streaming learner (sparserl.streaming.learner) for streaming ones.
+The trainer, the pre-run sparsity check and the scaling report all build through here, each only
+as far as it needs."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from sparserl.config import Config
 from sparserl.envs import EnvInfo, env_info, make_env
 from sparserl.errors import ConfigError
 from sparserl.replay import DynamicCapacity, ReplayBuffer
-from sparserl.runs.learner import OffPolicyLearner
+from sparserl.runs.learner import Learner, OffPolicyLearner
 
 DIAGNOSTICS_SEED_OFFSET = 7919
 """Diagnostics draw their replay batches from a generator of their own, seeded seed + this."""
@@ -32,7 +34,7 @@ class Run:
     info: EnvInfo
     agent: Agent
     sparsifier: object | None
-    learner: OffPolicyLearner
+    learner: Learner
     diagnostics: object | None
     diagnostics_generator: torch.Generator | None
 
@@ -63,9 +65,14 @@ def build_agent(config: Config, info: EnvInfo):
     return agent, sparsifier
 
 
+def make_run_env(config: Config) -> gym.Env:
+    """An environment of the run: its id, action repeat and time feature."""
+    return make_env(config.env, action_repeat=config.action_repeat, time_feature=config.time_feature)
+
+
 def probe_info(config: Config) -> EnvInfo:
     """The environment's sizes (one environment built and closed)."""
-    env = make_env(config.env)
+    env = make_run_env(config)
     try:
         return env_info(env)
     finally:
@@ -86,6 +93,8 @@ def available_memory() -> int | None:
 
 def check_memory(config: Config, info: EnvInfo) -> None:
     """Refuse a replay buffer the machine cannot hold, before anything is written."""
+    if ALGORITHMS.get(config.algo).streaming:
+        return  # no replay buffer
     needed = ReplayBuffer.bytes_needed(info.obs_dim, info.act_dim, config.buffer_size)
     available = available_memory()
     if available is not None and needed > available:
@@ -112,12 +121,17 @@ def build_run(config: Config) -> Run:
     torch.set_num_threads(resolve_threads(c.threads))
     torch.manual_seed(c.seed)
     random.seed(c.seed)
-    env = make_env(c.env, action_repeat=c.action_repeat)
-    eval_env = make_env(c.env, action_repeat=c.action_repeat)
+    env, eval_env = make_run_env(c), make_run_env(c)
     info = env_info(env)
     agent, sparsifier = build_agent(c, info)
     if sparsifier is not None:
-        sparsifier.execute_sparse(c.execution, c.batch_size)
+        sparsifier.execute_sparse(c.execution, 2 if agent.streaming else c.batch_size)
+    diagnostics = generator = None
+    if agent.streaming:
+        from sparserl.streaming.learner import StreamingLearner
+
+        learner = StreamingLearner(agent, reward_scaling=c.reward_scaling)
+        return Run(c, env, eval_env, info, agent, sparsifier, learner, diagnostics, generator)
     buffer = ReplayBuffer(info.obs_dim, info.act_dim, c.buffer_size, seed=c.seed)
     capacity = None
     if c.dynamic_buffer:
@@ -127,7 +141,6 @@ def build_run(config: Config) -> Run:
             until_below=c.buffer_shrink == "until_below")
     learner = OffPolicyLearner(agent, buffer, capacity, seed=c.seed, start_steps=c.start_steps,
                                batch_size=c.batch_size, updates_per_step=c.updates_per_step)
-    diagnostics = generator = None
     if c.diagnostics_every:
         from sparserl.diagnostics import Diagnostics
 

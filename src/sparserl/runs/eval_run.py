@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from sparserl.deploy import load_policy
-from sparserl.envs import make_env
+from sparserl.envs import env_info, make_env
 from sparserl.errors import ConfigError
+from sparserl.runs.build import make_run_env
 from sparserl.runs.evaluate import EvalResult, evaluate
 from sparserl.runs.files import load_run_config
 
@@ -27,10 +28,10 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None, seed: int | N
     """
     config = load_run_config(Path(run_dir))
     policy = load_policy(run_dir, backend=backend)
-    episodes = config.eval_episodes if episodes is None else episodes
+    episodes = config.reevaluation_episodes if episodes is None else episodes
     _check_episodes(episodes)
     seed = config.evaluation_seed if seed is None else seed
-    env = make_env(config.env, action_repeat=config.action_repeat)
+    env = make_run_env(config)
     try:
         return evaluate(policy.act, env, episodes, seed), int(policy.meta.get("step", -1))
     finally:
@@ -50,9 +51,11 @@ def evaluate_policy_file(path: str | Path, env_id: str | None = None, episodes: 
     env_id = env_id or source.get("env")
     if not env_id:
         raise ConfigError(f"{path} does not name its environment: pass --env")
-    env = make_env(env_id, action_repeat=int(source.get("action_repeat", 1)))
+    env = make_env(env_id, action_repeat=int(source.get("action_repeat", 1)),
+                   time_feature=bool(source.get("time_feature", False)))
     try:
-        obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+        info = env_info(env)
+        obs_dim, act_dim = info.obs_dim, info.act_dim
         if (obs_dim, act_dim) != (policy.obs_dim, policy.act_dim):
             raise ConfigError(f"{path} maps {policy.obs_dim} observations to {policy.act_dim} actions, but "
                               f"{env_id} has {obs_dim} and {act_dim}")

@@ -14,6 +14,7 @@ Every file is written atomically (a crash leaves the old one or the new one).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -122,6 +123,7 @@ def read_result(run_dir: str | Path) -> RunResult:
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
     rows = read_metrics(run_dir / METRICS_FILE)
-    evaluations = [(int(r["step"]), r["eval_return"]) for r in rows]
+    measure = config.measure
+    evaluations = [(int(r["step"]), r[measure]) for r in rows if not math.isnan(r[measure])]
     return RunResult(run_dir, evaluations[-1][0] if evaluations else 0, None,
                      config.score([m for _, m in evaluations]), evaluations)

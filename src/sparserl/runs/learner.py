@@ -5,8 +5,8 @@ transition that followed (learning when due), `state_dict` for checkpoints.
 `start_steps`, then the agent's exploration; every transition goes to the replay buffer, and from
 `start_steps` on each step runs `updates_per_step` gradient updates on sampled batches (n-step
 windows once the agent asks for them); RLx2's dynamic capacity is checked after each step.
-docs/extending.md describes how a population of agents and a replay-free streaming learner fit the
-same interface.
+The streaming learner (sparserl.streaming.learner) implements the same interface without replay;
+docs/extending.md describes how a population of agents would fit it too.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ class Learner(Protocol):
     stat_names: tuple[str, ...]
     """Training statistics `pop_stats` returns (metrics columns)."""
 
-    def act(self, obs: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
-        """The action to take at environment step `step`, and the policy's noise-free action."""
+    def act(self, obs: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The action to take at environment step `step`, and the policy's noise-free action (which
+        the replay learner stores for RLx2's buffer; None where nothing needs it)."""
 
     def observe(self, obs, action, reward: float, next_obs, terminated: bool, truncated: bool,
                 policy_action, step: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 
 from sparserl.export import export_actor
@@ -21,6 +22,8 @@ def spaces(env) -> dict:
     """Observation and action spaces for a policy file's header (the environment's own action
     bounds, which the policy's [-1, 1] actions are rescaled to)."""
     base = env.unwrapped.action_space
+    if isinstance(base, gym.spaces.Discrete):
+        return {"observation": {"shape": list(env.observation_space.shape)}, "action": {"n": int(base.n)}}
     return {"observation": {"shape": list(env.observation_space.shape)},
             "action": {"shape": list(base.shape), "low": np.asarray(base.low, dtype=float).tolist(),
                        "high": np.asarray(base.high, dtype=float).tolist()}}
@@ -31,7 +34,8 @@ def save_policy(trainer, path: Path, storage: str = "auto") -> dict:
     c, sparsifier = trainer.config, trainer.sparsifier
     pattern = sparsifier.method.pattern() if sparsifier is not None else None
     source = {"env": c.env, "algo": c.algo, "step": trainer.step, "action_repeat": c.action_repeat,
-              "sparsity": c.sparsity.method, "eval_seed": c.evaluation_seed, "eval_episodes": c.eval_episodes,
+              "time_feature": c.time_feature, "sparsity": c.sparsity.method, "eval_seed": c.evaluation_seed,
+              "eval_episodes": c.reevaluation_episodes,
               **({"nm": list(pattern)} if pattern else {})}
     return export_actor(trainer.agent.policy, path, source, storage, pattern, writer=_write_atomic,
                         spaces=spaces(trainer.env))

@@ -119,7 +119,7 @@ class Trainer:
             if self.step == 0 and not self.evaluations:
                 self._log_row()  # the untrained policy, as in the TD3 protocol
             self._train_loop()
-            if not self.evaluations or self.evaluations[-1][0] != self.step:
+            if self.row_step != self.step:
                 self._log_row()
             self._checkpoint()
         except KeyboardInterrupt as exc:
@@ -143,6 +143,7 @@ class Trainer:
         c, env, learner = self.config, self.env, self.learner
         act, observe = learner.act, learner.observe
         total, eval_every = c.total_steps, c.eval_every
+        time_aware = c.time_feature  # the time is in the state: a time limit is a true terminal
         obs = self._reset()
         episode_return, episode_length = 0.0, 0
         step = self.step
@@ -150,6 +151,7 @@ class Trainer:
         while step < total:
             action, policy_action = act(obs, step)
             next_obs, reward, terminated, truncated, _ = env.step(action)
+            terminated = terminated or (truncated and time_aware)
             observe(obs, action, reward, next_obs, terminated, truncated, policy_action, step)
             obs = next_obs
             episode_return += float(reward)
@@ -165,8 +167,9 @@ class Trainer:
                 episode_return, episode_length = 0.0, 0
             if step % eval_every == 0:
                 self._log_row()
-                if c.stop_at_return is not None and self.last_eval.mean >= c.stop_at_return:
-                    self.console.line(f"evaluation reached {c.stop_at_return:g}: stopping at step {step:,}")
+                if c.stop_at_return is not None and self._reached(c.stop_at_return):
+                    what = "evaluation" if c.eval_episodes else "training return"
+                    self.console.line(f"{what} reached {c.stop_at_return:g}: stopping at step {step:,}")
                     break
             if step >= self.next_checkpoint:
                 pending_checkpoint = True
@@ -185,10 +188,15 @@ class Trainer:
         obs, _ = self.env.reset(seed=episode_seed(self.config.seed, self.episodes))
         return obs
 
+    def _reached(self, value: float) -> bool:
+        """The latest row's measure (evaluation, or training return without one) is at least `value`."""
+        return bool(self.evaluations) and self.evaluations[-1][0] == self.step and self.evaluations[-1][1] >= value
+
     def _log_row(self) -> None:
         c = self.config
         eval_start = time.perf_counter()
-        result = evaluate(self.learner.act_deterministic, self.eval_env, c.eval_episodes, c.evaluation_seed)
+        result = evaluate(self.learner.act_deterministic, self.eval_env, c.eval_episodes, c.evaluation_seed) \
+            if c.eval_episodes else None
         now = time.perf_counter()
         train_time = eval_start - self._row_clock
         sps = (self.step - self.row_step) / train_time if self.step > self.row_step and train_time > 0 else math.nan
@@ -203,21 +211,26 @@ class Trainer:
         if batch is not None:
             diagnostics = parts.diagnostics.compute(batch)
             self.next_diagnostics = (self.step // c.diagnostics_every + 1) * c.diagnostics_every
+        train_return = float(np.mean(self.row_returns)) if self.row_returns else math.nan
+        evaluated = {"eval_return": math.nan, "eval_return_std": math.nan, "eval_length": math.nan}
+        if result is not None:
+            evaluated = {"eval_return": result.mean, "eval_return_std": result.std, "eval_length": result.mean_length}
         row = {"step": self.step, "wall_time": self.wall_time, "sps": sps, "episodes": self.episodes,
-               "train_return": float(np.mean(self.row_returns)) if self.row_returns else math.nan,
+               "train_return": train_return,
                "train_length": float(np.mean(self.row_lengths)) if self.row_lengths else math.nan,
-               "eval_return": result.mean, "eval_return_std": result.std, "eval_length": result.mean_length,
-               **stats, **diagnostics}
+               **evaluated, **stats, **diagnostics}
         self.metrics.write(row)
-        self.evaluations.append((self.step, result.mean))
-        self.last_eval = result
+        measure = row[c.measure]  # the score's series
+        if not math.isnan(measure):
+            self.evaluations.append((self.step, measure))
+        self.last_eval = result if result is not None else self.last_eval
         self.row_step, self.row_returns, self.row_lengths = self.step, [], []
         self._row_clock = time.perf_counter()
-        self.console.update(self.step, last_eval=result.mean)
-        train_text = "-" if math.isnan(row["train_return"]) else f"{row['train_return']:.1f}"
+        self.console.update(self.step, last_eval=None if math.isnan(measure) else measure)
+        train_text = "-" if math.isnan(train_return) else f"{train_return:.1f}"
         sps_text = "-" if math.isnan(sps) else f"{sps:.0f}"
-        self.console.line(f"step {self.step:>9,d}  eval {result.mean:9.1f} ± {result.std:7.1f}  "
-                          f"train {train_text:>9}  {sps_text:>6} steps/s")
+        eval_text = f"eval {result.mean:9.1f} ± {result.std:7.1f}  " if result is not None else ""
+        self.console.line(f"step {self.step:>9,d}  {eval_text}train {train_text:>9}  {sps_text:>6} steps/s")
         bad = [k for k, v in stats.items() if not math.isfinite(v)]
         if bad:
             since = self.evaluations[-2][0] if len(self.evaluations) > 1 else 0

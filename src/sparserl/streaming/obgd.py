@@ -9,55 +9,158 @@ Per network (one parameter group), after the gradient g of the network's loss fo
     alpha =  lr / M  if M > 1  else  lr
     theta <- theta - alpha * delta * z                  (= theta + alpha * delta * grad objective)
 
-and traces are set to zero at episode ends (`reset_traces`). Defaults: lr 1.0, gamma 0.99, lambda
-0.8; kappa 2 for a value network, 3 for a policy. The bound is computed with tensor operations
-(alpha = lr / max(M, 1)), so a step never waits on the host. Traces live in
-``optimizer.state[p]["trace"]``, shaped like the parameter: the sparsity engine's hooks mask the
-gradient before the trace takes it, and its moment reset clears the trace of a regrown weight.
+and traces are set to zero at episode ends (`reset_traces`). `AdaptiveObGD` (Elsayed et al.'s
+appendix variant) divides delta * z by the RMS of its own running second moment before the bound.
+Defaults: lr 1.0, gamma 0.99, lambda 0.8; kappa 2 for a value network, 3 for a policy.
+
+Speed without a change of rule: a streaming step updates a small network once per transition, so
+its cost is the number of tensor operations, not their size. Each group's parameters, gradients
+and traces therefore live in one flat buffer apiece (``p.data``, ``p.grad`` and
+``optimizer.state[p]["trace"]`` are views into them), and a step is a handful of whole-buffer
+operations; the bound is computed with tensor operations (alpha = lr / max(M, 1)), so a step never
+waits on the host. The sparsity engine's hooks mask ``p.grad`` in place before the trace takes it,
+and its moment reset zeroes the trace of a regrown weight in place. A gradient assigned as a new
+tensor (``p.grad = g``) is copied into the buffer at the next step.
 """
 
 from __future__ import annotations
 
 import torch
 
+from sparserl.optim import lean_step, run_post_hooks, run_pre_hooks
+
 
 class ObGD(torch.optim.Optimizer):
     """Eligibility-trace SGD with ObGD's step-size bound; `step(delta)` takes the TD error."""
 
-    def __init__(self, params, lr: float = 1.0, gamma: float = 0.99, lamda: float = 0.8, kappa: float = 2.0):
+    state_keys: tuple[str, ...] = ("trace",)
+    """Per-parameter state kept in flat buffers (each shaped like the parameter)."""
+
+    def __init__(self, params, lr: float = 1.0, gamma: float = 0.99, lamda: float = 0.8, kappa: float = 2.0,
+                 **extra):
         for name, value, ok in (("lr", lr, lr > 0), ("gamma", gamma, 0 <= gamma <= 1),
                                 ("lamda", lamda, 0 <= lamda <= 1), ("kappa", kappa, kappa > 0)):
             if not ok:
                 raise ValueError(f"ObGD: {name} {value!r} is out of range (lr > 0, gamma and lamda in [0, 1], "
                                  f"kappa > 0)")
-        super().__init__(params, dict(lr=lr, gamma=gamma, lamda=lamda, kappa=kappa))
-        for group in self.param_groups:
-            for p in group["params"]:
-                self.state[p]["trace"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        super().__init__(params, dict(lr=lr, gamma=gamma, lamda=lamda, kappa=kappa, **extra))
+        self._grad_views: list[list[tuple[torch.nn.Parameter, torch.Tensor]]] = []
+        self._flat = [self._flatten(group) for group in self.param_groups]
 
+    # --- the flat buffers -------------------------------------------------------------------------
     @torch.no_grad()
+    def _flatten(self, group: dict) -> dict[str, torch.Tensor]:
+        """Move the group's parameters into one buffer and give each a gradient and state views."""
+        params = group["params"]
+        if len({(p.dtype, p.device) for p in params}) > 1:
+            raise ValueError("ObGD: the parameters of a group must share one dtype and device")
+        total = sum(p.numel() for p in params)
+        like = params[0]
+        flat = {"param": torch.empty(total, dtype=like.dtype, device=like.device),
+                "grad": torch.zeros(total, dtype=like.dtype, device=like.device),
+                **{key: torch.zeros(total, dtype=like.dtype, device=like.device) for key in self.state_keys}}
+        offset, grads = 0, []
+        for p in params:
+            n = p.numel()
+            view = flat["param"][offset:offset + n].view_as(p)
+            view.copy_(p.detach())
+            p.data = view
+            p.grad = flat["grad"][offset:offset + n].view_as(p)
+            grads.append((p, p.grad))
+            for key in self.state_keys:
+                self.state[p][key] = flat[key][offset:offset + n].view_as(p)
+            offset += n
+        self._grad_views.append(grads)
+        return flat
+
+    def _gather_grads(self, index: int) -> None:
+        """Make sure every p.grad is its view of the flat gradient (copying one assigned anew)."""
+        for p, view in self._grad_views[index]:
+            grad = p.grad
+            if grad is not view:
+                view.copy_(grad) if grad is not None else view.zero_()
+                p.grad = view
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Zero the flat gradients (they stay allocated: backward accumulates into the views)."""
+        for index, flat in enumerate(self._flat):
+            self._gather_grads(index)
+            flat["grad"].zero_()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        with torch.no_grad():  # loaded state arrives as new tensors: back into the flat buffers
+            for group, flat in zip(self.param_groups, self._flat):
+                offset = 0
+                for p in group["params"]:
+                    n = p.numel()
+                    for key in self.state_keys:
+                        view = flat[key][offset:offset + n].view_as(p)
+                        view.copy_(self.state[p][key])
+                        self.state[p][key] = view
+                    offset += n
+
+    # --- the step -------------------------------------------------------------------------------
+    def _direction(self, group: dict, flat: dict, delta: torch.Tensor) -> torch.Tensor:
+        """The flat update direction u whose L1 norm the bound takes (ObGD: the trace itself)."""
+        return flat["trace"]
+
+    @lean_step
     def step(self, delta: torch.Tensor | float, reset: bool = False) -> torch.Tensor:
-        """Accumulate the traces, take the bounded step along -delta * z; returns the step size
-        alpha of the last group (a tensor). `reset` zeroes the traces afterwards (episode end)."""
-        delta = torch.as_tensor(delta, dtype=torch.float32)
+        """Accumulate the traces, take the bounded step along -delta * u; returns the step size
+        alpha of the last group (a tensor). `reset` zeroes the traces afterwards (episode end). The
+        step hooks (the sparsity engine's) run around it."""
+        run_pre_hooks(self)
+        with torch.no_grad():
+            alpha = self._step(torch.as_tensor(delta, dtype=torch.float32), reset)
+        run_post_hooks(self)
+        return alpha
+
+    def _step(self, delta: torch.Tensor, reset: bool) -> torch.Tensor:
+        delta_bar = delta.abs().clamp_(min=1.0)
         alpha = None
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            traces = [self.state[p]["trace"] for p in params]
-            torch._foreach_mul_(traces, group["gamma"] * group["lamda"])
-            torch._foreach_add_(traces, [p.grad for p in params])
-            norm = torch.stack(torch._foreach_norm(traces, 1)).sum()  # ||z||_1 over the group
-            bound = delta.abs().clamp(min=1.0) * norm * (group["lr"] * group["kappa"])
-            alpha = group["lr"] / bound.clamp(min=1.0)
-            torch._foreach_add_(params, torch._foreach_mul(traces, -alpha * delta))
+        for index, (group, flat) in enumerate(zip(self.param_groups, self._flat)):
+            self._gather_grads(index)
+            trace, lr = flat["trace"], group["lr"]
+            trace.mul_(group["gamma"] * group["lamda"]).add_(flat["grad"])
+            direction = self._direction(group, flat, delta)
+            bound = torch.linalg.vector_norm(direction, 1).mul_(delta_bar).mul_(lr * group["kappa"])
+            alpha = torch.div(lr, bound.clamp_(min=1.0))
+            flat["param"].addcmul_(direction, alpha * delta, value=-1.0)
             if reset:
-                torch._foreach_zero_(traces)
-        return alpha if alpha is not None else torch.zeros(())
+                trace.zero_()
+        return alpha
 
     def reset_traces(self) -> None:
         """Zero every trace (an episode ended)."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                self.state[p]["trace"].zero_()
+        for flat in self._flat:
+            flat["trace"].zero_()
+
+
+class AdaptiveObGD(ObGD):
+    """ObGD on RMS-normalised steps (Elsayed et al. 2024, AdaptiveObGD), per parameter:
+
+        v     <- beta2 * v + (1 - beta2) * (delta * z)^2,   v_hat = v / (1 - beta2^t)
+        u     =  z / sqrt(v_hat + eps)
+        M     =  max(|delta|, 1) * ||u||_1 * lr * kappa,    alpha = lr / max(M, 1)
+        theta <- theta - alpha * delta * u
+
+    with t the group's step count, ``group["steps"]`` (beta2 0.999, eps 1e-8). The second moment is
+    kept in ``state[p]["second_moment"]`` beside the trace (both shaped like p)."""
+
+    state_keys = ("trace", "second_moment")
+
+    def __init__(self, params, lr: float = 1.0, gamma: float = 0.99, lamda: float = 0.8, kappa: float = 2.0,
+                 beta2: float = 0.999, eps: float = 1e-8):
+        if not 0.0 < beta2 < 1.0:
+            raise ValueError(f"AdaptiveObGD: beta2 {beta2!r} must be in (0, 1)")
+        # steps: a host counter, checkpointed with the group's settings
+        super().__init__(params, lr, gamma, lamda, kappa, beta2=beta2, eps=eps, steps=0)
+
+    def _direction(self, group: dict, flat: dict, delta: torch.Tensor) -> torch.Tensor:
+        group["steps"] += 1
+        beta2, moment = group["beta2"], flat["second_moment"]
+        scaled = flat["trace"] * delta
+        moment.mul_(beta2).addcmul_(scaled, scaled, value=1.0 - beta2)
+        rms = (moment / (1.0 - beta2 ** group["steps"])).add_(group["eps"]).sqrt_()
+        return flat["trace"] / rms

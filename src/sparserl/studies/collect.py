@@ -47,12 +47,13 @@ def collect_runs(dirs: list[str | Path]) -> list[RunData]:
             raise ConfigError(f"report: {root} does not exist")
         candidates = [root] if (root / "config.yaml").is_file() else sorted(p.parent for p in root.rglob("config.yaml"))
         for path in candidates:
-            rows = read_metrics(path / "metrics.csv")
-            rows = [r for r in rows if not math.isnan(r.get("eval_return", math.nan))]
+            config = files.read_run_config(path)
+            measure = config.measure
+            rows = [r for r in read_metrics(path / "metrics.csv") if not math.isnan(r.get(measure, math.nan))]
             if not rows:
                 continue
-            runs.append(RunData(path, files.read_run_config(path), np.array([r["step"] for r in rows]),
-                                np.array([r["eval_return"] for r in rows]), files.read_sparsity(path)))
+            runs.append(RunData(path, config, np.array([r["step"] for r in rows]),
+                                np.array([r[measure] for r in rows]), files.read_sparsity(path)))
     if not runs:
         raise ConfigError(f"report: no runs with evaluations under {', '.join(map(str, dirs))}")
     return runs

@@ -1,0 +1,64 @@
+"""The streaming learner: the training loop's interface (sparserl.runs.learner.Learner) for a
+StreamingAgent. Each step the agent acts on the observation and, once the environment answers,
+learns from that one transition; nothing is stored for later.
+
+Observation statistics take every observation as it arrives (the next one before the update that
+uses it, and each episode's first), rewards are scaled (sparserl.streaming.scaling) unless
+`reward_scaling` is off, and the training loop has already made a time limit terminal where the
+time feature is on. There is no warm-up.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sparserl.replay import Batch
+from sparserl.streaming.agent import StreamingAgent
+from sparserl.streaming.scaling import RewardScaler
+
+
+class StreamingLearner:
+    """A StreamingAgent, its reward scaler and the observation statistics' schedule."""
+
+    def __init__(self, agent: StreamingAgent, reward_scaling: bool = True):
+        self.agent = agent
+        self.scaler = RewardScaler(agent.config.gamma) if reward_scaling else None
+        self.stat_names = agent.stat_names
+        self.act_deterministic = agent.act_deterministic
+        self.pop_stats = agent.pop_stats
+        self._observe = agent.observe if agent.obs_norm is not None else None
+        self._first = True  # the next observation starts an episode (its statistics are not yet taken)
+
+    def act(self, obs: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._first and self._observe is not None:
+            self._observe(obs)
+        self._first = False
+        return self.agent.act(obs)
+
+    def observe(self, obs, action, reward, next_obs, terminated, truncated, policy_action, step: int) -> None:
+        end = terminated or truncated
+        if self._observe is not None:
+            self._observe(next_obs)
+        if self.scaler is not None:
+            reward = self.scaler(float(reward), end)
+        self.agent.learn(float(reward), next_obs, bool(terminated), bool(end))
+        self._first = end
+
+    def state_dict(self) -> dict:
+        return {"agent": self.agent.state_dict(),
+                "reward_scaler": None if self.scaler is None else self.scaler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.agent.load_state_dict(state["agent"])
+        if self.scaler is not None:
+            self.scaler.load_state_dict(state["reward_scaler"])
+        self.agent.reset_traces()  # runs resume at an episode's start (traces are zero there already,
+        self._first = True         # unless an extended run's last checkpoint fell inside an episode)
+
+    def sample_for_diagnostics(self, size: int, generator: torch.Generator) -> Batch | None:
+        return None  # nothing is stored
+
+    @torch.no_grad()
+    def finite(self) -> bool:
+        return self.agent.all_finite() and self.agent.stats_finite()
