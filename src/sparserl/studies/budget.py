@@ -29,9 +29,11 @@ def compress_schedule(config: Config, total_steps: int, start_steps: int) -> Con
     interval = sparsity.setting("update_interval") if sparsity.enabled else None
     if interval and interval > 1:
         sparsity = dataclasses.replace(sparsity, update_interval=scaled(interval, learning))
+    changes = {}
+    if config.dynamic_buffer:  # (settings of a buffer that is not dynamic stay as they are)
+        changes = dict(buffer_check_every=scaled(config.buffer_check_every, steps),
+                       buffer_min_size=min(config.buffer_size, scaled(config.buffer_min_size, steps)))
     return config.replace(
         total_steps=total_steps, start_steps=start_steps, sparsity=sparsity,
-        delay_nstep=scaled(config.delay_nstep, learning) if config.delay_nstep else 0,
-        buffer_check_every=scaled(config.buffer_check_every, steps),
-        buffer_min_size=min(config.buffer_size, scaled(config.buffer_min_size, steps)))
+        delay_nstep=scaled(config.delay_nstep, learning) if config.delay_nstep else 0, **changes)
 

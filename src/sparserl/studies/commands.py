@@ -10,6 +10,7 @@ import tyro
 from rich.console import Console
 
 from sparserl.errors import ConfigError
+from sparserl.studies.reproduce import BUDGETS, REPRODUCTIONS
 
 _console = Console(highlight=False, soft_wrap=True, emoji=False)
 
@@ -108,10 +109,11 @@ def cmd_report(argv: list[str]) -> int:
 class ReproduceArgs:
     """Run a paper's comparison at a CPU-sized budget and print its table normalised to dense."""
 
-    paper: tyro.conf.Positional[str]
-    """rnm-td3, rlx2-td3, rlx2-sac or scaling."""
-    budget: Literal["small", "medium", "paper"] = "small"
-    """small: 20k steps, 3 seeds, one task; medium: 200k steps, 5 seeds, two tasks; paper: the paper's."""
+    paper: tyro.conf.Positional[Literal[tuple(REPRODUCTIONS)]]
+    """The paper's comparison (sparserl.studies.reproduce)."""
+    budget: Literal[tuple(BUDGETS)] = "small"
+    """small: 20k steps, 3 seeds, one task (streaming: 100k steps, 2 seeds, two widths); medium: 200k
+    steps, 5 seeds, two tasks (streaming: 1M steps, 3 seeds); paper: the paper's."""
     env: tuple[str, ...] = ()
     """Tasks to run instead of the budget's choice of the paper's."""
     seeds: int | None = None
@@ -132,7 +134,7 @@ def cmd_reproduce(argv: list[str]) -> int:
     import time
 
     from sparserl.studies import build_report, run_sweep
-    from sparserl.studies.reproduce import REPRODUCTIONS, reproduction_spec
+    from sparserl.studies.reproduce import reproduction_spec
     from sparserl.studies.spec import expand
 
     args = tyro.cli(ReproduceArgs, args=argv, prog="sparserl reproduce")

@@ -97,6 +97,22 @@ REPRODUCTIONS["scaling"] = Reproduction(
     })
 
 
+REPRODUCTIONS["streaming"] = Reproduction(
+    "Streaming RL (Ma et al. 2025, §5): Stream AC(lambda) dense, with SparseInit (zeros that may regrow) "
+    "and with a fixed random 90 % mask, as the networks widen",
+    axes={"preset": ["stream-ac-dense", "stream-ac", "stream-ac-static"],
+          "hidden": [[128, 128], [512, 512], [1024, 1024]]},
+    envs=["Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5"], seeds=5, report="scaling",
+    base={"eval_every": 10_000, "checkpoint_every": 50_000, "score_window": 10},
+    budget_changes={
+        "small": {"steps": (100_000, 0), "seeds": 2, "axes": {"preset": ["stream-ac-dense", "stream-ac",
+                                                                          "stream-ac-static"],
+                                                               "hidden": [[128, 128], [512, 512]]}},
+        "medium": {"steps": (1_000_000, 0), "seeds": 3},
+        "paper": {"steps": (2_000_000, 0)},
+    })
+
+
 def reproduction_spec(paper: str, budget: str = "small", envs: list[str] | None = None, seeds: int | None = None,
                       output: str | None = None) -> SweepSpec:
     """The sweep spec of `paper`'s comparison at `budget` (tasks and seed count may be overridden)."""
@@ -112,9 +128,9 @@ def reproduction_spec(paper: str, budget: str = "small", envs: list[str] | None 
     axes = changes.get("axes", r.axes)
     seeds = seeds or changes.get("seeds") or b.seeds or r.seeds
     base = {**r.base, **changes.get("base", {})}
-    if b.eval_every:
+    if b.eval_every and "eval_every" not in r.base:
         base.update(eval_every=b.eval_every, checkpoint_every=b.eval_every * 4)
-    if b.score_window:
+    if b.score_window and "score_window" not in r.base:
         base["score_window"] = b.score_window
     data: dict[str, Any] = {
         "name": f"reproduce-{paper}-{budget}",

@@ -54,11 +54,10 @@ class ScalingReport:
     rows: list[dict]
 
     def markdown(self) -> str:
-        out = ["| env | sparsity | parameters | after pruning | seeds | score (mean ± std) | critic srank | "
+        out = ["| env | network | parameters | after pruning | seeds | score (mean ± std) | critic srank | "
                "critic dormant (τ 0.1) | actor srank | critic grad norm |", "|---|---|---|---|---|---|---|---|---|---|"]
         for r in self.rows:
-            level = "dense" if r["sparsity"] == 0 else f"{r['sparsity']:g}"
-            out.append(f"| {r['env']} | {level} | {r['parameters']:,} | {r['nonzero']:,} | {r['seeds']} | "
+            out.append(f"| {r['env']} | {r['variant']} | {r['parameters']:,} | {r['nonzero']:,} | {r['seeds']} | "
                        f"{r['score_mean']:.1f} ± {r['score_std']:.1f} | {r['diag_critic_srank']:.1f} | "
                        f"{r['diag_critic_dormant_0.1']:.3f} | {r['diag_actor_srank']:.1f} | "
                        f"{r['diag_critic_grad_norm']:.3g} |")
@@ -86,13 +85,14 @@ class ScalingReport:
                   ("diag_critic_dormant_0.1", None, "critic dormant ratio (τ 0.1)"))
         for env in sorted({r["env"] for r in self.rows}):
             fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), dpi=120)
-            for level in sorted({r["sparsity"] for r in self.rows if r["env"] == env}):
-                rows = sorted((r for r in self.rows if r["env"] == env and r["sparsity"] == level),
+            series = sorted({(r["sparsity"], r["variant"]) for r in self.rows if r["env"] == env})
+            for _, name in series:
+                rows = sorted((r for r in self.rows if r["env"] == env and r["variant"] == name),
                               key=lambda r: r["parameters"])
                 x = [r["parameters"] for r in rows]
                 for ax, (key, err, title) in zip(axes, panels):
                     ax.errorbar(x, [r[key] for r in rows], yerr=[r[err] for r in rows] if err else None,
-                                marker="o", capsize=3, label="dense" if level == 0 else f"sparsity {level:g}")
+                                marker="o", capsize=3, label=name)
                     ax.set_title(title, fontsize=10)
             for ax in axes:
                 ax.set_xscale("log")
@@ -109,17 +109,27 @@ class ScalingReport:
         return paths
 
 
+def variant(config) -> str:
+    """A run's series in the report: dense, its sparsity level, and SparseInit where the weights
+    started with SparseInit's zeros (which are not a mask: the level stays 0)."""
+    level = config.sparsity.level("critic")
+    name = "dense" if level == 0 else f"sparsity {level:g}"
+    if config.init == "sparse":
+        name = "SparseInit" if level == 0 else f"SparseInit + {name}"
+    return name
+
+
 def build_scaling_report(dirs: list[str | Path], last_k: int | None = None) -> ScalingReport:
     groups: dict[tuple, list] = {}
     for run in collect_runs(dirs):
         level = run.config.sparsity.level("critic")
         total, pruned = parameter_counts(run)
-        groups.setdefault((run.env, level, total), []).append((run, pruned))
+        groups.setdefault((run.env, level, variant(run.config), total), []).append((run, pruned))
     rows = []
-    for (env, level, total), members in sorted(groups.items()):
+    for (env, level, name, total), members in sorted(groups.items()):
         scores = np.array([run.score(last_k) for run, _ in members])
         diagnostics = [last_diagnostics(run) for run, _ in members]
-        row = {"env": env, "sparsity": level, "parameters": total,
+        row = {"env": env, "sparsity": level, "variant": name, "parameters": total,
                "nonzero": total - int(np.mean([p for _, p in members])), "seeds": len(members),
                "score_mean": float(scores.mean()), "score_std": float(scores.std())}
         for name in DIAGNOSTICS:
