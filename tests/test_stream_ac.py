@@ -161,3 +161,54 @@ def test_the_algorithm_starts_from_the_papers_settings_and_flags_override_them()
 def test_bad_streaming_settings_are_refused_by_name(changes, message):
     with pytest.raises(ConfigError, match=message):
         resolve_config(algo="stream-ac", **changes)
+
+
+def _trained_zeros(sparsity: str, init: str, tmp_path):
+    """(weights at the start, after 600 streaming steps, the mask or None) of the critic's middle layer."""
+    from sparserl.runs.trainer import Trainer
+
+    config = resolve_config(algo="stream-ac", env="Pendulum-v1", hidden=[32, 32], init=init, total_steps=600,
+                            eval_every=600, checkpoint_every=10**9, progress=False, tensorboard=False,
+                            sparsity={"method": sparsity, "critic_sparsity": 0.9, "actor_sparsity": 0.9,
+                                      "distribution": "uniform"} if sparsity != "dense" else "dense")
+    trainer = Trainer(config, tmp_path / f"{sparsity}-{init}")
+    weight = trainer.agent.critic.net.layers[1].weight
+    start = weight.detach().clone()
+    trainer.run()
+    mask = None if trainer.sparsifier is None else trainer.sparsifier.groups["critic"].masks[1].reshape(32, 32)
+    return start, weight.detach(), mask
+
+
+def test_under_a_static_mask_the_zeros_stay_zero_through_training_under_sparse_init_they_do_not(tmp_path):
+    start, end, _ = _trained_zeros("dense", "sparse", tmp_path)
+    assert (start == 0).sum(1).tolist() == [29] * 32  # ceil(0.9 * 32)
+    assert int(((start == 0) & (end != 0)).sum()) > 0.5 * int((start == 0).sum())  # most have regrown
+    start, end, mask = _trained_zeros("static", "default", tmp_path)
+    assert int(mask.sum()) == round(0.1 * 32 * 32)
+    assert not bool(end[mask == 0].any()) and bool((end[mask == 1] != start[mask == 1]).all())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env,kind", [("Pendulum-v1", "clipped-gaussian"), ("CartPole-v1", "categorical")])
+def test_streaming_runs_export_and_evaluate(tmp_path, env, kind):
+    import subprocess
+    import sys
+
+    from sparserl import load_policy
+
+    run = tmp_path / "run"
+    cli = [sys.executable, "-m", "sparserl"]
+    subprocess.run([*cli, "train", "--algo", "stream-ac", "--env", env, "--total-steps", "1000", "--eval-every",
+                    "500", "--hidden", "32", "32", "--run-dir", str(run), "--no-progress", "--no-tensorboard"],
+                   check=True, capture_output=True)
+    out = tmp_path / "policy.safetensors"
+    subprocess.run([*cli, "export", str(run), "--out", str(out)], check=True, capture_output=True)
+    policy = load_policy(out)
+    assert policy.kind == kind and policy.meta["time_feature"] is True and policy.obs_dim == (4 if env == "Pendulum-v1"
+                                                                                              else 5)
+    action = policy.act(np.zeros(policy.obs_dim, dtype=np.float32))
+    assert (action.dtype == np.int64 and action.shape == ()) if kind == "categorical" else \
+        (action.shape == (1,) and -1 <= float(action[0]) <= 1)
+    for target in ([str(run)], ["--policy", str(out)]):
+        report = subprocess.run([*cli, "eval", *target], check=True, capture_output=True, text=True).stdout
+        assert "over 10 episodes" in report  # a run that evaluated nothing is re-evaluated on 10

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparserl.sparsity import Sparsifier, SparsityConfig
-from sparserl.streaming import ObGD, sparse_init_
+from sparserl.streaming import AdaptiveObGD, ObGD, sparse_init_
 
 
 def reference_obgd(theta, grads, deltas, resets, lr, gamma, lamda, kappa):
@@ -112,3 +112,64 @@ def test_static_masks_keep_the_zeros_sparse_init_does_not():
     assert int(mask.sum()) == 16  # 10 % of 160 weights kept
     assert not bool(masked[mask == 0].any())  # pruned weights stay zero through ObGD's steps
     assert bool(masked[mask != 0].ne(0).all())  # and the kept ones train
+
+
+def reference_adaptive(theta, grads, deltas, lr, gamma, lamda, kappa, beta2=0.999, eps=1e-8):
+    """AdaptiveObGD written out with NumPy in float64 (no resets)."""
+    theta = [t.astype(np.float64).copy() for t in theta]
+    z = [np.zeros_like(t) for t in theta]
+    v = [np.zeros_like(t) for t in theta]
+    for t, (g, delta) in enumerate(zip(grads, deltas), start=1):
+        z = [gamma * lamda * zi + gi for zi, gi in zip(z, g)]
+        v = [beta2 * vi + (1 - beta2) * (delta * zi) ** 2 for vi, zi in zip(v, z)]
+        u = [zi / np.sqrt(vi / (1 - beta2 ** t) + eps) for zi, vi in zip(z, v)]
+        bound = max(abs(delta), 1.0) * sum(np.abs(ui).sum() for ui in u) * lr * kappa
+        alpha = lr / bound if bound > 1.0 else lr
+        theta = [th - alpha * delta * ui for th, ui in zip(theta, u)]
+    return theta
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), steps=st.integers(1, 10), scale=st.sampled_from([1e-3, 0.1, 10.0]))
+def test_adaptive_obgd_equals_an_independent_computation_of_its_rule(seed, steps, scale):
+    rng = np.random.default_rng(seed)
+    shapes = [(4, 3), (4,)]
+    theta = [rng.normal(size=s).astype(np.float32) for s in shapes]
+    grads = [[(rng.normal(size=s) * scale).astype(np.float32) for s in shapes] for _ in range(steps)]
+    deltas = (rng.normal(size=steps) * 3).tolist()
+    params = [torch.nn.Parameter(torch.from_numpy(t.copy())) for t in theta]
+    opt = AdaptiveObGD(params, lr=1.0, gamma=0.99, lamda=0.8, kappa=2.0)
+    for g, delta in zip(grads, deltas):
+        for p, gi in zip(params, g):
+            p.grad = torch.from_numpy(gi.copy())  # assigned anew: copied into the flat buffer
+        opt.step(delta)
+    for p, e in zip(params, reference_adaptive(theta, grads, deltas, 1.0, 0.99, 0.8, 2.0)):
+        np.testing.assert_allclose(p.detach().numpy(), e, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [ObGD, AdaptiveObGD])
+def test_a_loaded_optimiser_continues_exactly_with_its_traces_in_the_flat_buffers(cls):
+    def make(seed):
+        torch.manual_seed(seed)
+        net = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Tanh(), torch.nn.Linear(5, 1))
+        return net, cls(net.parameters(), kappa=2.0)
+
+    def steps(net, opt, n, seed):
+        g = torch.Generator().manual_seed(seed)
+        for _ in range(n):
+            opt.zero_grad()
+            (-net(torch.randn(1, 3, generator=g)).sum()).backward()
+            opt.step(torch.randn((), generator=g))
+
+    net, opt = make(0)
+    steps(net, opt, 4, seed=1)
+    other, other_opt = make(5)
+    other.load_state_dict(net.state_dict())
+    other_opt.load_state_dict(opt.state_dict())
+    for p in other.parameters():  # the trace is a view of the optimiser's flat trace again
+        assert other_opt.state[p]["trace"].untyped_storage().data_ptr() == \
+            other_opt._flat[0]["trace"].untyped_storage().data_ptr()
+    steps(net, opt, 3, seed=2)
+    steps(other, other_opt, 3, seed=2)
+    for a, b in zip(net.parameters(), other.parameters()):
+        assert torch.equal(a, b)

@@ -70,7 +70,8 @@ class EvalArgs:
     env: str | None = None
     """With --policy: the environment (default: the one the policy was trained on)."""
     episodes: int | None = None
-    """Episodes to run (default: the run's eval_episodes, which policy files of runs record; else 10)."""
+    """Episodes to run (default: the run's eval_episodes, or 10 for a run that evaluated none; policy files
+    of runs record it; else 10)."""
     seed: int | None = None
     """Seed of the evaluation environment (default: the run's evaluation seed, eval_seed or seed + 100,
     which policy files of runs record; else 0): a run and its policy file get the same score."""
