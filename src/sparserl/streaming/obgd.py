@@ -122,7 +122,7 @@ class ObGD(torch.optim.Optimizer):
         for index, (group, flat) in enumerate(zip(self.param_groups, self._flat)):
             self._gather_grads(index)
             trace, lr = flat["trace"], group["lr"]
-            trace.mul_(group["gamma"] * group["lamda"]).add_(flat["grad"])
+            torch.add(flat["grad"], trace, alpha=group["gamma"] * group["lamda"], out=trace)  # one pass
             direction = self._direction(group, flat, delta)
             bound = torch.linalg.vector_norm(direction, 1).mul_(delta_bar).mul_(lr * group["kappa"])
             alpha = torch.div(lr, bound.clamp_(min=1.0))
