@@ -80,3 +80,19 @@ def test_scaling_small_is_a_width_grid_of_dense_and_sparse_simba_on_a_cheap_task
     assert levels == {0.0, 0.5, 0.8, 0.9}
     assert all(c.sparsity.method in ("dense", "static") and c.total_steps == 8_000 for c in configs)
     assert all(c.sparsity.budget_scope == "all" for c in configs if c.sparsity.enabled)
+
+
+def test_streaming_compares_dense_sparse_init_and_a_fixed_mask_across_widths_without_replay():
+    plans = expand(reproduction_spec("streaming", "small"))
+    assert len(plans) == 12  # 3 variants x 2 widths x 2 seeds on Hopper
+    variants = {(p.values["preset"], tuple(p.config.hidden)) for p in plans}
+    assert variants == {(v, (w, w)) for v in ("stream-ac-dense", "stream-ac", "stream-ac-static") for w in (128, 512)}
+    for plan in plans:
+        c = plan.config.validate()  # no replay setting crept in through the budget
+        assert (c.algo, c.env, c.total_steps, c.start_steps, c.eval_episodes, c.threads) == \
+            ("stream-ac", "Hopper-v5", 100_000, 0, 0, 1)
+        assert c.init == ("sparse" if plan.values["preset"] == "stream-ac" else "default")
+        assert c.sparsity.enabled == (plan.values["preset"] == "stream-ac-static")
+    medium = expand(reproduction_spec("streaming", "medium"))
+    assert len(medium) == 54 and {p.config.env for p in medium} == {"Hopper-v5", "Walker2d-v5"}
+    assert {p.config.hidden for p in medium} == {(128, 128), (512, 512), (1024, 1024)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import tyro
 from rich.console import Console
@@ -109,8 +109,7 @@ def cmd_report(argv: list[str]) -> int:
 class ReproduceArgs:
     """Run a paper's comparison at a CPU-sized budget and print its table normalised to dense."""
 
-    paper: tyro.conf.Positional[Literal[tuple(REPRODUCTIONS)]]
-    """The paper's comparison (sparserl.studies.reproduce)."""
+    paper: tyro.conf.Positional[Annotated[str, tyro.conf.arg(help=f"The comparison: {', '.join(REPRODUCTIONS)}.")]]
     budget: Literal[tuple(BUDGETS)] = "small"
     """small: 20k steps, 3 seeds, one task (streaming: 100k steps, 2 seeds, two widths); medium: 200k
     steps, 5 seeds, two tasks (streaming: 1M steps, 3 seeds); paper: the paper's."""
