@@ -89,8 +89,9 @@ CASES = {
     "td3-gmp": {"algo": "td3", "sparsity": {"method": "gmp", "actor_sparsity": 0.8, "critic_sparsity": 0.8,
                                             "update_interval": 100}},
     # streaming: eligibility traces and adaptive ObGD's second moments, the Welford observation
-    # statistics, the reward scaler's trace, the time feature, SparseInit under a RigL mask
-    "stream-ac-adaptive-rigl": {"algo": "stream-ac", "obgd": "adaptive",
+    # statistics, the reward scaler's trace, the time feature, SparseInit under a RigL mask, rows and
+    # score on training returns (no evaluation episodes)
+    "stream-ac-adaptive-rigl": {"algo": "stream-ac", "obgd": "adaptive", "eval_episodes": 0,
                                 "sparsity": {"method": "rigl", "actor_sparsity": 0.5, "critic_sparsity": 0.5,
                                              "update_interval": 200}},
 }

@@ -62,7 +62,8 @@ class Agent(ABC):
     stat_names: tuple[str, ...] = ()
     settings: ClassVar[tuple[str, ...]] = ()
     """The algorithm-specific config settings it reads (sparserl.config.sections: DeterministicPolicy,
-    MaximumEntropy); the others of those, set away from their defaults, draw a ConfigWarning."""
+    MaximumEntropy; sparserl.config.streaming: Streaming); the others of those, set away from their
+    defaults, draw a ConfigWarning."""
     actor_class: ClassVar[type[Actor]] = DeterministicActor
     """The actor's head (its output width per action dimension comes with it)."""
     streaming: ClassVar[bool] = False

@@ -1,9 +1,10 @@
-"""The run configuration: one dataclass, `Config`, made of the sections in sparserl.config.sections,
-that drives the Python API, the CLI and YAML files.
+"""The run configuration: one dataclass, `Config`, made of the sections in sparserl.config.sections
+(and the streaming learners' in sparserl.config.streaming), that drives the Python API, the CLI and
+YAML files.
 
 Every field is a CLI flag (``total_steps`` -> ``--total-steps``) and a YAML key. Values are resolved
-in this order, later wins (sparserl.config.resolve): dataclass defaults < ``--preset NAME`` <
-``--config FILE`` < explicit flags. Names of algorithms, network bodies and sparsity methods are
+in this order, later wins (sparserl.config.resolve): dataclass defaults < the algorithm's defaults <
+``--preset NAME`` < ``--config FILE`` < explicit flags. Names of algorithms, network bodies and sparsity methods are
 checked against their registries, after the run's plugins are imported.
 """
 

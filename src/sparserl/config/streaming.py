@@ -72,7 +72,9 @@ def streaming_problems(config) -> list[str]:
             out.append(f"{name} = {getattr(config, name)!r} is a replay setting; {algo} learns from each "
                        f"transition once, as it arrives (no replay buffer, batches or target networks)")
     if config.start_steps != 0:
-        out.append(f"start_steps must be 0 for {algo}, which learns from its first step; got {config.start_steps!r}")
+        out.append(f"start_steps must be 0 for {algo}, which learns from its first step; got {config.start_steps!r} "
+                   f"(sparserl.resolve_config(algo={algo!r}, ...) starts from the algorithm's own defaults; a bare "
+                   f"Config from the replay learners')")
     if config.diagnostics_every != 0:
         out.append(f"diagnostics_every must be 0 for {algo}: the plasticity diagnostics sample a replay buffer")
     sparsity = getattr(config, "sparsity", None)
