@@ -94,5 +94,7 @@ def test_streaming_compares_dense_sparse_init_and_a_fixed_mask_across_widths_wit
         assert c.init == ("sparse" if plan.values["preset"] == "stream-ac" else "default")
         assert c.sparsity.enabled == (plan.values["preset"] == "stream-ac-static")
     medium = expand(reproduction_spec("streaming", "medium"))
-    assert len(medium) == 54 and {p.config.env for p in medium} == {"Hopper-v5", "Walker2d-v5"}
-    assert {p.config.hidden for p in medium} == {(128, 128), (512, 512), (1024, 1024)}
+    assert len(medium) == 24 and {p.config.env for p in medium} == {"Hopper-v5", "Walker2d-v5"}
+    assert {p.config.total_steps for p in medium} == {1_000_000}
+    assert {p.config.hidden for p in expand(reproduction_spec("streaming", "paper"))} == \
+        {(128, 128), (512, 512), (1024, 1024)}

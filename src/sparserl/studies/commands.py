@@ -112,7 +112,7 @@ class ReproduceArgs:
     paper: tyro.conf.Positional[Annotated[str, tyro.conf.arg(help=f"The comparison: {', '.join(REPRODUCTIONS)}.")]]
     budget: Literal[tuple(BUDGETS)] = "small"
     """small: 20k steps, 3 seeds, one task (streaming: 100k steps, 2 seeds, two widths); medium: 200k
-    steps, 5 seeds, two tasks (streaming: 1M steps, 3 seeds); paper: the paper's."""
+    steps, 5 seeds, two tasks (streaming: 1M steps, 2 seeds, two widths); paper: the paper's."""
     env: tuple[str, ...] = ()
     """Tasks to run instead of the budget's choice of the paper's."""
     seeds: int | None = None

@@ -108,7 +108,10 @@ REPRODUCTIONS["streaming"] = Reproduction(
         "small": {"steps": (100_000, 0), "seeds": 2, "axes": {"preset": ["stream-ac-dense", "stream-ac",
                                                                           "stream-ac-static"],
                                                                "hidden": [[128, 128], [512, 512]]}},
-        "medium": {"steps": (1_000_000, 0), "seeds": 3},
+        # the widths a 2-core machine trains 1M steps of in about a day per seed and task (BENCHMARKS.md)
+        "medium": {"steps": (1_000_000, 0), "seeds": 2, "axes": {"preset": ["stream-ac-dense", "stream-ac",
+                                                                             "stream-ac-static"],
+                                                                  "hidden": [[128, 128], [512, 512]]}},
         "paper": {"steps": (2_000_000, 0)},
     })
 
