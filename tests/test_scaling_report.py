@@ -32,7 +32,7 @@ def test_scaling_report_over_tiny_simba_runs(tmp_path):
         assert row["diag_critic_srank"] >= 1 and row["seeds"] == 1
     written = report.write(tmp_path / "report")
     assert (tmp_path / "report" / "scaling_Pendulum-v1.png").stat().st_size > 10_000
-    assert "| Pendulum-v1 | sparsity 0.8 |" in (tmp_path / "report" / "scaling.md").read_text() and len(written) == 3
+    assert "| Pendulum-v1 | static 0.8/0.8 |" in (tmp_path / "report" / "scaling.md").read_text() and len(written) == 3
 
 
 def test_sparse_init_is_its_own_series_beside_dense_and_masked_runs():
@@ -41,6 +41,6 @@ def test_sparse_init_is_its_own_series_beside_dense_and_masked_runs():
 
     assert variant(resolve_config(algo="stream-ac")) == "SparseInit"
     assert variant(resolve_config(preset="stream-ac-dense")) == "dense"
-    assert variant(resolve_config(preset="stream-ac-static")) == "sparsity 0.9"
+    assert variant(resolve_config(preset="stream-ac-static")) == "static 0.9/0.9"
     assert variant(resolve_config(algo="stream-ac", sparsity={"method": "static", "critic_sparsity": 0.5,
-                                                             "actor_sparsity": 0.5})) == "SparseInit + sparsity 0.5"
+                                                             "actor_sparsity": 0.5})) == "static 0.5/0.5 on SparseInit"

@@ -60,13 +60,16 @@ def collect_runs(dirs: list[str | Path]) -> list[RunData]:
 
 
 def describe(config: Config) -> str:
-    """The default label: algorithm and sparsity (with the levels of unstructured methods)."""
+    """The default label: algorithm and sparsity (with the levels of unstructured methods), and
+    SparseInit where the weights started with its zeros (which are not a mask)."""
     s = config.sparsity
+    sparse_init = config.init == "sparse"
     if not s.enabled:
-        return f"{config.algo} dense"
+        return f"{config.algo} {'SparseInit' if sparse_init else 'dense'}"
+    on = " on SparseInit" if sparse_init else ""
     if method_class(s.method).fixed_level_of(s.method) is not None:  # N:M: the method fixes the levels
-        return f"{config.algo} {s.method}"
-    return f"{config.algo} {s.method} {s.level('actor'):g}/{s.level('critic'):g}"
+        return f"{config.algo} {s.method}{on}"
+    return f"{config.algo} {s.method} {s.level('actor'):g}/{s.level('critic'):g}{on}"
 
 
 def _config_value(config: Config, key: str):

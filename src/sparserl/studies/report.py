@@ -183,7 +183,10 @@ def build_report(dirs: list[str | Path], last_k: int | None = None, baseline: st
             iqm_rows.append({"label": label, "tasks": len(tasks), "runs": int(sum(t.size for t in tasks)),
                              "iqm": iqm(np.concatenate(tasks)), "ci_low": low, "ci_high": high})
     k_text = f"the last {last_k}" if last_k else "each run's last score_window"
-    notes.append(f"score: mean of {k_text} evaluations per run, then mean ± std over seeds")
+    measured = {run.config.measure for group in groups.values() for run in group}
+    what = "evaluations" if measured == {"eval_return"} else \
+        "rows' training returns" if measured == {"train_return"} else "evaluations (or rows' training returns)"
+    notes.append(f"score: mean of {k_text} {what} per run, then mean ± std over seeds")
     return Report(rows, iqm_rows, curves, notes)
 
 
@@ -193,7 +196,8 @@ def _baseline(env: str, groups, baseline: str | None) -> str | None:
         if baseline not in labels:
             raise ConfigError(f"report: baseline {baseline!r} has no runs on {env}; labels there: {', '.join(labels)}")
         return baseline
-    dense = [label for label in labels if not groups[(env, label)][0].config.sparsity.enabled]
+    unmasked = [label for label in labels if not groups[(env, label)][0].config.sparsity.enabled]
+    dense = [label for label in unmasked if groups[(env, label)][0].config.init != "sparse"] or unmasked
     if len(dense) > 1:
         raise ConfigError(f"report: several dense labels on {env} ({', '.join(dense)}); choose one with --baseline")
     return dense[0] if dense else None

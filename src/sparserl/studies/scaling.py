@@ -21,7 +21,7 @@ from sparserl.envs import EnvInfo
 from sparserl.runs.build import parameter_count
 from sparserl.runs.files import read_status
 from sparserl.runs.metrics import read_metrics
-from sparserl.studies.collect import RunData, collect_runs
+from sparserl.studies.collect import RunData, collect_runs, describe
 from sparserl.studies.report import _slug
 
 DIAGNOSTICS = ("diag_critic_srank", "diag_actor_srank", "diag_critic_dormant_0.1", "diag_actor_dormant_0.1",
@@ -110,13 +110,9 @@ class ScalingReport:
 
 
 def variant(config) -> str:
-    """A run's series in the report: dense, its sparsity level, and SparseInit where the weights
-    started with SparseInit's zeros (which are not a mask: the level stays 0)."""
-    level = config.sparsity.level("critic")
-    name = "dense" if level == 0 else f"sparsity {level:g}"
-    if config.init == "sparse":
-        name = "SparseInit" if level == 0 else f"SparseInit + {name}"
-    return name
+    """A run's series in the report: its label without the algorithm (sparserl.studies.collect's
+    describe: dense, the method and levels, SparseInit)."""
+    return describe(config).split(" ", 1)[1]
 
 
 def build_scaling_report(dirs: list[str | Path], last_k: int | None = None) -> ScalingReport:
