@@ -1,4 +1,5 @@
-"""Layer budgets (SPEC §3.1): ER/uniform/ERK hit the global target within one weight per layer."""
+"""Layer budgets (Evci et al. 2020; Tan et al. 2023, RLx2): ER/uniform/ERK hit the global target
+within one weight per layer."""
 
 from __future__ import annotations
 
