@@ -133,7 +133,6 @@ class LayerNormMLPSpec(MLPSpec):
     LayerNorm without affine parameters and a leaky ReLU (slope 0.01)."""
 
     name = "layernorm-mlp"
-    builder = "sparserl.nets.bodies:build_mlp"
 
     def activate(self, x, relu):
         import torch.nn.functional as F

@@ -115,11 +115,15 @@ class Agent(ABC):
         return cls.actor_class
 
     @classmethod
+    def actor_architecture(cls, info: EnvInfo, config: Config) -> Architecture:
+        """The actor's body: the observation in, the head of `actor_for(info)` out."""
+        return architecture(config, "actor", info.obs_dim, info.act_dim * cls.actor_for(info).outputs_per_action)
+
+    @classmethod
     def architectures(cls, info: EnvInfo, config: Config) -> dict[str, tuple[Architecture, int]]:
         """The (architecture, members) of the actor and the critic ensemble, before anything is built
         (parameter counts need no modules)."""
-        actor_out = info.act_dim * cls.actor_for(info).outputs_per_action
-        return {"actor": (architecture(config, "actor", info.obs_dim, actor_out), 1),
+        return {"actor": (cls.actor_architecture(info, config), 1),
                 "critic": (architecture(config, "critic", info.obs_dim + info.act_dim, 1), cls.critic_members(config))}
 
     def make_obs_norm(self) -> nn.Module:

@@ -21,16 +21,13 @@ thread (steps of one transition gain nothing from more).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from sparserl.nets import Actor, CategoricalActor, ClippedGaussianActor
+from sparserl.nets.actors import LOG_SQRT_2PI
 from sparserl.streaming.agent import StreamingAgent
-
-LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
 class StreamAC(StreamingAgent):
@@ -66,17 +63,16 @@ class StreamAC(StreamingAgent):
     def act(self, obs: np.ndarray) -> tuple[np.ndarray, None]:
         """Sample the action, keeping the policy's graph for the update that follows (no noise-free
         action: nothing stores it)."""
-        out = self.actor.net(torch.from_numpy(obs).unsqueeze(0))[0]
+        x = torch.from_numpy(obs).unsqueeze(0)
         if self.discrete:
-            log_probs = F.log_softmax(out, dim=-1)
+            log_probs = F.log_softmax(self.actor.net(x)[0], dim=-1)
             action = torch.multinomial(log_probs.detach().exp(), 1)[0]
             self._pending = (obs, log_probs, action)
             return action.numpy(), None
-        mean, pre_std = out.chunk(2)
-        std = F.softplus(pre_std)
+        mean, std = self.actor.distribution(x)  # (1, |A|) each
         action = (mean + std * torch.randn_like(mean)).detach()
         self._pending = (obs, (mean, std), action)
-        return action.clamp(-1.0, 1.0).numpy(), None
+        return action[0].clamp(-1.0, 1.0).numpy(), None
 
     def _log_prob_and_entropy(self, policy, action) -> tuple[torch.Tensor, torch.Tensor]:
         if self.discrete:
@@ -84,7 +80,7 @@ class StreamAC(StreamingAgent):
         mean, std = policy
         log_std = std.log()
         z = (action - mean) / std
-        return (-0.5 * z.square() - log_std).sum() - LOG_SQRT_2PI * mean.shape[0], \
+        return (-0.5 * z.square() - log_std).sum() - LOG_SQRT_2PI * mean.numel(), \
             (log_std + (0.5 + LOG_SQRT_2PI)).sum()
 
     def learn(self, reward: float, next_obs: np.ndarray, terminal: bool, episode_end: bool) -> None:

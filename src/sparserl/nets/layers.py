@@ -201,6 +201,19 @@ class RunningNorm(nn.Module):
         return (x - self.mean) / torch.sqrt(self.var + 1e-8)
 
 
+def welford_update(mean, m2, count, x):
+    """One sample x of Welford's running statistics, for floats or arrays: the new mean and sum of
+    squared deviations, `count` already counting x."""
+    delta = x - mean
+    mean = mean + delta / count
+    return mean, m2 + delta * (x - mean)
+
+
+def welford_variance(m2, count):
+    """The unbiased variance of Welford's statistics, 1 until there are two samples (Elsayed et al.)."""
+    return m2 / (count - 1) if count >= 2 else 1.0
+
+
 class WelfordNorm(nn.Module):
     """Per-sample running mean and unbiased variance (Welford; variance 1 until two samples), applied
     as (x - mean) / sqrt(var + 1e-8) to the first `dim - keep` inputs; the last `keep` (a time
@@ -236,13 +249,10 @@ class WelfordNorm(nn.Module):
         mean, m2, count, mean32, var32, scale, shift = self._views()
         x = np.asarray(x, dtype=np.float64)[: self.normalised]
         count += 1.0
-        delta = x - mean
-        mean += delta / count
-        m2 += delta * (x - mean)
+        mean[:], m2[:] = welford_update(mean, m2, count, x)
         mean32[:] = mean
-        if count >= 2.0:
-            var32[:] = m2 / (count - 1.0)
-            scale[:] = 1.0 / np.sqrt(var32 + 1e-8)
+        var32[:] = welford_variance(m2, count)
+        scale[:] = 1.0 / np.sqrt(var32 + 1e-8)
         shift[:] = -mean32 * scale
 
     def _refresh(self) -> None:

@@ -191,9 +191,8 @@ class Sparsifier:
             modules = [group.module] + (group.targets if self.config.target_mask != "magnitude" else [])
             needs_dense = lambda g=group: self.method.dense_gradient_needed(g)  # noqa: E731
             for index, layer in enumerate(group.sparse_layers):
-                path = layer.name.rsplit(".", 1)[0] if "." in layer.name else ""
                 for module in modules:
-                    sub = module.get_submodule(path)
+                    sub = module.get_submodule(layer.module_path)
                     if hasattr(sub, "executor"):  # layers that declare the interface (sparserl.nets.layers)
                         sub.executor = LayerExecutor(group, index, layer, mode, batch, needs_dense)
                         count += 1

@@ -32,6 +32,11 @@ class SparseLayer:
     fan_in_dim: int = -1
     """The fan-in axis of `flat(tensor)`: N:M groups run along it."""
 
+    @property
+    def module_path(self) -> str:
+        """The path of the module that owns the weight ("" for the root module)."""
+        return self.name.rsplit(".", 1)[0] if "." in self.name else ""
+
 
 def _linear_view(t: torch.Tensor) -> torch.Tensor:
     return t.unsqueeze(0)

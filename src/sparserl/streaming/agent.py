@@ -39,8 +39,7 @@ class StreamingAgent(Agent):
     @classmethod
     def architectures(cls, info, config) -> dict:
         """The actor, and a value network of the observation alone (one member each)."""
-        actor = cls.actor_for(info)
-        return {"actor": (architecture(config, "actor", info.obs_dim, info.act_dim * actor.outputs_per_action), 1),
+        return {"actor": (cls.actor_architecture(info, config), 1),
                 "critic": (architecture(config, "critic", info.obs_dim, 1), 1)}
 
     def add_obgd(self, name: str, params, kappa: float) -> torch.optim.Optimizer:

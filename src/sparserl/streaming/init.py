@@ -45,8 +45,7 @@ def initialise(module: torch.nn.Module, init: str) -> torch.nn.Module:
         from sparserl.sparsity.layers import find_sparse_layers
 
         for layer in find_sparse_layers(module):
-            path = layer.name.rsplit(".", 1)[0] if "." in layer.name else ""
-            bias = getattr(module.get_submodule(path), "bias", None)
+            bias = getattr(module.get_submodule(layer.module_path), "bias", None)
             for member in layer.view(layer.param.data):
                 sparse_init_(member)  # (out, fan_in), a view of the weight
             if isinstance(bias, torch.Tensor):

@@ -44,7 +44,8 @@ class ObGD(torch.optim.Optimizer):
                 raise ValueError(f"ObGD: {name} {value!r} is out of range (lr > 0, gamma and lamda in [0, 1], "
                                  f"kappa > 0)")
         super().__init__(params, dict(lr=lr, gamma=gamma, lamda=lamda, kappa=kappa, **extra))
-        self._grad_views: list[list[tuple[torch.nn.Parameter, torch.Tensor]]] = []
+        self._views: list[list[tuple[torch.nn.Parameter, torch.Tensor, dict[str, torch.Tensor]]]] = []
+        """Per group, each parameter with its views of the flat gradient and state buffers."""
         self._flat = [self._flatten(group) for group in self.param_groups]
 
     # --- the flat buffers -------------------------------------------------------------------------
@@ -59,23 +60,23 @@ class ObGD(torch.optim.Optimizer):
         flat = {"param": torch.empty(total, dtype=like.dtype, device=like.device),
                 "grad": torch.zeros(total, dtype=like.dtype, device=like.device),
                 **{key: torch.zeros(total, dtype=like.dtype, device=like.device) for key in self.state_keys}}
-        offset, grads = 0, []
+        offset, views = 0, []
         for p in params:
             n = p.numel()
             view = flat["param"][offset:offset + n].view_as(p)
             view.copy_(p.detach())
             p.data = view
             p.grad = flat["grad"][offset:offset + n].view_as(p)
-            grads.append((p, p.grad))
-            for key in self.state_keys:
-                self.state[p][key] = flat[key][offset:offset + n].view_as(p)
+            state = {key: flat[key][offset:offset + n].view_as(p) for key in self.state_keys}
+            self.state[p].update(state)
+            views.append((p, p.grad, state))
             offset += n
-        self._grad_views.append(grads)
+        self._views.append(views)
         return flat
 
     def _gather_grads(self, index: int) -> None:
         """Make sure every p.grad is its view of the flat gradient (copying one assigned anew)."""
-        for p, view in self._grad_views[index]:
+        for p, view, _ in self._views[index]:
             grad = p.grad
             if grad is not view:
                 view.copy_(grad) if grad is not None else view.zero_()
@@ -90,15 +91,11 @@ class ObGD(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)
         with torch.no_grad():  # loaded state arrives as new tensors: back into the flat buffers
-            for group, flat in zip(self.param_groups, self._flat):
-                offset = 0
-                for p in group["params"]:
-                    n = p.numel()
-                    for key in self.state_keys:
-                        view = flat[key][offset:offset + n].view_as(p)
+            for views in self._views:
+                for p, _, state in views:
+                    for key, view in state.items():
                         view.copy_(self.state[p][key])
                         self.state[p][key] = view
-                    offset += n
 
     # --- the step -------------------------------------------------------------------------------
     def _direction(self, group: dict, flat: dict, delta: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 
+from sparserl.nets.layers import welford_update, welford_variance
+
 
 class RewardScaler:
     """r -> r / sqrt(var(u) + 1e-8), on host floats (no tensor work on the hot path)."""
@@ -20,11 +22,8 @@ class RewardScaler:
         trace = self.trace * self.gamma * (0.0 if episode_end else 1.0) + reward
         self.trace = trace
         self.count += 1
-        delta = trace - self.mean
-        self.mean += delta / self.count
-        self.m2 += delta * (trace - self.mean)
-        var = self.m2 / (self.count - 1) if self.count >= 2 else 1.0
-        return reward / math.sqrt(var + 1e-8)
+        self.mean, self.m2 = welford_update(self.mean, self.m2, self.count, trace)
+        return reward / math.sqrt(welford_variance(self.m2, self.count) + 1e-8)
 
     def state_dict(self) -> dict:
         return {"trace": self.trace, "mean": self.mean, "m2": self.m2, "count": self.count}
