@@ -8,9 +8,12 @@ observation and reward normalisation as NumPy wrappers. It runs the same network
 LayerNorm without affine parameters, leaky ReLU, SparseInit), the same settings and the same
 environment (Hopper-v5 with the time feature) on the same number of torch threads.
 
-Segments of both run interleaved (A B A B ...) in this one process after a warm-up; figures are
-medians over segments and the speed-up is the median of the per-round ratios. The ceiling is the
-environment stepped with fixed actions and nothing else.
+sparserl runs as a training run does by default (`step_compile auto`: the step compiled as one graph,
+sparserl.streaming.capture; its compile happens in the warm-up), and once more with
+`step_compile off` (every step eager), to show what the compiled step adds. Segments of the three run
+interleaved (A B C A B C ...) in this one process after a warm-up; figures are medians over segments
+and each speed-up is the median of the per-round ratios. The ceiling is the environment stepped with
+fixed actions and nothing else.
 
     python benchmarks/streaming.py [--widths 128 1024] [--rounds 5] [--segment 1000] [--threads 1]
 """
@@ -155,12 +158,12 @@ class Plain:
 
 # --- sparserl: the training loop's own calls ---------------------------------------------------
 class Sparserl:
-    def __init__(self, width, seed, threads):
+    def __init__(self, width, seed, threads, step_compile="auto"):
         from sparserl.config import resolve_config
         from sparserl.runs.build import build_run
 
         self.parts = build_run(resolve_config(algo="stream-ac", env=ENV, hidden=[width, width], seed=seed,
-                                              threads=threads))
+                                              threads=threads, step_compile=step_compile))
         self.obs = self.parts.env.reset(seed=seed)[0]
         self.step = 0
 
@@ -199,22 +202,27 @@ def env_rate(steps: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def compare(width: int, rounds: int, segment: int, threads: int) -> tuple[float, float, float]:
-    """(sparserl steps/s, baseline steps/s, median per-round ratio) at `width`."""
+def compare(width: int, rounds: int, segment: int, threads: int) -> dict[str, float]:
+    """Median steps/s of sparserl (compiled), sparserl eager and the baseline at `width`, and the
+    median per-round ratios of the first two to the baseline."""
     torch.manual_seed(0)
-    ours, plain = Sparserl(width, 0, threads), Plain(width, 0)
+    runners = {"ours": Sparserl(width, 0, threads), "eager": Sparserl(width, 0, threads, "off"),
+               "plain": Plain(width, 0)}
     torch.set_num_threads(threads)
-    ours.run(segment // 4)
-    plain.run(segment // 4)  # warm-up
-    rates = {"ours": [], "plain": []}
-    ratios = []
+    for runner in runners.values():
+        runner.run(segment // 4)  # warm-up (the compile included)
+    rates = {name: [] for name in runners}
+    ratios = {"ours": [], "eager": []}
     for _ in range(rounds):
-        for name, runner in (("ours", ours), ("plain", plain)):
+        for name, runner in runners.items():
             start = time.perf_counter()
             runner.run(segment)
             rates[name].append(segment / (time.perf_counter() - start))
-        ratios.append(rates["ours"][-1] / rates["plain"][-1])
-    return statistics.median(rates["ours"]), statistics.median(rates["plain"]), statistics.median(ratios)
+        for name in ratios:
+            ratios[name].append(rates[name][-1] / rates["plain"][-1])
+    out = {name: statistics.median(values) for name, values in rates.items()}
+    out.update({f"{name}_ratio": statistics.median(values) for name, values in ratios.items()})
+    return out
 
 
 def main() -> None:
@@ -232,16 +240,17 @@ def main() -> None:
     results = {}
     for width in args.widths:
         segment = max(50, args.segment * 128 // width)
-        ours, plain, ratio = compare(width, args.rounds, segment, args.threads)
-        results[width] = (ours, plain, ratio)
-        print(f"width {width:>5}: sparserl {ours:8.1f} steps/s, plain eager {plain:8.1f} steps/s, "
-              f"speed-up {ratio:.2f}x (median of {args.rounds} rounds of {segment} steps)")
-    for width, (ours, plain, ratio) in results.items():
-        print(f"RESULT stream_steps_per_s_w{width} {ours:.1f}")
-        print(f"RESULT stream_plain_steps_per_s_w{width} {plain:.1f}")
-        print(f"RESULT stream_speedup_vs_eager_w{width} {ratio:.3f}")
+        r = results[width] = compare(width, args.rounds, segment, args.threads)
+        print(f"width {width:>5}: sparserl {r['ours']:8.1f} steps/s ({r['ours_ratio']:.2f}x), sparserl eager "
+              f"{r['eager']:8.1f} steps/s ({r['eager_ratio']:.2f}x), plain eager {r['plain']:8.1f} steps/s "
+              f"(median of {args.rounds} rounds of {segment} steps)")
+    for width, r in results.items():
+        print(f"RESULT stream_steps_per_s_w{width} {r['ours']:.1f}")
+        print(f"RESULT stream_eager_steps_per_s_w{width} {r['eager']:.1f}")
+        print(f"RESULT stream_plain_steps_per_s_w{width} {r['plain']:.1f}")
+        print(f"RESULT stream_speedup_vs_eager_w{width} {r['ours_ratio']:.3f}")
     if 128 in results:
-        print(f"RESULT stream_speedup_vs_eager {results[128][2]:.3f}")
+        print(f"RESULT stream_speedup_vs_eager {results[128]['ours_ratio']:.3f}")
     print(f"RESULT stream_env_steps_per_s {ceiling:.1f}")
 
 

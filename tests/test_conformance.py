@@ -320,6 +320,41 @@ def test_accounting_is_sane_and_matches_the_masks(method, algo):
     assert report.inference_flops == pytest.approx(report.density["actor"], abs=1e-12)  # MAC-weighted = numel
 
 
+def test_a_step_called_plain_is_a_masked_gradient_step_and_nothing_else(method):
+    """Where the engine calls a step plain (Method.plain; a compiled streaming step then takes it
+    outside the optimiser's hooks), the hooked step must equal SGD on the masked gradient, with the
+    masks unchanged; over a schedule with mask updates, the others are left to the hooks."""
+    from sparserl.sparsity import Sparsifier
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.05)
+    section = sparsity_section(method)
+    section.pop("actor_sparsity", None)
+    level = section.pop("critic_sparsity", None)
+    section.update(distribution="uniform", gmp_end=0.3)
+    sparsifier = Sparsifier(SparsityConfig(**section), seed=0)
+    sparsifier.attach("net", net, optimizer, sparsity=level, total_steps=30)
+    group, plain_steps = sparsifier.groups["net"], 0
+    for _ in range(30):
+        pairs = sparsifier.plain_masks("net")
+        before = [p.detach().clone() for p in net.parameters()]
+        masks = None if pairs is None else {id(p): m.clone() for p, m in pairs}
+        optimizer.zero_grad()
+        net(torch.randn(5, 8)).square().mean().backward()
+        grads = [p.grad.clone() for p in net.parameters()]
+        optimizer.step()
+        if masks is None:
+            continue
+        plain_steps += 1
+        for p, b, g in zip(net.parameters(), before, grads):
+            mask = masks.get(id(p), torch.ones_like(p))
+            torch.testing.assert_close(p.detach(), b - 0.05 * g * mask, rtol=1e-6, atol=1e-7)
+        assert all(torch.equal(m, masks[id(p)]) for p, m in zip(group.params, group.masks))
+    if not METHODS.get(method).changes_masks:
+        assert plain_steps == 30  # a mask that never changes: every step is plain
+
+
 def test_method_defaults_are_what_unset_settings_give(method):
     """Every entry of a method's `defaults` is what the engine and the RL config use when the setting
     is left unset (a default that no code path reads would be silently ignored)."""

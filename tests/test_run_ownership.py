@@ -120,3 +120,18 @@ def test_a_damaged_metrics_file_is_named_with_its_line(finished_run):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(CheckpointError, match=rf"{path} is damaged at line 3"):
         resume(finished_run)
+
+
+def test_a_sweep_redoes_a_run_killed_before_its_first_checkpoint(make_config):
+    """A sweep's run that has metrics but no checkpoint cannot be continued: the sweep redoes it from
+    step 0 (its history replaced by the same numbers, the run being seeded) instead of failing."""
+    config = make_config(total_steps=400, checkpoint_every=10_000)
+    run_dir = train(config).run_dir
+    expected = (run_dir / "metrics.csv").read_text()
+    for checkpoint in (run_dir / "checkpoints").glob("*.pt"):
+        checkpoint.unlink()
+    with pytest.raises(CheckpointError, match="no checkpoint to continue from"):
+        resume(run_dir)
+    resume(run_dir, redo_uncheckpointed=True)
+    rows = lambda text: [line.split(",")[:1] + line.split(",")[3:] for line in text.splitlines()]  # noqa: E731
+    assert rows((run_dir / "metrics.csv").read_text()) == rows(expected)  # all but wall_time and sps

@@ -24,8 +24,7 @@ OBS = 5
 
 
 def agent_for(discrete: bool, **changes):
-    config = resolve_config(algo="stream-ac", hidden=[16, 16], obs_norm=False, time_feature=False, threads=1,
-                            **changes)
+    config = resolve_config(algo="stream-ac", hidden=[16, 16], time_feature=False, threads=1, **changes)
     torch.manual_seed(0)
     return make_agent(EnvInfo("test", OBS, 3, None, discrete), config), config
 
@@ -38,9 +37,27 @@ def reference_forward(weights, x):
     return h @ w2.T + b2
 
 
-def reference_run(agent, config, transitions, discrete):
+class ReferenceNormaliser:
+    """The paper's observation wrapper: each observation, as it arrives, joins Welford statistics
+    (NumPy, float64; variance 1 until two samples) and is returned normalised by them."""
+
+    def __init__(self, on: bool):
+        self.on, self.seen = on, []
+
+    def __call__(self, obs):
+        if not self.on:
+            return torch.as_tensor(obs)
+        self.seen.append(obs.astype(np.float64))
+        data = np.stack(self.seen)
+        var = data.var(0, ddof=1) if len(data) >= 2 else np.ones(data.shape[1])
+        return torch.as_tensor(((obs - data.mean(0)) / np.sqrt(var + 1e-8)).astype(np.float32))
+
+
+def reference_run(agent, config, episodes, discrete):
     """Stream AC's update by the paper's pseudo-code: torch.distributions for the policy, autograd for
-    the gradients, ObGD as per-tensor loops with a Python-side bound; returns the final weights."""
+    the gradients, ObGD as per-tensor loops with a Python-side bound, observations normalised as they
+    arrive; `episodes` is a list of (first observation, [(reward, next observation, terminal)]), the
+    last step of each ending it. Returns the final weights."""
     nets = {}
     for name in ("actor", "critic"):
         layers = next(m for m in agent.networks[name].modules() if isinstance(m, MLP)).layers
@@ -48,53 +65,77 @@ def reference_run(agent, config, transitions, discrete):
                       for layer in layers]
     traces = {name: [torch.zeros_like(t) for pair in nets[name] for t in pair] for name in nets}
     kappa = {"actor": config.kappa_policy, "critic": config.kappa_value}
-    for obs, reward, next_obs, terminal, end in transitions:
-        x, x2 = torch.as_tensor(obs), torch.as_tensor(next_obs)
-        out = reference_forward(nets["actor"], x)
-        if discrete:
-            dist = torch.distributions.Categorical(logits=out)
-            action = torch.multinomial(F.softmax(out.detach(), -1), 1)[0]
-        else:
-            mean, std = out[:3], F.softplus(out[3:])
-            dist = torch.distributions.Normal(mean, std)
-            action = (mean + std * torch.randn_like(mean)).detach()
-        v, v2 = reference_forward(nets["critic"], x)[0], reference_forward(nets["critic"], x2)[0]
-        delta = float(reward + (0.0 if terminal else config.gamma) * v2.detach() - v.detach())
-        entropy = dist.entropy().sum()
-        objectives = {"critic": v, "actor": dist.log_prob(action).sum() + config.entropy_coef * math.copysign(
-            1.0, delta) * entropy * (delta != 0)}
-        for name, objective in objectives.items():
-            params = [t for pair in nets[name] for t in pair]
-            grads = torch.autograd.grad(objective, params)
-            z = traces[name]
-            for i, g in enumerate(grads):
-                z[i] = config.gamma * config.trace_lambda * z[i] - g  # the trace of the loss, -objective
-            bound = max(abs(delta), 1.0) * sum(float(zi.abs().sum()) for zi in z) * config.obgd_lr * kappa[name]
-            alpha = config.obgd_lr / bound if bound > 1.0 else config.obgd_lr
-            with torch.no_grad():
-                for p, zi in zip(params, z):
-                    p -= alpha * delta * zi
-            if end:
-                traces[name] = [torch.zeros_like(zi) for zi in z]
+    normalise = ReferenceNormaliser(config.obs_norm)
+    for first, steps in episodes:
+        x = normalise(first)
+        for t, (reward, next_obs, terminal) in enumerate(steps):
+            end = t == len(steps) - 1
+            out = reference_forward(nets["actor"], x)
+            if discrete:
+                dist = torch.distributions.Categorical(logits=out)
+                u = torch.rand(())  # inverse-CDF sampling from one uniform
+                action = torch.tensor(min(int((dist.probs.detach().cumsum(0) < u).sum()), out.shape[0] - 1))
+            else:
+                mean, std = out[:3], F.softplus(out[3:])
+                dist = torch.distributions.Normal(mean, std)
+                action = (mean + std * torch.randn_like(mean)).detach()
+            x2 = normalise(next_obs)
+            v, v2 = reference_forward(nets["critic"], x)[0], reference_forward(nets["critic"], x2)[0]
+            delta = float(reward + (0.0 if terminal else config.gamma) * v2.detach() - v.detach())
+            entropy = dist.entropy().sum()
+            objectives = {"critic": v, "actor": dist.log_prob(action).sum() + config.entropy_coef * math.copysign(
+                1.0, delta) * entropy * (delta != 0)}
+            for name, objective in objectives.items():
+                params = [t for pair in nets[name] for t in pair]
+                grads = torch.autograd.grad(objective, params)
+                z = traces[name]
+                for i, g in enumerate(grads):
+                    z[i] = config.gamma * config.trace_lambda * z[i] - g  # the trace of the loss, -objective
+                bound = max(abs(delta), 1.0) * sum(float(zi.abs().sum()) for zi in z) * config.obgd_lr * kappa[name]
+                alpha = config.obgd_lr / bound if bound > 1.0 else config.obgd_lr
+                with torch.no_grad():
+                    for p, zi in zip(params, z):
+                        p -= alpha * delta * zi
+                if end:
+                    traces[name] = [torch.zeros_like(zi) for zi in z]
+            x = x2
     return {name: [t.detach() for pair in nets[name] for t in pair] for name in nets}
 
 
-@pytest.mark.parametrize("discrete", [False, True], ids=["gaussian", "categorical"])
-def test_stream_ac_updates_as_the_paper_writes_them(discrete):
-    agent, config = agent_for(discrete)
-    rng = np.random.default_rng(3)
-    transitions = []
-    for t in range(6):
-        obs, next_obs = rng.normal(size=(2, OBS)).astype(np.float32)
-        terminal, end = t == 2, t in (2, 4)  # a terminal, then a truncation (bootstrapped, traces reset)
-        transitions.append((obs, float(rng.normal() * 3), next_obs, terminal, end))
-    twin = agent_for(discrete)[0]  # the same initial weights
+def drive(agent, episodes):
+    """The streaming learner's calls for `episodes`: statistics take each observation as it arrives."""
+    for first, steps in episodes:
+        agent.observe(first)
+        obs = first
+        for t, (reward, next_obs, terminal) in enumerate(steps):
+            agent.act(obs)
+            agent.observe(next_obs)
+            agent.learn(reward, next_obs, terminal, t == len(steps) - 1)
+            obs = next_obs
+
+
+def trajectory(seed: int = 3):
+    """Three short episodes: ended by a terminal, by a truncation (bootstrapped, traces reset), and
+    by a truncation again."""
+    rng = np.random.default_rng(seed)
+    episodes = []
+    for length, terminal in ((3, True), (2, False), (2, False)):
+        steps = [(float(rng.normal() * 3), rng.normal(size=OBS).astype(np.float32), terminal and t == length - 1)
+                 for t in range(length)]
+        episodes.append((rng.normal(size=OBS).astype(np.float32), steps))
+    return episodes
+
+
+@pytest.mark.parametrize("discrete,obs_norm", [(False, True), (False, False), (True, True)],
+                         ids=["gaussian", "gaussian-unnormalised", "categorical"])
+def test_stream_ac_updates_as_the_paper_writes_them(discrete, obs_norm):
+    agent, config = agent_for(discrete, obs_norm=obs_norm)
+    episodes = trajectory()
+    twin = agent_for(discrete, obs_norm=obs_norm)[0]  # the same initial weights
     torch.manual_seed(11)  # the same exploration draws in both
-    expected = reference_run(twin, config, transitions, discrete)
+    expected = reference_run(twin, config, episodes, discrete)
     torch.manual_seed(11)
-    for obs, reward, next_obs, terminal, end in transitions:
-        agent.act(obs)
-        agent.learn(reward, next_obs, terminal, end)
+    drive(agent, episodes)
     for name, tensors in reversed(list(expected.items())):
         for got, want in zip(agent.networks[name].parameters(), tensors):
             torch.testing.assert_close(got.detach(), want, rtol=1e-4, atol=1e-5, msg=name)

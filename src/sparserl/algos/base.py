@@ -176,6 +176,11 @@ class Agent(ABC):
         """Accumulate detached scalar statistics stat_names[first:first+len(values)] (no host sync)."""
         count = values.shape[0]
         self._stat_sums[first:first + count] += values.detach()
+        self.count_recorded(first, count)
+
+    def count_recorded(self, first: int, count: int) -> None:
+        """Count one recording of stat_names[first:first+count] whose values were added to the
+        sums elsewhere (a compiled step adds them inside its graph)."""
         for i in range(first, first + count):
             self._stat_counts[i] += 1
 

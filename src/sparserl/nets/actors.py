@@ -32,6 +32,11 @@ class Body(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(self._input(obs))
 
+    def normalised(self, x: torch.Tensor) -> torch.Tensor:
+        """The network on inputs already normalised (a streaming agent normalises each observation
+        once, as it arrives)."""
+        return self.net(x)
+
     def hidden(self, obs: torch.Tensor, point: str = "post") -> list[torch.Tensor]:
         return self.net.hidden(self._input(obs), point)
 
@@ -116,7 +121,12 @@ class ClippedGaussianActor(Actor):
 
     def distribution(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, std), each (B, |A|)."""
-        mean, pre_std = self.net(obs).chunk(2, dim=-1)
+        return self.head(self.net(obs))
+
+    @staticmethod
+    def head(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, std) from the body's (B, 2|A|) output."""
+        mean, pre_std = out.chunk(2, dim=-1)
         return mean, F.softplus(pre_std)
 
 

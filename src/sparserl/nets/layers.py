@@ -210,7 +210,10 @@ def welford_update(mean, m2, count, x):
 
 
 def welford_variance(m2, count):
-    """The unbiased variance of Welford's statistics, 1 until there are two samples (Elsayed et al.)."""
+    """The unbiased variance of Welford's statistics, 1 until there are two samples (Elsayed et al.);
+    for a tensor count without a host branch (so a compiled graph can take it)."""
+    if isinstance(count, torch.Tensor):
+        return torch.where(count >= 2, m2 / (count - 1).clamp(min=1.0), 1.0)
     return m2 / (count - 1) if count >= 2 else 1.0
 
 
@@ -246,14 +249,24 @@ class WelfordNorm(nn.Module):
     @torch.no_grad()
     def update(self, x) -> None:
         """Add one observation (an array or tensor of `dim` values) to the statistics."""
-        mean, m2, count, mean32, var32, scale, shift = self._views()
-        x = np.asarray(x, dtype=np.float64)[: self.normalised]
+        self._add(np.asarray(x, dtype=np.float64)[: self.normalised], *self._views())
+
+    def add(self, x: torch.Tensor) -> None:
+        """`update` in tensor operations, for a compiled graph (sparserl.streaming.capture)."""
+        k = self.normalised
+        self._add(x[:k].double(), self.sum_mean, self.sum_m2, self.count, self.mean[:k], self.var[:k],
+                  self.scale[:k], self.shift[:k])
+
+    @staticmethod
+    def _add(x, mean, m2, count, mean32, var32, scale, shift) -> None:
+        """One observation into the statistics, in place, on NumPy views or tensors alike."""
         count += 1.0
-        mean[:], m2[:] = welford_update(mean, m2, count, x)
-        mean32[:] = mean
-        var32[:] = welford_variance(m2, count)
-        scale[:] = 1.0 / np.sqrt(var32 + 1e-8)
-        shift[:] = -mean32 * scale
+        new_mean, new_m2 = welford_update(mean, m2, count, x)
+        mean[...], m2[...] = new_mean, new_m2
+        mean32[...] = mean
+        var32[...] = welford_variance(m2, count)
+        scale[...] = (var32 + 1e-8) ** -0.5
+        shift[...] = -mean32 * scale
 
     def _refresh(self) -> None:
         _, _, _, mean32, var32, scale, shift = self._views()

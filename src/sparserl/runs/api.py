@@ -71,11 +71,14 @@ def train(config: Config, console: RunConsole | None = None) -> RunResult:
         return Trainer(config, run_dir, console=console).run()
 
 
-def _restart_without_checkpoint(run_dir: Path) -> None:
+def _restart_without_checkpoint(run_dir: Path, discard: bool = False) -> None:
     """A run killed before its first checkpoint starts again from step 0, which is lossless only while
-    its metrics hold nothing past step 0; otherwise resuming would rewrite its history, so it is refused."""
+    its metrics hold nothing past step 0; otherwise resuming would rewrite its history, so it is
+    refused, unless `discard` (a sweep's own run, which can only be redone): its metrics then go."""
     steps = [int(row["step"]) for row in read_metrics(run_dir / files.METRICS_FILE)]
-    if any(step > 0 for step in steps):
+    if discard:
+        (run_dir / files.METRICS_FILE).unlink(missing_ok=True)
+    elif any(step > 0 for step in steps):
         raise CheckpointError(
             f"{run_dir} has metrics up to step {max(steps):,} but no checkpoint to continue from (the "
             f"checkpoints folder is empty or gone); resuming would start again from step 0 and overwrite them. "
@@ -85,11 +88,13 @@ def _restart_without_checkpoint(run_dir: Path) -> None:
 
 
 def resume(run_dir: str | Path, checkpoint: str | Path | None = None, total_steps: int | None = None,
-           console: RunConsole | None = None) -> RunResult:
+           console: RunConsole | None = None, redo_uncheckpointed: bool = False) -> RunResult:
     """Continue the run in `run_dir` from its newest checkpoint (or `checkpoint`).
 
     `total_steps` extends (or shortens, if not yet reached) the run. A corrupt newest checkpoint is
-    an error that names the previous good one, which is never deleted by a failed resume.
+    an error that names the previous good one, which is never deleted by a failed resume. A run
+    with metrics but no checkpoint is refused unless `redo_uncheckpointed` (sweeps): it then starts
+    again from step 0.
     """
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
@@ -97,17 +102,18 @@ def resume(run_dir: str | Path, checkpoint: str | Path | None = None, total_step
         config = config.replace(total_steps=total_steps).validate()
     check_env_id(config.env)
     with run_lock(run_dir):
-        return _resume_locked(run_dir, config, checkpoint, console)
+        return _resume_locked(run_dir, config, checkpoint, console, redo_uncheckpointed)
 
 
-def _resume_locked(run_dir: Path, config: Config, checkpoint: str | Path | None, console) -> RunResult:
+def _resume_locked(run_dir: Path, config: Config, checkpoint: str | Path | None, console,
+                   redo_uncheckpointed: bool = False) -> RunResult:
     found = list_checkpoints(run_dir / "checkpoints")
     if checkpoint is not None:
         path = Path(checkpoint)
     elif found:
         path = found[0][1]
     else:
-        _restart_without_checkpoint(run_dir)
+        _restart_without_checkpoint(run_dir, discard=redo_uncheckpointed)
         return Trainer(config, run_dir, console=console).run()
     try:
         payload = load_checkpoint(path)

@@ -128,9 +128,10 @@ def build_run(config: Config) -> Run:
         sparsifier.execute_sparse(c.execution, 2 if agent.streaming else c.batch_size)
     diagnostics = generator = None
     if agent.streaming:
+        from sparserl.streaming.capture import wants_compiled
         from sparserl.streaming.learner import StreamingLearner
 
-        learner = StreamingLearner(agent, reward_scaling=c.reward_scaling)
+        learner = StreamingLearner(agent, reward_scaling=c.reward_scaling, compiled=wants_compiled(c))
         return Run(c, env, eval_env, info, agent, sparsifier, learner, diagnostics, generator)
     buffer = ReplayBuffer(info.obs_dim, info.act_dim, c.buffer_size, seed=c.seed)
     capacity = None

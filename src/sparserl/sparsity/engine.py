@@ -167,6 +167,24 @@ class Sparsifier:
             group.mask_version += 1
             self.method.mask_targets(group)
 
+    def plain_masks(self, name: str) -> list[tuple[nn.Parameter, torch.Tensor]] | None:
+        """(weight, mask) of each sparse layer of network `name` when its coming optimiser step is
+        plain (Method.plain: gradients masked, nothing else); None when it is not, and the step must
+        go through the optimiser's hooks. A network the engine does not hold has no masks ([]). A
+        step taken outside the hooks is counted with `count_plain_step`."""
+        group = self.groups.get(name)
+        if group is None or not group.sparse:
+            return []
+        if not self.method.plain(group):
+            return None
+        return list(zip(group.params, group.masks))
+
+    def count_plain_step(self, name: str) -> None:
+        """Count a plain step of network `name` taken outside its optimiser's hooks."""
+        group = self.groups.get(name)
+        if group is not None and group.sparse:
+            group.step += 1
+
     @torch.no_grad()
     def after_target_update(self) -> None:
         """Call after each Polyak update. With shared masks nothing is needed (averaging keeps the

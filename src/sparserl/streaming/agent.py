@@ -5,6 +5,13 @@ The protocol, per environment step: `act(obs)` chooses the action (keeping what 
 then `learn(reward, next_obs, terminal, episode_end)` updates from the transition that followed.
 There is no replay, no batch and no target network; the optimisers are ObGD's (their traces are
 optimiser state, so checkpoints and the sparsity engine's moment resets cover them).
+
+An algorithm writes three things, on tensors: `noise()`, the exploration draw of one action;
+`sample(x, noise)`, the action at a normalised observation; and `loss(x, action, reward, discount,
+x_next)`, the one transition's loss whose gradient every trace takes, with the TD error delta that
+scales the steps. The base does the rest: each observation is normalised once, as it arrives (as
+the paper's observation wrapper does), and `learn` back-propagates the loss and steps each ObGD
+with delta. A compiled step (sparserl.streaming.capture) runs the same three functions in one graph.
 """
 
 from __future__ import annotations
@@ -27,14 +34,20 @@ class StreamingAgent(Agent):
 
     streaming: ClassVar[bool] = True
 
+    def __init__(self, info, config):
+        super().__init__(info, config)
+        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
+        """(normalised observation, action) of the last `act`, for the `learn` that follows."""
+
     def make_obs_norm(self) -> nn.Module:
         """Per-sample Welford statistics; the time feature, when on, is left as it is."""
         return WelfordNorm(self.info.obs_dim, keep=1 if self.config.time_feature else 0)
 
     def make_value(self) -> Body:
-        """A state-value network V(s) of the critic's architecture, (B, obs) -> (B, 1)."""
+        """A state-value network V(x) of the critic's architecture on normalised observations,
+        (B, obs) -> (B, 1)."""
         arch, _ = self.architectures(self.info, self.config)["critic"]
-        return initialise(Body(arch, obs_norm=self.obs_norm or False), self.config.init)
+        return initialise(Body(arch), self.config.init)
 
     @classmethod
     def architectures(cls, info, config) -> dict:
@@ -62,8 +75,54 @@ class StreamingAgent(Agent):
         if self.obs_norm is not None:
             self.obs_norm.update(obs)
 
+    def normalise(self, obs: torch.Tensor) -> torch.Tensor:
+        """An observation, (obs,), in the statistics of the moment (unchanged without obs_norm)."""
+        return obs if self.obs_norm is None else self.obs_norm(obs)
+
+    # --- what an algorithm writes -------------------------------------------------------------
     @abstractmethod
+    def noise(self) -> torch.Tensor:
+        """The exploration draw for one action, taken before the forward (so that a compiled step
+        takes it as an input, from the same random stream)."""
+
+    @abstractmethod
+    def sample(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The action the policy takes at normalised observation `x` with draw `noise` (a tensor, as
+        it is stored for the update; `env_action` makes the environment's)."""
+
+    @abstractmethod
+    def loss(self, x: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, discount: torch.Tensor,
+             x_next: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(loss, delta, stats) of one transition: the loss whose gradient each network's trace
+        takes, the TD error (detached) that scales the steps, and the statistics stat_names[:k]."""
+
+    def env_action(self, action: torch.Tensor) -> np.ndarray:
+        """The environment's action for a sampled one."""
+        return action.numpy()
+
+    # --- the step -----------------------------------------------------------------------------
+    def act(self, obs: np.ndarray) -> tuple[np.ndarray, None]:
+        """Sample the action at `obs` (no noise-free action: nothing stores it)."""
+        x = self.normalise(torch.from_numpy(obs))
+        with torch.no_grad():
+            action = self.sample(x, self.noise())
+        self._pending = (x, action)
+        return self.env_action(action), None
+
     def learn(self, reward: float, next_obs: np.ndarray, terminal: bool, episode_end: bool) -> None:
         """One update from the transition that followed the last `act`: the (scaled) reward, the next
         observation, whether it is terminal (no bootstrap) and whether the episode ended there
-        (traces are reset)."""
+        (traces are reset). Each optimiser steps with delta; the step sizes follow the loss's
+        statistics in the recorded row."""
+        x, action = self._pending
+        self._pending = None
+        discount = torch.tensor(0.0 if terminal else self.config.gamma)
+        loss, delta, stats = self.loss(x, action, torch.tensor(reward), discount,
+                                       self.normalise(torch.from_numpy(next_obs)))
+        optimizers = list(self.optimizers.values())
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        alphas = [optimizer.step(delta, reset=episode_end) for optimizer in optimizers]
+        self.updates += 1
+        self.record(0, torch.cat((stats, torch.stack(alphas))))

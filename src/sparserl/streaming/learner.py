@@ -5,7 +5,9 @@ learns from that one transition; nothing is stored for later.
 Observation statistics take every observation as it arrives (the next one before the update that
 uses it, and each episode's first), rewards are scaled (sparserl.streaming.scaling) unless
 `reward_scaling` is off, and the training loop has already made a time limit terminal where the
-time feature is on. There is no warm-up.
+time feature is on. There is no warm-up. With a compiled step (sparserl.streaming.capture), a step
+that does not end the episode learns and chooses the next action in one call; `act` then returns
+that action.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 import torch
 
 from sparserl.replay import Batch
+from sparserl.streaming.capture import CompiledStep
 from sparserl.streaming.agent import StreamingAgent
 from sparserl.streaming.scaling import RewardScaler
 
@@ -21,8 +24,10 @@ from sparserl.streaming.scaling import RewardScaler
 class StreamingLearner:
     """A StreamingAgent, its reward scaler and the observation statistics' schedule."""
 
-    def __init__(self, agent: StreamingAgent, reward_scaling: bool = True):
+    def __init__(self, agent: StreamingAgent, reward_scaling: bool = True, compiled: bool = False):
         self.agent = agent
+        self.compiled = CompiledStep(agent) if compiled else None
+        self._next: np.ndarray | None = None  # the action a compiled step chose for the next observation
         self.scaler = RewardScaler(agent.config.gamma) if reward_scaling else None
         self.stat_names = agent.stat_names
         self.act_deterministic = agent.act_deterministic
@@ -34,14 +39,21 @@ class StreamingLearner:
         if self._first and self._observe is not None:
             self._observe(obs)
         self._first = False
+        if self._next is not None:
+            action, self._next = self._next, None
+            return action, None
         return self.agent.act(obs)
 
     def observe(self, obs, action, reward, next_obs, terminated, truncated, policy_action, step: int) -> None:
         end = terminated or truncated
-        if self._observe is not None:
-            self._observe(next_obs)
         if self.scaler is not None:
             reward = self.scaler(float(reward), end)
+        if not end and self.compiled is not None:
+            self._next = self.compiled(float(reward), next_obs)  # observes next_obs itself
+            if self._next is not None:
+                return
+        if self._observe is not None:
+            self._observe(next_obs)
         self.agent.learn(float(reward), next_obs, bool(terminated), bool(end))
         self._first = end
 
@@ -55,6 +67,7 @@ class StreamingLearner:
             self.scaler.load_state_dict(state["reward_scaler"])
         self.agent.reset_traces()  # runs resume at an episode's start (traces are zero there already,
         self._first = True         # unless an extended run's last checkpoint fell inside an episode)
+        self._next = None
 
     def sample_for_diagnostics(self, size: int, generator: torch.Generator) -> Batch | None:
         return None  # nothing is stored

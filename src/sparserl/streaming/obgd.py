@@ -18,9 +18,11 @@ its cost is the number of tensor operations, not their size. Each group's parame
 and traces therefore live in one flat buffer apiece (``p.data``, ``p.grad`` and
 ``optimizer.state[p]["trace"]`` are views into them), and a step is a handful of whole-buffer
 operations; the bound is computed with tensor operations (alpha = lr / max(M, 1)), so a step never
-waits on the host. The sparsity engine's hooks mask ``p.grad`` in place before the trace takes it,
-and its moment reset zeroes the trace of a regrown weight in place. A gradient assigned as a new
-tensor (``p.grad = g``) is copied into the buffer at the next step.
+waits on the host. The rule itself (`rule`) takes tensors alone, so a compiled streaming step
+(sparserl.streaming.capture) runs the same code inside its graph. The sparsity engine's hooks mask
+``p.grad`` in place before the trace takes it, and its moment reset zeroes the trace of a regrown
+weight in place. A gradient assigned as a new tensor (``p.grad = g``) is copied into the buffer at
+the next step.
 """
 
 from __future__ import annotations
@@ -98,9 +100,28 @@ class ObGD(torch.optim.Optimizer):
                         self.state[p][key] = view
 
     # --- the step -------------------------------------------------------------------------------
-    def _direction(self, group: dict, flat: dict, delta: torch.Tensor) -> torch.Tensor:
+    def prepare(self, group: dict) -> tuple[float, ...]:
+        """Host values the coming step's rule takes besides tensors (none; AdaptiveObGD: its bias
+        correction), advancing the group's host counters. Called once per step, before `rule`."""
+        return ()
+
+    def _direction(self, group: dict, flat: dict, delta: torch.Tensor, *prepared) -> torch.Tensor:
         """The flat update direction u whose L1 norm the bound takes (ObGD: the trace itself)."""
         return flat["trace"]
+
+    def rule(self, group: dict, flat: dict, grad: torch.Tensor, delta: torch.Tensor, *prepared) -> torch.Tensor:
+        """One step of the group on tensors alone: the trace takes `grad`, the parameters move along
+        -alpha * delta * u; returns alpha. `flat` holds the group's flat buffers (param, trace and any
+        other state), `prepared` what `prepare` returned (floats, or 0-d tensors where the step is
+        captured in a graph). No host sync and no branch on a tensor's value, so a compiled step
+        (sparserl.streaming.capture) runs this same code."""
+        trace, lr = flat["trace"], group["lr"]
+        torch.add(grad, trace, alpha=group["gamma"] * group["lamda"], out=trace)  # one pass
+        direction = self._direction(group, flat, delta, *prepared)
+        bound = torch.linalg.vector_norm(direction, 1) * delta.abs().clamp(min=1.0) * (lr * group["kappa"])
+        alpha = torch.div(lr, bound.clamp(min=1.0))
+        flat["param"].addcmul_(direction, alpha * delta, value=-1.0)
+        return alpha
 
     @lean_step
     def step(self, delta: torch.Tensor | float, reset: bool = False) -> torch.Tensor:
@@ -109,23 +130,14 @@ class ObGD(torch.optim.Optimizer):
         step hooks (the sparsity engine's) run around it."""
         run_pre_hooks(self)
         with torch.no_grad():
-            alpha = self._step(torch.as_tensor(delta, dtype=torch.float32), reset)
+            delta = torch.as_tensor(delta, dtype=torch.float32)
+            alpha = None
+            for index, (group, flat) in enumerate(zip(self.param_groups, self._flat)):
+                self._gather_grads(index)
+                alpha = self.rule(group, flat, flat["grad"], delta, *self.prepare(group))
+                if reset:
+                    flat["trace"].zero_()
         run_post_hooks(self)
-        return alpha
-
-    def _step(self, delta: torch.Tensor, reset: bool) -> torch.Tensor:
-        delta_bar = delta.abs().clamp_(min=1.0)
-        alpha = None
-        for index, (group, flat) in enumerate(zip(self.param_groups, self._flat)):
-            self._gather_grads(index)
-            trace, lr = flat["trace"], group["lr"]
-            torch.add(flat["grad"], trace, alpha=group["gamma"] * group["lamda"], out=trace)  # one pass
-            direction = self._direction(group, flat, delta)
-            bound = torch.linalg.vector_norm(direction, 1).mul_(delta_bar).mul_(lr * group["kappa"])
-            alpha = torch.div(lr, bound.clamp_(min=1.0))
-            flat["param"].addcmul_(direction, alpha * delta, value=-1.0)
-            if reset:
-                trace.zero_()
         return alpha
 
     def reset_traces(self) -> None:
@@ -154,10 +166,13 @@ class AdaptiveObGD(ObGD):
         # steps: a host counter, checkpointed with the group's settings
         super().__init__(params, lr, gamma, lamda, kappa, beta2=beta2, eps=eps, steps=0)
 
-    def _direction(self, group: dict, flat: dict, delta: torch.Tensor) -> torch.Tensor:
+    def prepare(self, group: dict) -> tuple[float, ...]:
         group["steps"] += 1
+        return (1.0 - group["beta2"] ** group["steps"],)
+
+    def _direction(self, group: dict, flat: dict, delta: torch.Tensor, correction=1.0) -> torch.Tensor:
         beta2, moment = group["beta2"], flat["second_moment"]
         scaled = flat["trace"] * delta
         moment.mul_(beta2).addcmul_(scaled, scaled, value=1.0 - beta2)
-        rms = (moment / (1.0 - beta2 ** group["steps"])).add_(group["eps"]).sqrt_()
+        rms = (moment / correction).add_(group["eps"]).sqrt_()
         return flat["trace"] / rms

@@ -116,7 +116,7 @@ def _execute(config: Config, run_dir: Path) -> dict:
     try:
         if (run_dir / files.CONFIG_FILE).is_file():
             resumed = bool(list_checkpoints(run_dir / "checkpoints"))
-            result = resume(run_dir)
+            result = resume(run_dir, redo_uncheckpointed=True)  # killed before a checkpoint: redone
             status = "resumed" if resumed else "finished"
         else:
             result = train(config)

@@ -198,6 +198,13 @@ class Method:
     def post_step(self, group) -> None:
         pass
 
+    def plain(self, group) -> bool:
+        """Whether the coming optimiser step is plain: gradients masked by the group's masks before
+        the step and nothing else around it. A compiled step (sparserl.streaming.capture) inlines
+        plain steps and leaves the others to the hooks. True for the base's own hooks; a method that
+        overrides them says when its steps are plain."""
+        return type(self).pre_step is Method.pre_step and type(self).post_step is Method.post_step
+
     def dense_gradient_needed(self, group) -> bool:
         """Whether the coming optimiser step needs the gradient at pruned positions too (then sparse
         execution runs this step's products densely). Masked-gradient methods never do."""

@@ -45,6 +45,9 @@ class DropAndGrow(Method):
     def due(self, group) -> bool:
         return super().due(group) and group.step + 1 <= self.t_end(group)
 
+    def plain(self, group) -> bool:
+        return not self.due(group) and not group.state.remask
+
     def drop_fraction(self, group) -> float:
         zeta0 = float(self.setting("drop_fraction"))
         if self.setting("drop_schedule") == "constant":

@@ -58,6 +58,9 @@ class GMP(Method):
             return False
         return step % self.interval() == 0 or self.sparsity_at(group, step) >= group.state.final_sparsity
 
+    def plain(self, group) -> bool:
+        return not self.due(group)  # (before the first pruning the masks are all ones)
+
     def pre_step(self, group) -> None:
         if group.state.pruned:
             group.mask_gradients()

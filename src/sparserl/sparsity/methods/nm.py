@@ -108,6 +108,9 @@ class NM(Method):
         projection could only return the same mask."""
         return self.latent and super().due(group)
 
+    def plain(self, group) -> bool:
+        return not self.latent  # masked gradients: the mask never changes
+
     def dense_gradient_needed(self, group) -> bool:
         """STE and SR-STE train dense latent weights with the dense gradient."""
         return self.latent
