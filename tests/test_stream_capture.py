@@ -44,7 +44,7 @@ def run(discrete: bool, step_compile: str, **settings):
                             total_steps=1000, **settings)
     torch.manual_seed(0)
     agent, _ = build_agent(config, EnvInfo("test", OBS, 3, None, discrete))
-    learner = StreamingLearner(agent, compiled=wants_compiled(config))
+    learner = StreamingLearner(agent, compiled=wants_compiled(config, 10_000))
     for step, (obs, reward, next_obs, terminated, truncated) in enumerate(stream()):
         action, policy_action = learner.act(obs, step)
         learner.observe(obs, action, reward, next_obs, terminated, truncated, policy_action, step)
@@ -128,14 +128,15 @@ def test_the_engine_lets_only_plain_steps_be_compiled():
 
 def test_step_compile_choices_and_refusals(monkeypatch):
     long, short = (resolve_config(algo="stream-ac", total_steps=n) for n in (capture.AUTO_MIN_STEPS, 1000))
-    assert capture.wants_compiled(long) == (capture.compiler_problem(long) is None)
-    assert not capture.wants_compiled(short)
-    assert capture.wants_compiled(resolve_config(algo="stream-ac", total_steps=1000, step_compile="on"))
-    assert not capture.wants_compiled(resolve_config(algo="stream-ac", step_compile="off"))
+    small, wide = 36_000, capture.AUTO_MAX_PARAMETERS + 1
+    assert capture.wants_compiled(long, small) == (capture.compiler_problem(long) is None)
+    assert not capture.wants_compiled(short, small) and not capture.wants_compiled(long, wide)
+    assert capture.wants_compiled(resolve_config(algo="stream-ac", total_steps=1000, step_compile="on"), wide)
+    assert not capture.wants_compiled(resolve_config(algo="stream-ac", step_compile="off"), small)
     with pytest.raises(ConfigError, match="step_compile on: execution 'csr' runs its own sparse kernels"):
         resolve_config(algo="stream-ac", step_compile="on", execution="csr", sparsity="static")
     monkeypatch.setattr(capture.shutil, "which", lambda name: None)
-    assert not capture.wants_compiled(long)
+    assert not capture.wants_compiled(long, small)
     with pytest.raises(ConfigError, match="step_compile on: no C\\+\\+ compiler was found"):
         resolve_config(algo="stream-ac", step_compile="on")
 

@@ -17,9 +17,13 @@ so they interleave freely and checkpoints see no difference. The graph is compil
 step (tens of seconds; Inductor caches it on disk for later runs of the same shapes) and called
 with guard evaluation skipped, since nothing it depends on changes between steps.
 
-`step_compile` decides (sparserl.config.streaming): `auto` compiles runs of at least
-AUTO_MIN_STEPS steps where a C++ compiler is found and the masked layers run densely; `on` insists
-(refused where impossible); `off` runs every step eagerly.
+`step_compile` decides (sparserl.config.streaming): `auto` compiles where it pays, runs of at least
+AUTO_MIN_STEPS steps whose networks hold at most AUTO_MAX_PARAMETERS parameters, where a C++
+compiler is found and the masked layers run densely; `on` insists (refused where impossible);
+`off` runs every step eagerly. Wider networks make the step bound by memory traffic instead of
+dispatch, and there the graph, which writes its results back into the buffers it reads, is slower
+than the eager step (BENCHMARKS.md: 1.7x the eager step at width 256 on Hopper, 1.0x at 512,
+0.7x at 1024).
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ from sparserl.streaming.obgd import ObGD
 AUTO_MIN_STEPS = 50_000
 """`step_compile auto` compiles runs of at least this many steps (the compile costs about as much
 as 10 000 eager steps at width 128)."""
+AUTO_MAX_PARAMETERS = 300_000
+"""... and networks of at most this many parameters in all (Stream AC on Hopper: 2 x 128 holds
+37 255, 2 x 256 140 039, 2 x 384 308 359, 2 x 512 542 215)."""
 
 
 def compiler_problem(config) -> str | None:
@@ -51,14 +58,15 @@ def compiler_problem(config) -> str | None:
     return None
 
 
-def wants_compiled(config) -> bool:
-    """Whether a streaming run compiles its step (see the module docstring); `on` where impossible is
-    refused by the configuration's checks before any work."""
+def wants_compiled(config, parameters: int) -> bool:
+    """Whether a streaming run whose networks hold `parameters` compiles its step (see the module
+    docstring); `on` where impossible is refused by the configuration's checks before any work."""
     if config.step_compile == "off":
         return False
     if config.step_compile == "on":
         return True
-    return config.total_steps >= AUTO_MIN_STEPS and compiler_problem(config) is None
+    return (config.total_steps >= AUTO_MIN_STEPS and parameters <= AUTO_MAX_PARAMETERS
+            and compiler_problem(config) is None)
 
 
 class _Calls(nn.Module):
