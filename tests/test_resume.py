@@ -90,10 +90,12 @@ CASES = {
                                             "update_interval": 100}},
     # streaming: eligibility traces and adaptive ObGD's second moments, the Welford observation
     # statistics, the reward scaler's trace, the time feature, SparseInit under a RigL mask, rows and
-    # score on training returns (no evaluation episodes)
-    "stream-ac-adaptive-rigl": {"algo": "stream-ac", "obgd": "adaptive", "eval_episodes": 0,
-                                "sparsity": {"method": "rigl", "actor_sparsity": 0.5, "critic_sparsity": 0.5,
-                                             "update_interval": 200}},
+    # score on training returns (no evaluation episodes); the compiled step, with RigL's mask
+    # updates and the episode ends taken eagerly in between
+    "stream-ac-adaptive-rigl-compiled": {"algo": "stream-ac", "obgd": "adaptive", "eval_episodes": 0,
+                                         "step_compile": "on",
+                                         "sparsity": {"method": "rigl", "actor_sparsity": 0.5,
+                                                      "critic_sparsity": 0.5, "update_interval": 200}},
 }
 FIRST_STAT = {"stream-ac": "td_error"}
 """The first training statistic of each algorithm whose runs are resumed here (default critic_loss)."""
@@ -105,8 +107,10 @@ def test_sigkill_and_resume_gives_identical_metrics(tmp_path, case):
     for algo in [CASES[case]["algo"]]:
         cfg = config_file(tmp_path, **CASES[case])
         full, broken = tmp_path / f"{algo}-full", tmp_path / f"{algo}-killed"
-        subprocess.run(cli("train", "--config", str(cfg), "--run-dir", str(full)), check=True,
-                       stdout=subprocess.DEVNULL)
+        done = subprocess.run(cli("train", "--config", str(cfg), "--run-dir", str(full)), check=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if CASES[case].get("step_compile") == "on":  # the compiled step ran (and did not fall back)
+            assert "compiling the streaming step" in done.stderr and "could not be compiled" not in done.stderr
         killed_at = kill_after_checkpoint(cli("train", "--config", str(cfg), "--run-dir", str(broken)),
                                           broken, min_step=700)
         assert killed_at < TOTAL
