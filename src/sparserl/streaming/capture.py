@@ -32,6 +32,7 @@ import copy
 import os
 import shutil
 import sys
+import types
 
 import numpy as np
 import torch
@@ -122,7 +123,11 @@ class CompiledStep:
         self._key: list | None = None
         self.masked: list[tuple[bool, ...]] | None = None
         """Per optimiser, which of its parameters carry a mask (fixed at the first step)."""
-        self.graph = torch.compile(self._graph, fullgraph=True, dynamic=False, options={"cpp_wrapper": True})
+        # a code object of its own, so that this step's compiled graph is the only entry of its cache
+        # (guard evaluation is skipped on calls) and goes with it
+        graph = types.FunctionType(CompiledStep._graph.__code__.replace(), CompiledStep._graph.__globals__)
+        self.graph = torch.compile(types.MethodType(graph, self), fullgraph=True, dynamic=False,
+                                   options={"cpp_wrapper": True})
         self.compiled = False
         """Whether the graph has been compiled (at the first step it takes)."""
         self.steps = 0
