@@ -118,7 +118,8 @@ class ObGD(torch.optim.Optimizer):
         trace, lr = flat["trace"], group["lr"]
         torch.add(grad, trace, alpha=group["gamma"] * group["lamda"], out=trace)  # one pass
         direction = self._direction(group, flat, delta, *prepared)
-        bound = torch.linalg.vector_norm(direction, 1) * delta.abs().clamp(min=1.0) * (lr * group["kappa"])
+        l1 = direction.abs().sum()  # ||u||_1; linalg.vector_norm(u, 1) is 3x slower on the AMD EPYC
+        bound = l1 * delta.abs().clamp(min=1.0) * (lr * group["kappa"])
         alpha = torch.div(lr, bound.clamp(min=1.0))
         flat["param"].addcmul_(direction, alpha * delta, value=-1.0)
         return alpha
