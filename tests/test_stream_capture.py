@@ -18,7 +18,6 @@ from sparserl.streaming import capture
 from sparserl.streaming.capture import wants_compiled
 from sparserl.streaming.learner import StreamingLearner
 
-
 OBS = 6
 
 

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from sparserl.replay import Batch
-from sparserl.streaming.capture import CompiledStep
 from sparserl.streaming.agent import StreamingAgent
+from sparserl.streaming.capture import CompiledStep
 from sparserl.streaming.scaling import RewardScaler
 
 
