@@ -228,10 +228,10 @@ def compare(width: int, rounds: int, segment: int, threads: int) -> dict[str, fl
 
 def auto_compiles(parts) -> bool:
     """Whether `step_compile auto` compiles the step of a run of these networks (2M steps)."""
+    from sparserl.runs.build import parameter_count
     from sparserl.streaming.capture import wants_compiled
 
-    parameters = sum(p.numel() for network in parts.agent.networks.values() for p in network.parameters())
-    return wants_compiled(parts.config.replace(step_compile="auto"), parameters)
+    return wants_compiled(parts.config.replace(step_compile="auto"), parameter_count(parts.config, parts.info))
 
 
 def main() -> None:

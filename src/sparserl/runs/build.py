@@ -131,8 +131,8 @@ def build_run(config: Config) -> Run:
         from sparserl.streaming.capture import wants_compiled
         from sparserl.streaming.learner import StreamingLearner
 
-        parameters = sum(p.numel() for network in agent.networks.values() for p in network.parameters())
-        learner = StreamingLearner(agent, reward_scaling=c.reward_scaling, compiled=wants_compiled(c, parameters))
+        learner = StreamingLearner(agent, reward_scaling=c.reward_scaling,
+                                   compiled=wants_compiled(c, parameter_count(c, info)))
         return Run(c, env, eval_env, info, agent, sparsifier, learner, diagnostics, generator)
     buffer = ReplayBuffer(info.obs_dim, info.act_dim, c.buffer_size, seed=c.seed)
     capacity = None
