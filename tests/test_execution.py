@@ -90,7 +90,7 @@ def td3_like_step(critic, actor, targets, optimizers, obs, act):
     optimizers[0].zero_grad()
     loss.backward()
     optimizers[0].step()
-    actor_loss = -critic(obs, actor(obs), detach=True, member=0).mean()
+    actor_loss = -critic.first(obs, actor(obs), detach=True).mean()
     optimizers[1].zero_grad()
     actor_loss.backward()
     optimizers[1].step()

@@ -140,7 +140,7 @@ def test_body_module_matches_its_description_and_exports(plugins, tmp_path):
     critic = QEnsemble(Architecture(BODY, 5, 1, width=16, blocks=2), members=2)
     action = torch.rand(5, 2)
     assert critic(obs, action).shape == (2, 5)
-    torch.testing.assert_close(critic(obs, action, detach=True, member=1)[0], critic(obs, action)[1])
+    torch.testing.assert_close(critic.first(obs, action, detach=True), critic(obs, action)[0])
     assert [tuple(h.shape) for h in critic.hidden(obs, action)] == [(2, 5, 16), (2, 5, 16)]
 
     path = tmp_path / "policy.safetensors"

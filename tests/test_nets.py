@@ -43,8 +43,10 @@ def test_member_and_detach_options():
     torch.manual_seed(0)
     critic = QEnsemble.mlp(3, 1, (8,), members=2)
     obs, act = torch.randn(4, 3), torch.randn(4, 1, requires_grad=True)
-    torch.testing.assert_close(critic(obs, act, member=1)[0], critic(obs, act)[1])
-    critic(obs, act, detach=True, member=0).sum().backward()
+    torch.testing.assert_close(critic.first(obs, act), critic(obs, act)[0])
+    x = torch.cat((obs, act), -1)
+    torch.testing.assert_close(critic.body(x, members=slice(1, 2))[0, :, 0], critic(obs, act)[1])
+    critic.first(obs, act, detach=True).sum().backward()
     assert act.grad is not None and act.grad.abs().sum() > 0
     assert all(p.grad is None for p in critic.parameters())
 
@@ -97,4 +99,4 @@ def test_features_major_orientation_computes_the_same_values_and_gradients():
         for a, b in zip(other, results[0]):
             torch.testing.assert_close(a, b)
     shared = torch.randn(4, 6)
-    torch.testing.assert_close(layer(shared, member=1, features_major=True), layer(shared, member=1))
+    torch.testing.assert_close(layer(shared, members=slice(1, 2), features_major=True), layer(shared, members=slice(1, 2)))

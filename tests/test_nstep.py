@@ -124,7 +124,7 @@ def test_sac_nstep_target_equals_brute_force(spec, open_tail, n, gamma, seed, sp
     # a deterministic stand-in for the policy's sample, so the loop and the agent see the same draws
     weights = torch.randn(OBS, ACT)
 
-    def fake_sample(obs):
+    def fake_sample(obs, eps=None):
         return torch.tanh(obs @ weights), obs.square().sum(dim=-1) * -0.1 + obs[:, 1]
 
     agent.actor.sample = fake_sample

@@ -63,7 +63,7 @@ def test_ensemble_members_are_independent_networks(kind):
     out = net(x)
     assert out.shape == (3, 5, 2)
     for m in range(3):
-        torch.testing.assert_close(net(x, member=m)[0], out[m])
+        torch.testing.assert_close(net(x, members=slice(m, m + 1))[0], out[m])
     changed = body(6, 2, 16, 2, members=3, kind=kind)
     changed.load_state_dict(net.state_dict())
     with torch.no_grad():

@@ -32,8 +32,8 @@ class TanhMLP(nn.Module):
         layers = self._by_name
         return self.arch.forward(x, lambda name, h: layers[name](h, **kw), None, None, record, point)
 
-    def forward(self, x: torch.Tensor, detach: bool = False, member: int | None = None) -> torch.Tensor:
-        return self._run(x) if self.single else self._run(x, detach=detach, member=member)
+    def forward(self, x: torch.Tensor, detach: bool = False, members: slice | None = None) -> torch.Tensor:
+        return self._run(x) if self.single else self._run(x, detach=detach, members=members)
 
     def hidden(self, x: torch.Tensor, point: str = "post") -> list[torch.Tensor]:
         """Hidden layers' outputs after tanh ("post") or before it ("pre"), for diagnostics."""

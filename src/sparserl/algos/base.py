@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sparserl.algos.draws import Draws
 from sparserl.architecture import BODIES, Architecture
 from sparserl.nets import Actor, DeterministicActor, QEnsemble, RunningNorm
 from sparserl.optim import LeanAdam
@@ -41,8 +42,9 @@ def make_adam(params, lr: float, weight_decay: float = 0.0, decoupled: bool = Fa
 
 
 def twin_mse(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Sum over critics of each critic's mean squared error: q is (E, B), target (B,)."""
-    return F.mse_loss(q, target.expand_as(q), reduction="sum") / q.shape[1]
+    """Sum over critics of each critic's mean squared error: q is (E, B), target (B,); for a
+    population, (K, E, B) and (K, B) give each agent's loss, (K,)."""
+    return F.mse_loss(q, target.unsqueeze(-2).expand_as(q), reduction="none").sum((-2, -1)) / q.shape[-1]
 
 
 def architecture(config: Config, role: str, in_dim: int, out_dim: int) -> Architecture:
@@ -56,7 +58,13 @@ def architecture(config: Config, role: str, in_dim: int, out_dim: int) -> Archit
 
 class Agent(ABC):
     """Base of the algorithms (registered in sparserl.algos). Subclasses define `name`, `stat_names`,
-    `act` and `update`, and build their networks in `__init__`."""
+    `act` and `update`, and build their networks in `__init__`.
+
+    A population of K agents (config.population > 1) is one Agent whose networks hold the K agents
+    as ensemble members: every tensor of its acting and updates gains a leading axis of K, each
+    agent's loss is its own entry of a (K,) vector and the optimisers step on their sum (the agents'
+    parameters are disjoint, so each gets its own gradient). An algorithm written with reductions
+    over trailing axes (`amin(dim=-2)` over critics, `mean(-1)` over the batch) runs both ways."""
 
     name: ClassVar[str] = ""
     stat_names: tuple[str, ...] = ()
@@ -80,9 +88,13 @@ class Agent(ABC):
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.updates = 0  # gradient updates done (the iteration counter of TD3's policy delay)
         self.sparsifier = None  # set by attach_sparsity
+        self.population: int | None = config.population if config.population > 1 else None
+        """K, the agents this one trains (None for a single agent: no leading axis)."""
+        self.draws = Draws(config.agent_seeds) if self.population else Draws()
+        """The source of every random draw of acting and updates (one stream per agent)."""
         self.obs_norm = self.make_obs_norm() if config.obs_norm else None
         """Running observation statistics shared by actor, critics and targets (None if off)."""
-        self._stat_sums = torch.zeros(len(self.stat_names))
+        self._stat_sums = torch.zeros(*(() if self.population is None else (self.population,)), len(self.stat_names))
         self._stat_counts = [0] * len(self.stat_names)
 
     # --- construction ------------------------------------------------------------------------
@@ -128,16 +140,17 @@ class Agent(ABC):
 
     def make_obs_norm(self) -> nn.Module:
         """The observation normaliser of `obs_norm` (SimBa's running statistics)."""
-        return RunningNorm(self.info.obs_dim)
+        return RunningNorm(self.info.obs_dim, self.population)
 
     def make_actor(self, **kwargs) -> Actor:
         arch, _ = self.architectures(self.info, self.config)["actor"]
-        actor = self.actor_for(self.info)(arch, obs_norm=self.obs_norm or False, **kwargs)
+        actor = self.actor_for(self.info)(arch, obs_norm=self.obs_norm or False, population=self.population, **kwargs)
         return initialise(actor, self.config.init)
 
     def make_critic(self) -> QEnsemble:
         arch, members = self.architectures(self.info, self.config)["critic"]
-        return initialise(QEnsemble(arch, members, obs_norm=self.obs_norm), self.config.init)
+        return initialise(QEnsemble(arch, members, obs_norm=self.obs_norm, population=self.population),
+                          self.config.init)
 
     def observe(self, obs: np.ndarray) -> None:
         """Called with every observation the agent acts on in training (warm-up included)."""
@@ -147,9 +160,9 @@ class Agent(ABC):
     # --- the training step -------------------------------------------------------------------
     @staticmethod
     def optimize(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-        """One gradient step of `optimizer` on `loss`."""
+        """One gradient step of `optimizer` on `loss` (a population's (K,) losses: on their sum)."""
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss if loss.dim() == 0 else loss.sum()).backward()
         optimizer.step()
 
     # --- sparsity -----------------------------------------------------------------------------
@@ -173,9 +186,10 @@ class Agent(ABC):
                               total_steps=max(1, self.optimizer_steps(name, updates)))
 
     def record(self, first: int, values: torch.Tensor) -> None:
-        """Accumulate detached scalar statistics stat_names[first:first+len(values)] (no host sync)."""
-        count = values.shape[0]
-        self._stat_sums[first:first + count] += values.detach()
+        """Accumulate detached scalar statistics stat_names[first:first+len(values)] (no host sync);
+        a population's values are (K, count)."""
+        count = values.shape[-1]
+        self._stat_sums[..., first:first + count] += values.detach()
         self.count_recorded(first, count)
 
     def count_recorded(self, first: int, count: int) -> None:
@@ -186,8 +200,14 @@ class Agent(ABC):
 
     def pop_stats(self) -> dict[str, float]:
         """Means of the statistics recorded since the last call (unrecorded ones are left out)."""
-        sums = self._stat_sums.tolist()
-        out = {name: s / c for name, s, c in zip(self.stat_names, sums, self._stat_counts) if c}
+        if self.population is not None:
+            raise TypeError("a population's statistics are per agent: call pop_agent_stats")
+        return self.pop_agent_stats()[0]
+
+    def pop_agent_stats(self) -> list[dict[str, float]]:
+        """`pop_stats` of each agent of the population (one dict for a single agent)."""
+        rows = self._stat_sums.reshape(-1, len(self.stat_names)).tolist()
+        out = [{name: s / c for name, s, c in zip(self.stat_names, row, self._stat_counts) if c} for row in rows]
         self._stat_sums.zero_()
         self._stat_counts = [0] * len(self.stat_names)
         return out
@@ -204,7 +224,9 @@ class Agent(ABC):
 
     @torch.no_grad()
     def act_deterministic(self, obs: np.ndarray) -> np.ndarray:
-        return self.policy(torch.as_tensor(obs).unsqueeze(0))[0].numpy()
+        """The evaluation action at one observation (a population: (K, obs) in, one per agent out)."""
+        x = torch.as_tensor(obs).unsqueeze(-2)
+        return self.policy(x).select(x.dim() - 2, 0).numpy()
 
     @abstractmethod
     def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -218,6 +240,7 @@ class Agent(ABC):
             "updates": self.updates,
             "stat_sums": self._stat_sums.clone(),
             "stat_counts": list(self._stat_counts),
+            "draws": self.draws.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -228,6 +251,7 @@ class Agent(ABC):
         self.updates = int(state["updates"])
         self._stat_sums.copy_(state["stat_sums"])
         self._stat_counts = list(state["stat_counts"])
+        self.draws.load_state_dict(state.get("draws"))
 
     def all_finite(self) -> bool:
         """True if every parameter of every network is finite (one reduction per network)."""

@@ -29,5 +29,5 @@ class DDPG(TD3):
 
     @torch.no_grad()
     def td_target(self, window: TDWindow) -> torch.Tensor:
-        next_q = self.critic_target(window.bootstrap_obs, self.actor_target(window.bootstrap_obs))[0]
+        next_q = self.critic_target(window.bootstrap_obs, self.actor_target(window.bootstrap_obs)).squeeze(-2)
         return window.reward_sum + window.bootstrap_discount * next_q

@@ -21,7 +21,8 @@ from sparserl.replay import Batch
 
 
 class TDWindow(NamedTuple):
-    """What a TD target needs from a sampled window, for B samples of up to n transitions."""
+    """What a TD target needs from a sampled window, for B samples of up to n transitions (a
+    population's fields lead with its K agents: (K, B, ...))."""
 
     obs: torch.Tensor
     """(B, obs_dim): the state whose value is regressed."""
@@ -41,27 +42,28 @@ class TDWindow(NamedTuple):
     """(B,) index m, or None for one-step windows (m = 0)."""
 
     def at_last(self, values: torch.Tensor) -> torch.Tensor:
-        """values[b, m_b] from per-next-state values shaped (B, n, ...)."""
+        """values[b, m_b] from per-next-state values shaped (B, n, X)."""
         if self.last is None:
-            return values[:, 0]
-        return values[torch.arange(values.shape[0]), self.last]
+            return values[..., 0, :]
+        return values.take_along_dim(self.last[..., None, None], dim=-2).squeeze(-2)
 
 
-def td_window(batch: Batch, gamma: float) -> TDWindow:
+def td_window(batch: Batch, gamma: float, population: bool = False) -> TDWindow:
     """The TD window of a batch sampled with windows of n >= 1 transitions (fields (B, n, ...)), or
-    of a plain one-step batch (fields (B, ...))."""
-    if batch.reward.dim() == 1:  # one-step batch: the common case, no windows to walk
+    of a plain one-step batch (fields (B, ...)); a `population`'s fields lead with K."""
+    if batch.reward.dim() == (2 if population else 1):  # one-step batch: the common case, no windows to walk
         discount = gamma * (1.0 - batch.terminated)
         return TDWindow(batch.obs, batch.action, batch.reward, batch.next_obs, discount,
-                        batch.next_obs.unsqueeze(1), discount.unsqueeze(1), None)
-    n = batch.reward.shape[1]
+                        batch.next_obs.unsqueeze(-2), discount.unsqueeze(-1), None)
+    n = batch.reward.shape[-1]
     ended = torch.maximum(batch.terminated, batch.truncated)
-    # alive[:, k] = 1 while transitions 0..k-1 have not ended the episode
-    alive = torch.cat((torch.ones_like(ended[:, :1]), torch.cumprod(1.0 - ended[:, :-1], dim=1)), dim=1)
+    # alive[..., k] = 1 while transitions 0..k-1 have not ended the episode
+    alive = torch.cat((torch.ones_like(ended[..., :1]), torch.cumprod(1.0 - ended[..., :-1], dim=-1)), dim=-1)
     powers = gamma ** torch.arange(n + 1, dtype=batch.reward.dtype)
-    reward_sum = (alive * powers[:n] * batch.reward).sum(dim=1)
-    last = alive.sum(dim=1).long() - 1
-    rows = torch.arange(batch.reward.shape[0])
+    reward_sum = (alive * powers[:n] * batch.reward).sum(dim=-1)
+    last = alive.sum(dim=-1).long() - 1
     next_discount = alive * powers[1:] * (1.0 - batch.terminated)
-    return TDWindow(batch.obs[:, 0], batch.action[:, 0], reward_sum, batch.next_obs[rows, last],
-                    next_discount[rows, last], batch.next_obs, next_discount, last)
+    return TDWindow(batch.obs[..., 0, :], batch.action[..., 0, :], reward_sum,
+                    batch.next_obs.take_along_dim(last[..., None, None], dim=-2).squeeze(-2),
+                    next_discount.take_along_dim(last[..., None], dim=-1).squeeze(-1), batch.next_obs,
+                    next_discount, last)

@@ -23,11 +23,12 @@ from sparserl.replay import Batch
 
 
 class Temperature(nn.Module):
-    """alpha = exp(log_alpha), learned."""
+    """alpha = exp(log_alpha), learned (one per agent of a population: (K,))."""
 
-    def __init__(self, init_alpha: float):
+    def __init__(self, init_alpha: float, population: int | None = None):
         super().__init__()
-        self.log_alpha = nn.Parameter(torch.tensor(math.log(init_alpha)))
+        shape = () if population is None else (population,)
+        self.log_alpha = nn.Parameter(torch.full(shape, math.log(init_alpha)))
 
     def forward(self) -> torch.Tensor:
         return self.log_alpha.exp()
@@ -47,7 +48,7 @@ class SAC(ReplayAgent):
         self.actor = self.add_network("actor", self.make_actor(log_std_min=c.log_std_min, log_std_max=c.log_std_max))
         self.critic = self.add_network("critic", self.make_critic(), target=True)
         self.critic_target = self.networks["critic_target"]
-        self.temperature = self.add_network("temperature", Temperature(c.init_alpha))
+        self.temperature = self.add_network("temperature", Temperature(c.init_alpha, self.population))
         self.actor_opt = self.add_optimizer("actor", self.actor.parameters(), c.actor_lr)
         self.critic_opt = self.add_optimizer("critic", self.critic.parameters(), c.critic_lr)
         self.alpha_opt = self.add_optimizer("temperature", self.temperature.parameters(), c.alpha_lr, 0.0)
@@ -60,53 +61,60 @@ class SAC(ReplayAgent):
     def policy(self) -> GaussianActor:
         return self.actor
 
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised action at each observation (..., B, obs) and its log-probability, the
+        noise drawn from the agent's own stream."""
+        return self.actor.sample(obs, self.draws.normal((*obs.shape[:-1], self.info.act_dim)))
+
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x = torch.as_tensor(obs).unsqueeze(0)
-        action, _ = self.actor.sample(x)
-        return action[0].numpy(), self.actor(x)[0].numpy()
+        x = torch.as_tensor(obs).unsqueeze(-2)
+        action, _ = self.sample(x)
+        return action.squeeze(-2).numpy(), self.actor(x).squeeze(-2).numpy()
 
     @torch.no_grad()
     def td_target(self, window: TDWindow, alpha: torch.Tensor) -> torch.Tensor:
         """The soft clipped double-Q target: actions sampled from the current policy at every next
         state of the window; the one at the bootstrap state goes into the target critics."""
-        batch_size, n, obs_dim = window.next_obs.shape
-        actions, log_probs = self.actor.sample(window.next_obs.reshape(batch_size * n, obs_dim))
-        next_action = window.at_last(actions.view(batch_size, n, -1))
-        next_q = self.critic_target(window.bootstrap_obs, next_action).amin(dim=0)
-        entropy_bonus = (window.next_discount * log_probs.view(batch_size, n)).sum(dim=1)
-        return window.reward_sum + window.bootstrap_discount * next_q - alpha * entropy_bonus
+        *agents, batch_size, n, obs_dim = window.next_obs.shape
+        actions, log_probs = self.sample(window.next_obs.reshape(*agents, batch_size * n, obs_dim))
+        next_action = window.at_last(actions.view(*agents, batch_size, n, -1))
+        next_q = self.critic_target(window.bootstrap_obs, next_action).amin(dim=-2)
+        entropy_bonus = (window.next_discount * log_probs.view(*agents, batch_size, n)).sum(dim=-1)
+        return window.reward_sum + window.bootstrap_discount * next_q - alpha[..., None] * entropy_bonus
 
     def _actor_loss(self, obs: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample actor loss alpha log pi(a|s) - min_i Q_i(s, a), a ~ pi(.|s), and log pi."""
-        action, log_prob = self.actor.sample(obs)
-        q_pi = self.critic(obs, action, detach=True).amin(dim=0)
-        return alpha * log_prob - q_pi, log_prob
+        action, log_prob = self.sample(obs)
+        q_pi = self.critic(obs, action, detach=True).amin(dim=-2)
+        return alpha[..., None] * log_prob - q_pi, log_prob
 
     def actor_objective(self, obs: torch.Tensor) -> torch.Tensor:
         return self._actor_loss(obs, self.temperature().detach())[0]
 
     def _critic_loss(self, window: TDWindow, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         target = self.td_target(window, alpha)
-        q = self.critic(window.obs, window.action)  # (2, B): both critics in one pass
+        q = self.critic(window.obs, window.action)  # (2, B), or (K, 2, B): every critic in one pass
         return twin_mse(q, target), q
 
     def critic_objective(self, batch: Batch) -> torch.Tensor:
-        return self._critic_loss(td_window(batch, self.gamma), self.temperature().detach())[0]
+        return self._critic_loss(td_window(batch, self.gamma, self.population is not None),
+                                 self.temperature().detach())[0]
 
     def update(self, batch: Batch) -> None:
         self.updates += 1
         alpha = self.temperature().detach()
-        window = td_window(batch, self.gamma)
+        window = td_window(batch, self.gamma, self.population is not None)
         critic_loss, q = self._critic_loss(window, alpha)
         self.optimize(self.critic_opt, critic_loss)
 
         actor_losses, log_prob = self._actor_loss(window.obs, alpha)
-        actor_loss = actor_losses.mean()
+        actor_loss = actor_losses.mean(-1)
         self.optimize(self.actor_opt, actor_loss)
 
         log_prob = log_prob.detach()
-        alpha_loss = -(self.temperature.log_alpha * (log_prob + self.target_entropy)).mean()
+        alpha_loss = -(self.temperature.log_alpha[..., None] * (log_prob + self.target_entropy)).mean(-1)
         self.optimize(self.alpha_opt, alpha_loss)
         self.soft_update(self._targets, self.tau)
-        self.record(0, torch.stack((critic_loss, q.mean(), actor_loss, alpha_loss, alpha, -log_prob.mean())))
+        self.record(0, torch.stack((critic_loss, q.mean((-2, -1)), actor_loss, alpha_loss, alpha, -log_prob.mean(-1)),
+                                   dim=-1))

@@ -48,39 +48,39 @@ class TD3(ReplayAgent):
 
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mean = self.actor(torch.as_tensor(obs).unsqueeze(0))[0]
-        action = (mean + self.exploration_noise * torch.randn_like(mean)).clamp_(-1.0, 1.0)
+        mean = self.actor(torch.as_tensor(obs).unsqueeze(-2)).squeeze(-2)
+        action = (mean + self.exploration_noise * self.draws.normal(mean.shape)).clamp_(-1.0, 1.0)
         return action.numpy(), mean.numpy()
 
     @torch.no_grad()
     def td_target(self, window: TDWindow) -> torch.Tensor:
         """The clipped double-Q target of each sample, bootstrapped with a smoothed target action."""
-        noise = (torch.randn_like(window.action) * self.policy_noise).clamp_(-self.noise_clip, self.noise_clip)
+        noise = (self.draws.normal(window.action.shape) * self.policy_noise).clamp_(-self.noise_clip, self.noise_clip)
         next_action = (self.actor_target(window.bootstrap_obs) + noise).clamp_(-1.0, 1.0)
-        next_q = self.critic_target(window.bootstrap_obs, next_action).amin(dim=0)
+        next_q = self.critic_target(window.bootstrap_obs, next_action).amin(dim=-2)
         return window.reward_sum + window.bootstrap_discount * next_q
 
     def actor_objective(self, obs: torch.Tensor) -> torch.Tensor:
         """Per-sample actor loss -Q_1(s, pi(s)), (B,); the critic's weights get no gradient."""
-        return -self.critic(obs, self.actor(obs), detach=True, member=0)[0]
+        return -self.critic.first(obs, self.actor(obs), detach=True)
 
     def _critic_loss(self, window: TDWindow) -> tuple[torch.Tensor, torch.Tensor]:
         target = self.td_target(window)
-        q = self.critic(window.obs, window.action)  # (2, B): both critics in one pass
+        q = self.critic(window.obs, window.action)  # (2, B), or (K, 2, B): every critic in one pass
         return twin_mse(q, target), q
 
     def critic_objective(self, batch: Batch) -> torch.Tensor:
-        return self._critic_loss(td_window(batch, self.gamma))[0]
+        return self._critic_loss(td_window(batch, self.gamma, self.population is not None))[0]
 
     def update(self, batch: Batch) -> None:
         self.updates += 1
-        window = td_window(batch, self.gamma)
+        window = td_window(batch, self.gamma, self.population is not None)
         critic_loss, q = self._critic_loss(window)
         self.optimize(self.critic_opt, critic_loss)
-        self.record(0, torch.stack((critic_loss, q.mean())))
+        self.record(0, torch.stack((critic_loss, q.mean((-2, -1))), dim=-1))
 
         if self.updates % self.policy_delay == 0:
-            actor_loss = self.actor_objective(window.obs).mean()
+            actor_loss = self.actor_objective(window.obs).mean(-1)
             self.optimize(self.actor_opt, actor_loss)
-            self.record(2, actor_loss.reshape(1))
+            self.record(2, actor_loss.unsqueeze(-1))
             self.soft_update(self._targets, self.tau)

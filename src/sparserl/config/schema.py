@@ -1,5 +1,5 @@
 """The run configuration: one dataclass, `Config`, made of the sections in sparserl.config.sections
-(and the streaming learners' in sparserl.config.streaming), that drives the Python API, the CLI and
+(the streaming learners' in sparserl.config.streaming, populations' in sparserl.config.scale), that drives the Python API, the CLI and
 YAML files.
 
 Every field is a CLI flag (``total_steps`` -> ``--total-steps``) and a YAML key. Values are resolved
@@ -21,6 +21,7 @@ from sparserl.algos import ALGORITHMS
 from sparserl.architecture import BODIES
 from sparserl.config.checks import choice_problems
 from sparserl.config.coerce import coerce_fields
+from sparserl.config.scale import Scale
 from sparserl.config.sections import (
     DeterministicPolicy,
     Diagnostics,
@@ -50,8 +51,8 @@ def _warn_unread_settings(config: Config) -> None:
 
 
 @dataclass
-class Config(Output, Diagnostics, Evaluation, Sparsity, Streaming, ValueLearning, MaximumEntropy, DeterministicPolicy,
-             Networks, Training):
+class Config(Output, Scale, Diagnostics, Evaluation, Sparsity, Streaming, ValueLearning, MaximumEntropy,
+             DeterministicPolicy, Networks, Training):
     """Training settings: each is a flag here and a key in YAML config files and presets."""
 
     # --- checking ------------------------------------------------------------------------------

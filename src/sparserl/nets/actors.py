@@ -12,19 +12,22 @@ from torch import nn
 
 from sparserl.architecture import Architecture
 from sparserl.nets.bodies import make_body
-from sparserl.nets.layers import RunningNorm
+from sparserl.nets.norms import RunningNorm
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
 class Body(nn.Module):
     """An actor's body: optional running observation normalisation, then the network of `arch`,
-    mapping (B, obs) to (B, out). `obs_norm` is a RunningNorm to share, True for a new one, or off."""
+    mapping (B, obs) to (B, out); for a population of K agents (`population`), K networks in one
+    ensemble mapping (K, B, obs) to (K, B, out). `obs_norm` is a RunningNorm to share, True for a
+    new one, or off."""
 
-    def __init__(self, arch: Architecture, obs_norm: bool | nn.Module = False):
+    def __init__(self, arch: Architecture, obs_norm: bool | nn.Module = False, population: int | None = None):
         super().__init__()
-        self.obs_norm = obs_norm if isinstance(obs_norm, nn.Module) else RunningNorm(arch.in_dim) if obs_norm else None
-        self.net = make_body(arch)
+        self.obs_norm = obs_norm if isinstance(obs_norm, nn.Module) else \
+            RunningNorm(arch.in_dim, population) if obs_norm else None
+        self.net = make_body(arch, population)
 
     def _input(self, obs: torch.Tensor) -> torch.Tensor:
         return obs if self.obs_norm is None else self.obs_norm(obs)
@@ -42,15 +45,17 @@ class Body(nn.Module):
 
 
 class Actor(nn.Module):
-    """Base of the actors: `net` is the Body; `architecture` describes it, `kind` names the head."""
+    """Base of the actors: `net` is the Body; `architecture` describes it, `kind` names the head.
+    With `population` K, the actors of K agents in one module: every input and output gains a
+    leading axis of K."""
 
     kind = ""
     outputs_per_action = 1
 
-    def __init__(self, arch: Architecture, obs_norm: bool | nn.Module = False):
+    def __init__(self, arch: Architecture, obs_norm: bool | nn.Module = False, population: int | None = None):
         super().__init__()
-        self.architecture = arch
-        self.net = Body(arch, obs_norm)
+        self.architecture, self.population = arch, population
+        self.net = Body(arch, obs_norm, population)
 
     @classmethod
     def mlp(cls, obs_dim: int, act_dim: int, hidden: tuple[int, ...], **kwargs) -> Actor:
@@ -85,9 +90,9 @@ class GaussianActor(Actor):
     kind = "gaussian"
     outputs_per_action = 2
 
-    def __init__(self, arch: Architecture, obs_norm: bool | nn.Module = False, log_std_min: float = -20.0,
-                 log_std_max: float = 2.0):
-        super().__init__(arch, obs_norm)
+    def __init__(self, arch: Architecture, obs_norm: bool | nn.Module = False, population: int | None = None,
+                 log_std_min: float = -20.0, log_std_max: float = 2.0):
+        super().__init__(arch, obs_norm, population)
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -95,11 +100,12 @@ class GaussianActor(Actor):
         mean, _ = self.net(obs).chunk(2, dim=-1)
         return torch.tanh(mean)
 
-    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reparameterised action a = tanh(mu + sigma * eps) and its log-probability (B,)."""
+    def sample(self, obs: torch.Tensor, eps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised action a = tanh(mu + sigma * eps) and its log-probability (B,); `eps`,
+        the standard normal draw shaped like the action, is drawn here unless given."""
         mean, log_std = self.net(obs).chunk(2, dim=-1)
         log_std = log_std.clamp(self.log_std_min, self.log_std_max)
-        eps = torch.randn_like(mean)
+        eps = torch.randn_like(mean) if eps is None else eps
         u = mean + log_std.exp() * eps
         # log N(u; mean, std) minus the tanh Jacobian log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u))
         log_prob = (-0.5 * eps.square() - log_std - LOG_SQRT_2PI

@@ -69,11 +69,11 @@ class EnsembleMLP(nn.Module):
         self.layers = nn.ModuleList(EnsembleLinear(i, o, members) for i, o in zip(sizes[:-1], sizes[1:]))
         self._activate = _relu_of(arch)
 
-    def forward(self, x: torch.Tensor, detach: bool = False, member: int | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, detach: bool = False, members: slice | None = None) -> torch.Tensor:
         layers, activate = self.layers, self._activate
         last = len(layers) - 1
         for i, layer in enumerate(layers):
-            x = layer(x, detach=detach, member=member, features_major=i < last and runs_sparse(layers[i + 1]))
+            x = layer(x, detach=detach, members=members, features_major=i < last and runs_sparse(layers[i + 1]))
             if i < last:
                 x = activate(x)
         return x
@@ -129,20 +129,20 @@ class ResidualBody(nn.Module):
         self._layers = {name: self.get_submodule(name) for name, _, _ in arch.linears()}
         self._norms = {name: self.get_submodule(name) for name, _ in arch.norms()}
 
-    def _run(self, x, detach=False, member=None, record=None, point="post", trunk=False):
-        kw = {"detach": detach, "member": member}
+    def _run(self, x, detach=False, members=None, record=None, point="post", trunk=False):
+        kw = {"detach": detach, "members": members}
         layers, norms, spec = self._layers, self._norms, self.arch.spec
         run = spec.trunk if trunk else spec.forward
         return run(self.arch, x, lambda name, h: layers[name](h, **kw), lambda name, h: norms[name](h, **kw),
                    torch.relu, record, point)
 
-    def trunk(self, x: torch.Tensor, detach: bool = False, member: int | None = None,
+    def trunk(self, x: torch.Tensor, detach: bool = False, members: slice | None = None,
               record: list | None = None, point: str = "post") -> torch.Tensor:
         """The features before the head; `record` collects hidden outputs for diagnostics."""
-        return self._run(x, detach, member, record, point, trunk=True)
+        return self._run(x, detach, members, record, point, trunk=True)
 
-    def forward(self, x: torch.Tensor, detach: bool = False, member: int | None = None) -> torch.Tensor:
-        out = self._run(x, detach, member)
+    def forward(self, x: torch.Tensor, detach: bool = False, members: slice | None = None) -> torch.Tensor:
+        out = self._run(x, detach, members)
         return out[0] if self.single else out
 
     def hidden(self, x: torch.Tensor, point: str = "post") -> list[torch.Tensor]:

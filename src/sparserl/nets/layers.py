@@ -1,6 +1,6 @@
 """Layers of sparserl's networks: ensembles of linear maps in one batched product, per-member
-LayerNorm, running observation normalisation, and the interface through which sparse execution
-reaches a layer.
+LayerNorm, and the interface through which sparse execution reaches a layer (the input
+normalisers are in norms.py).
 
 `EnsembleLinear` holds E members' weights as one (E, in, out) tensor and runs them in one batched
 matmul, so twin critics cost one op per layer; each member is initialised like an ``nn.Linear`` of
@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from typing import Protocol
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,8 +34,8 @@ class SparseExecutor(Protocol):
         """Whether this call takes the sparse path."""
 
     def __call__(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                 member: int | None = None) -> torch.Tensor:
-        """The layer's output (E, B, out) through sparse kernels."""
+                 members: slice | None = None) -> torch.Tensor:
+        """The layer's output (E, B, out) through sparse kernels (only the `members` if given)."""
 
 
 def runs_sparse(layer: nn.Module | None) -> bool:
@@ -130,20 +129,21 @@ class EnsembleLinear(nn.Module):
                 nn.init.kaiming_uniform_(self.weight_oi[member], a=math.sqrt(5))
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: torch.Tensor, detach: bool = False, member: int | None = None,
+    def forward(self, x: torch.Tensor, detach: bool = False, members: slice | None = None,
                 features_major: bool = False) -> torch.Tensor:
         """`detach` uses the weights without recording their gradient (e.g. a critic inside the
-        actor's loss); `member` runs only that member (output (1, B, out)); `features_major` stores
-        the output (E, out, B), for a sparse-executed layer next (see kernels.features_major)."""
+        actor's loss); `members` runs only those members (e.g. TD3's first critic of each agent);
+        `features_major` stores the output (E, out, B), for a sparse-executed layer next (see
+        kernels.features_major)."""
         weight, bias = self.weight, self.bias
         executor = self.executor
         if executor is not None and executor.active(weight.detach() if detach else weight):
             if detach:
                 weight, bias = weight.detach(), bias.detach()
             rows = bias.view(bias.shape[0], -1)
-            return executor(x, weight, rows if member is None else rows[member:member + 1], member)
-        if member is not None:
-            weight, bias = weight[member:member + 1], bias[member:member + 1]
+            return executor(x, weight, rows if members is None else rows[members], members)
+        if members is not None:
+            weight, bias = weight[members], bias[members]
         if detach:
             weight, bias = weight.detach(), bias.detach()
         if x.dim() == 2:
@@ -165,117 +165,10 @@ class EnsembleLayerNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(members, 1, width))
         self.bias = nn.Parameter(torch.zeros(members, 1, width))
 
-    def forward(self, x: torch.Tensor, detach: bool = False, member: int | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, detach: bool = False, members: slice | None = None) -> torch.Tensor:
         weight, bias = self.weight, self.bias
-        if member is not None:
-            weight, bias = weight[member:member + 1], bias[member:member + 1]
+        if members is not None:
+            weight, bias = weight[members], bias[members]
         if detach:
             weight, bias = weight.detach(), bias.detach()
         return F.layer_norm(x, x.shape[-1:]) * weight + bias
-
-
-class RunningNorm(nn.Module):
-    """Per-dimension running mean and variance (parallel Welford, initial count 1e-4), applied as
-    (x - mean) / sqrt(var + 1e-8). Statistics are buffers: checkpointed, never learned."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("var", torch.ones(dim))
-        self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
-
-    @torch.no_grad()
-    def update(self, x: torch.Tensor) -> None:
-        x = x.reshape(-1, self.mean.shape[0]).double()
-        n = x.shape[0]
-        batch_mean, batch_var = x.mean(0), x.var(0, unbiased=False)
-        total = self.count + n
-        delta = batch_mean - self.mean.double()
-        mean = self.mean.double() + delta * n / total
-        m2 = self.var.double() * self.count + batch_var * n + delta.square() * self.count * n / total
-        self.mean.copy_(mean)
-        self.var.copy_(m2 / total)
-        self.count.copy_(total)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / torch.sqrt(self.var + 1e-8)
-
-
-def welford_update(mean, m2, count, x):
-    """One sample x of Welford's running statistics, for floats or arrays: the new mean and sum of
-    squared deviations, `count` already counting x."""
-    delta = x - mean
-    mean = mean + delta / count
-    return mean, m2 + delta * (x - mean)
-
-
-def welford_variance(m2, count):
-    """The unbiased variance of Welford's statistics, 1 until there are two samples (Elsayed et al.);
-    for a tensor count without a host branch (so a compiled graph can take it)."""
-    if isinstance(count, torch.Tensor):
-        return torch.where(count >= 2, m2 / (count - 1).clamp(min=1.0), 1.0)
-    return m2 / (count - 1) if count >= 2 else 1.0
-
-
-class WelfordNorm(nn.Module):
-    """Per-sample running mean and unbiased variance (Welford; variance 1 until two samples), applied
-    as (x - mean) / sqrt(var + 1e-8) to the first `dim - keep` inputs; the last `keep` (a time
-    feature) pass unchanged (mean 0, var 1). The observation normalisation of Elsayed et al. 2024.
-    Float64 sums are kept beside the float32 `mean` and `var` (what exported policies hold); the
-    forward is one fused x * scale + shift with scale = 1 / sqrt(var + 1e-8), shift = -mean * scale."""
-
-    def __init__(self, dim: int, keep: int = 0):
-        super().__init__()
-        self.normalised = dim - keep
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("var", torch.ones(dim))
-        self.register_buffer("sum_mean", torch.zeros(self.normalised, dtype=torch.float64))
-        self.register_buffer("sum_m2", torch.zeros(self.normalised, dtype=torch.float64))
-        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
-        self.register_buffer("scale", torch.ones(dim), persistent=False)
-        self.register_buffer("shift", torch.zeros(dim), persistent=False)
-        self._refresh()
-
-    def _views(self) -> tuple[np.ndarray, ...]:
-        """NumPy views of the buffers (CPU), made once: the update is a few NumPy operations."""
-        views = self.__dict__.get("_numpy")
-        if views is None or views[0].ctypes.data != self.sum_mean.data_ptr():
-            k = self.normalised
-            views = (self.sum_mean.numpy(), self.sum_m2.numpy(), self.count.numpy(), self.mean.numpy()[:k],
-                     self.var.numpy()[:k], self.scale.numpy()[:k], self.shift.numpy()[:k])
-            self.__dict__["_numpy"] = views
-        return views
-
-    @torch.no_grad()
-    def update(self, x) -> None:
-        """Add one observation (an array or tensor of `dim` values) to the statistics."""
-        self._add(np.asarray(x, dtype=np.float64)[: self.normalised], *self._views())
-
-    def add(self, x: torch.Tensor) -> None:
-        """`update` in tensor operations, for a compiled graph (sparserl.streaming.capture)."""
-        k = self.normalised
-        self._add(x[:k].double(), self.sum_mean, self.sum_m2, self.count, self.mean[:k], self.var[:k],
-                  self.scale[:k], self.shift[:k])
-
-    @staticmethod
-    def _add(x, mean, m2, count, mean32, var32, scale, shift) -> None:
-        """One observation into the statistics, in place, on NumPy views or tensors alike."""
-        count += 1.0
-        new_mean, new_m2 = welford_update(mean, m2, count, x)
-        mean[...], m2[...] = new_mean, new_m2
-        mean32[...] = mean
-        var32[...] = welford_variance(m2, count)
-        scale[...] = (var32 + 1e-8) ** -0.5
-        shift[...] = -mean32 * scale
-
-    def _refresh(self) -> None:
-        _, _, _, mean32, var32, scale, shift = self._views()
-        scale[:] = 1.0 / np.sqrt(var32.astype(np.float64) + 1e-8)
-        shift[:] = -mean32 * scale
-
-    def _load_from_state_dict(self, *args, **kwargs) -> None:
-        super()._load_from_state_dict(*args, **kwargs)
-        self._refresh()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.addcmul(self.shift, x, self.scale)

@@ -118,6 +118,9 @@ def parameter_count(config: Config, info: EnvInfo, networks: tuple[str, ...] = (
 def build_run(config: Config) -> Run:
     """Every part of a run, seeded: torch, Python and the environments from config.seed."""
     c = config
+    if c.population > 1:
+        raise ConfigError(f"population {c.population}: a population trains through sparserl.population's "
+                          f"learner, which the training loop does not run yet; train one agent per run for now")
     torch.set_num_threads(resolve_threads(c.threads))
     torch.manual_seed(c.seed)
     random.seed(c.seed)

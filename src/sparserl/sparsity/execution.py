@@ -202,8 +202,8 @@ class LayerExecutor:
         return self.use_sparse
 
     def __call__(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                 member: int | None = None) -> torch.Tensor:
-        structures = self.structures if member is None else self.structures[member:member + 1]
+                 members: slice | None = None) -> torch.Tensor:
+        structures = self.structures if members is None else self.structures[members]
         return sparse_linear(x, weight, bias, structures, self.gradient)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from sparserl.nets.layers import welford_update, welford_variance
+from sparserl.nets.norms import welford_update, welford_variance
 
 
 class RewardScaler:

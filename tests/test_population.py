@@ -1,0 +1,113 @@
+"""Populations: K agents batched as ensemble members learn exactly as K separately built agents do
+(the same minibatches and noise streams give the same losses and parameters, up to float rounding)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sparserl.algos import make_agent
+from sparserl.algos.draws import Draws
+from sparserl.config import Config
+from sparserl.envs import EnvInfo
+from sparserl.population import member_view
+from sparserl.population.members import copy_member
+from sparserl.replay import Batch
+
+INFO = EnvInfo("test", obs_dim=3, act_dim=2, max_episode_steps=None)
+AGENTS = 3
+
+
+def random_batch(generator: torch.Generator, size: int, n: int, dtype: torch.dtype) -> Batch:
+    """A minibatch of `size` windows of n transitions (plain one-step fields when n is 1)."""
+    lead = (size,) if n == 1 else (size, n)
+
+    def draw(*shape):
+        return torch.randn(*lead, *shape, generator=generator, dtype=dtype)
+
+    def flags(p):
+        return (torch.rand(*lead, generator=generator) < p).to(dtype)
+
+    return Batch(draw(INFO.obs_dim), draw(INFO.act_dim).clamp(-1, 1), draw(), draw(INFO.obs_dim),
+                 draw(INFO.act_dim).clamp(-1, 1), flags(0.1), flags(0.05))
+
+
+def stack(batches: list[Batch]) -> Batch:
+    return Batch(*(torch.stack(fields) for fields in zip(*batches)))
+
+
+def build(config: Config, dtype: torch.dtype):
+    """A population of AGENTS and one single agent per member, holding the population's parameters."""
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        population = make_agent(INFO, config)
+        singles = [make_agent(INFO, config.replace(population=1, seed=seed)) for seed in config.agent_seeds]
+    finally:
+        torch.set_default_dtype(default)
+    for k, (single, seed) in enumerate(zip(singles, config.agent_seeds)):
+        for name, module in single.networks.items():
+            copy_member(population.networks[name], module, k, AGENTS)
+        single.draws = Draws([seed], population=False)  # the stream agent k draws in the population
+    return population, singles
+
+
+TOLERANCE = {torch.float32: dict(rtol=2e-4, atol=2e-5), torch.float64: dict(rtol=1e-9, atol=1e-11)}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("algo, nstep", [("td3", 1), ("sac", 1), ("ddpg", 1), ("td3", 3), ("sac", 3)])
+def test_population_updates_equal_separate_agents(algo, nstep, dtype):
+    config = Config(algo=algo, hidden=(16, 16), population=AGENTS, seed=7, nstep=nstep, delay_nstep=0)
+    torch.manual_seed(0)
+    population, singles = build(config, dtype)
+    generator = torch.Generator().manual_seed(1)
+    for update in range(200):
+        batches = [random_batch(generator, 16, population.horizon, dtype) for _ in singles]
+        population.update(stack(batches))
+        for single, batch in zip(singles, batches):
+            single.update(batch)
+        if update % 50 == 49:  # the losses, averaged since the last look, agent by agent
+            for got, single in zip(population.pop_agent_stats(), singles):
+                expected = single.pop_stats()
+                assert got.keys() == expected.keys()
+                for name in got:
+                    torch.testing.assert_close(got[name], expected[name], **TOLERANCE[dtype], msg=name)
+    for k, single in enumerate(singles):
+        for name, module in single.networks.items():
+            for key, tensor in module.state_dict().items():
+                ours = member_view(population.networks[name].state_dict()[key], tensor.shape, k, AGENTS)
+                torch.testing.assert_close(ours, tensor, **TOLERANCE[dtype], msg=f"agent {k} {name}.{key}")
+
+
+def test_population_acts_per_agent_with_its_own_noise():
+    config = Config(algo="td3", hidden=(16,), population=AGENTS, seed=3)
+    torch.manual_seed(0)
+    population, singles = build(config, torch.float32)
+    obs = torch.randn(AGENTS, INFO.obs_dim).numpy()
+    actions, means = population.act(obs)
+    assert actions.shape == means.shape == (AGENTS, INFO.act_dim)
+    for k, single in enumerate(singles):
+        action, mean = single.act(obs[k])
+        torch.testing.assert_close(torch.as_tensor(means[k]), torch.as_tensor(mean))
+        torch.testing.assert_close(torch.as_tensor(actions[k]), torch.as_tensor(action))
+        torch.testing.assert_close(torch.as_tensor(population.act_deterministic(obs)[k]),
+                                   torch.as_tensor(single.act_deterministic(obs[k])))
+    assert not torch.allclose(torch.as_tensor(actions[0] - means[0]), torch.as_tensor(actions[1] - means[1]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(agents=st.integers(2, 4), ensemble=st.integers(1, 3), rest=st.lists(st.integers(1, 4), max_size=2),
+       k=st.data())
+def test_member_views_write_through_and_cover_each_tensor_once(agents, ensemble, rest, k):
+    """Every element of a population tensor belongs to exactly one agent's view (or all share it)."""
+    k = k.draw(st.integers(0, agents - 1))
+    for single, population in [((ensemble, *rest), (ensemble * agents, *rest)), ((5, 4), (agents, 4, 5)),
+                               ((5,), (agents, 1, 5)), ((), (agents,))]:
+        tensor = torch.zeros(population)
+        for j in range(agents):
+            member_view(tensor, single, j, agents).add_(j + 1)
+        assert torch.all(tensor >= 1) and torch.all(tensor <= agents)  # each element written once
+        assert torch.all(member_view(tensor, single, k, agents) == k + 1)
