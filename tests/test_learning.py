@@ -49,6 +49,22 @@ def test_pendulum_reaches_minus_300_within_20k_steps(tmp_path, case):
 
 
 @pytest.mark.slow
+def test_each_agent_of_a_2_4_population_reaches_minus_300_within_20k_steps(tmp_path):
+    """Four TD3 agents with N:M 2:4 masks of their own, trained as one population (one batched
+    product per layer for all four), each reach -300: the population stops once every agent has."""
+    config = Config(**resolve_values("pendulum-td3")).replace(
+        hidden=(64, 64), population=4, sparsity=NetworkSparsity(method="nm:2:4", keep_first_dense=True),
+        eval_every=1000, stop_at_return=-300.0, threads=1, progress=False, tensorboard=False,
+        diagnostics_every=0, run_dir=str(tmp_path / "population"))
+    result = train(config)
+    assert len(result.agents) == 4 and result.step <= 20_000
+    for agent in result.agents:
+        assert agent.evaluations[0][1] < -900  # from scratch
+        best = max(m for _, m in agent.evaluations)
+        assert best >= -300, f"{agent.run_dir.name}: best evaluation {best:.1f} in {agent.evaluations}"
+
+
+@pytest.mark.slow
 def test_sac_simba_with_80_percent_static_sparsity_solves_pendulum(tmp_path):
     """The scaling-simba setting (AdamW 1e-4, alpha0 0.01, 2 updates per step, action repeat 2, one
     critic, running observation statistics, 80 % one-shot ER sparsity over all parameters) with

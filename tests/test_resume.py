@@ -45,15 +45,19 @@ def checkpoint_steps(run_dir: Path) -> list[int]:
     return sorted(int(p.name[5:15]) for p in folder.glob("ckpt_*.pt")) if folder.is_dir() else []
 
 
-def kill_after_checkpoint(cmd: list[str], run_dir: Path, min_step: int, timeout: float = 300) -> int:
-    """Start `cmd`, wait until a checkpoint >= min_step exists and a metrics row was written after it,
-    then SIGKILL the process. Returns the checkpoint step it was killed after."""
+def kill_after_checkpoint(cmd: list[str], run_dir: Path, min_step: int, timeout: float = 300,
+                          metrics_dir: Path | None = None) -> int:
+    """Start `cmd`, wait until a checkpoint >= min_step exists and a metrics row was written after it
+    (in `metrics_dir`, by default the run directory), then SIGKILL the process. Returns the
+    checkpoint step it was killed after."""
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + timeout
+    metrics_dir = metrics_dir or run_dir
     try:
         while time.monotonic() < deadline:
             steps = [s for s in checkpoint_steps(run_dir) if s >= min_step]
-            if steps and rows(run_dir) and int(rows(run_dir)[-1]["step"]) > steps[-1]:
+            if steps and (metrics_dir / "metrics.csv").is_file() and rows(metrics_dir) \
+                    and int(rows(metrics_dir)[-1]["step"]) > steps[-1]:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait()
                 return steps[-1]

@@ -145,6 +145,12 @@ def _changed(settings: Config, base: Config) -> dict:
 
 
 def _print_result(result) -> None:
+    if result.agents:
+        _console.print(f"Population saved to {result.run_dir}: {len(result.agents)} agents")
+        for agent in result.agents:
+            _print_result(agent)
+        _console.print(f"Population score (mean of the agents' scores): {result.score:.1f}")
+        return
     _console.print(f"Run saved to {result.run_dir}")
     if result.final_eval is not None:
         _console.print(f"Final evaluation at step {result.step:,}: {result.final_eval}")
@@ -235,10 +241,16 @@ USAGE = """usage: sparserl {train,eval,export,sweep,report,reproduce,presets} ..
 """
 
 
+_SHOWN: set[str] = set()
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning):
-    """sparserl's own warnings as one line ("warning: ..."); others as Python prints them."""
+    """sparserl's own warnings as one line ("warning: ..."), each text once per command (a config
+    is checked at several points); others as Python prints them."""
     if issubclass(category, SparserlWarning):
-        _errors.print(f"warning: {message}", markup=False)
+        if str(message) not in _SHOWN:
+            _SHOWN.add(str(message))
+            _errors.print(f"warning: {message}", markup=False)
     else:
         _default(message, category, filename, lineno, file, line)
 

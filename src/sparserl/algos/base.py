@@ -232,6 +232,10 @@ class Agent(ABC):
     def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exploration action and the policy's noise-free action for one observation."""
 
+    def agent_policy(self, k: int) -> nn.Module:
+        """Agent k's actor as a one-agent module (the policy itself for a single agent)."""
+        return self.policy if self.population is None else self.policy.agent(k)
+
     # --- checkpointing -----------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {

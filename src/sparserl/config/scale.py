@@ -3,10 +3,12 @@ process trains in lockstep (a population, each agent with its own seed and run d
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 from sparserl.config import checks
 from sparserl.config.checks import require
+from sparserl.errors import ConfigWarning
 
 
 @dataclass
@@ -28,6 +30,26 @@ class Scale:
                        f"per agent (or none: seed, seed + 1, ...)")
         if len(set(self.seeds)) != len(self.seeds):
             out.append(f"seeds must differ from one another, got {list(self.seeds)}")
+        if checks.positive_int(self.population) and self.population > 1:
+            out += [f"population {self.population}: {what}" for what in self._unbatched()]
+            if self.diagnostics_every and not out:
+                warnings.warn(f"population {self.population}: the plasticity diagnostics measure one agent at a "
+                              f"time and are not computed for a population (diagnostics_every is ignored)",
+                              ConfigWarning, stacklevel=4)
+        return out
+
+    def _unbatched(self) -> list[str]:
+        """The settings a population cannot batch (yet), each with its reason."""
+        from sparserl.algos import ALGORITHMS
+
+        out = []
+        if self.algo in ALGORITHMS and ALGORITHMS.get(self.algo).streaming:
+            out.append(f"{self.algo} is a streaming algorithm, and streaming learners train one agent per run")
+        if self.dynamic_buffer:
+            out.append("dynamic_buffer (RLx2's) resizes each agent's buffer on its own schedule, which one "
+                       "population buffer does not; train without it or one agent per run")
+        if self.execution != "dense":
+            out.append(f"execution {self.execution}: a population runs masked dense products; use execution dense")
         return out
 
     @property

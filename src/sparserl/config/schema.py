@@ -1,6 +1,6 @@
 """The run configuration: one dataclass, `Config`, made of the sections in sparserl.config.sections
-(the streaming learners' in sparserl.config.streaming, populations' in sparserl.config.scale), that drives the Python API, the CLI and
-YAML files.
+(the streaming learners' in sparserl.config.streaming, populations' in sparserl.config.scale), that
+drives the Python API, the CLI and YAML files.
 
 Every field is a CLI flag (``total_steps`` -> ``--total-steps``) and a YAML key. Values are resolved
 in this order, later wins (sparserl.config.resolve): dataclass defaults < the algorithm's defaults <

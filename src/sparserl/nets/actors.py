@@ -66,6 +66,18 @@ class Actor(nn.Module):
     def obs_norm(self) -> nn.Module | None:
         return self.net.obs_norm
 
+    def head_settings(self) -> dict:
+        """The constructor's settings beyond the architecture (SAC's log-std bounds)."""
+        return {}
+
+    def agent(self, k: int) -> Actor:
+        """Agent k of a population's actors as a one-agent actor (a copy: what its policy file holds)."""
+        from sparserl.population.members import copy_member
+
+        single = type(self)(self.architecture, obs_norm=self.obs_norm is not None, **self.head_settings())
+        copy_member(self, single, k, self.population)
+        return single
+
     @property
     def act_dim(self) -> int:
         return self.architecture.out_dim // self.outputs_per_action
@@ -94,6 +106,9 @@ class GaussianActor(Actor):
                  log_std_min: float = -20.0, log_std_max: float = 2.0):
         super().__init__(arch, obs_norm, population)
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def head_settings(self) -> dict:
+        return {"log_std_min": self.log_std_min, "log_std_max": self.log_std_max}
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """The deterministic (mean) action tanh(mu), used for evaluation."""

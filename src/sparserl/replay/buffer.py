@@ -9,6 +9,10 @@ against the current policy.
 
 The live window is ``[start, start + size)`` modulo the capacity, so dropping the oldest
 transitions (RLx2's dynamic capacity) only moves ``start``.
+
+A population's buffer (`agents` K) holds one ring per agent in one (K, capacity, row) tensor: `add`
+takes each field with a leading K axis, `sample` draws every agent's own minibatch in one gather,
+fields (K, B, ...). The agents step in lockstep, so their rings fill alike.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import torch
 
 class Batch(NamedTuple):
     """A minibatch. With ``n == 1`` fields are (B, dim) / (B,); with ``n > 1`` they are
-    (B, n, dim) / (B, n): n consecutive transitions in insertion order."""
+    (B, n, dim) / (B, n): n consecutive transitions in insertion order. A population's fields lead
+    with its K agents."""
 
     obs: torch.Tensor
     action: torch.Tensor
@@ -33,20 +38,22 @@ class Batch(NamedTuple):
 
 
 class ReplayBuffer:
-    """Preallocated FIFO replay buffer with its own sampling generator (checkpointed)."""
+    """Preallocated FIFO replay buffer with its own sampling generator (checkpointed); one ring per
+    agent for a population (`agents`)."""
 
-    def __init__(self, obs_dim: int, act_dim: int, capacity: int, seed: int = 0):
+    def __init__(self, obs_dim: int, act_dim: int, capacity: int, seed: int = 0, agents: int | None = None):
         if capacity < 1:
             raise ValueError(f"capacity must be positive, got {capacity}")
-        self.obs_dim, self.act_dim, self.capacity = obs_dim, act_dim, capacity
+        self.obs_dim, self.act_dim, self.capacity, self.agents = obs_dim, act_dim, capacity, agents
         self._slices: dict[str, slice] = {}
         col = 0
         for name, width in self.widths(obs_dim, act_dim).items():
             self._slices[name] = slice(col, col + width)
             col += width
         self.row_width = col
-        self._storage = torch.zeros(capacity, col, dtype=torch.float32)
+        self._storage = torch.zeros(agents or 1, capacity, col, dtype=torch.float32)
         self._rows = self._storage.numpy()  # shares memory: cheap per-step writes
+        self._offsets = torch.arange(agents or 1).unsqueeze(1) * capacity  # each agent's first row
         self._start = 0
         self.size = 0
         self.generator = torch.Generator().manual_seed(seed)
@@ -58,25 +65,26 @@ class ReplayBuffer:
                 "terminated": 1, "truncated": 1}
 
     @classmethod
-    def bytes_needed(cls, obs_dim: int, act_dim: int, capacity: int) -> int:
-        """The memory a buffer of `capacity` transitions preallocates."""
-        return capacity * sum(cls.widths(obs_dim, act_dim).values()) * 4
+    def bytes_needed(cls, obs_dim: int, act_dim: int, capacity: int, agents: int = 1) -> int:
+        """The memory a buffer of `capacity` transitions (per agent) preallocates."""
+        return agents * capacity * sum(cls.widths(obs_dim, act_dim).values()) * 4
 
     def __len__(self) -> int:
         return self.size
 
     def add(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray,
             terminated: bool, truncated: bool, policy_action: np.ndarray) -> None:
-        """Append one transition, overwriting the oldest when full."""
+        """Append one transition (a population: one per agent, each field leading with K),
+        overwriting the oldest when full."""
         s = self._slices
-        row = self._rows[(self._start + self.size) % self.capacity]
-        row[s["obs"]] = obs
-        row[s["action"]] = action
-        row[s["reward"]] = reward
-        row[s["next_obs"]] = next_obs
-        row[s["policy_action"]] = policy_action
-        row[s["terminated"]] = terminated
-        row[s["truncated"]] = truncated
+        row = self._rows[:, (self._start + self.size) % self.capacity]
+        row[:, s["obs"]] = obs
+        row[:, s["action"]] = action
+        row[:, s["reward"].start] = reward
+        row[:, s["next_obs"]] = next_obs
+        row[:, s["policy_action"]] = policy_action
+        row[:, s["terminated"].start] = terminated
+        row[:, s["truncated"].start] = truncated
         if self.size < self.capacity:
             self.size += 1
         else:
@@ -102,14 +110,20 @@ class ReplayBuffer:
         """
         if self.size < n:
             raise ValueError(f"cannot sample windows of {n} from a buffer holding {self.size}")
-        starts = torch.randint(0, self.size - n + 1, (batch_size,), generator=generator or self.generator)
-        if n == 1:
-            rows = self._storage.index_select(0, self._physical(starts))
-        else:
-            logical = starts.unsqueeze(1) + torch.arange(n)
-            rows = self._storage.index_select(0, self._physical(logical).reshape(-1))
-            rows = rows.view(batch_size, n, self.row_width)
-        return self._fields(rows)
+        agents = self._storage.shape[0]
+        starts = torch.randint(0, self.size - n + 1, (agents, batch_size), generator=generator or self.generator)
+        logical = starts if n == 1 else starts.unsqueeze(-1) + torch.arange(n)
+        return self._fields(self._gather(logical))
+
+    def _gather(self, logical: torch.Tensor) -> torch.Tensor:
+        """The rows at logical positions (agents, ...) of each agent's ring, in one gather; a single
+        agent's without the leading axis."""
+        index = self._physical(logical)
+        if self.agents is None:
+            return self._storage[0].index_select(0, index.reshape(-1)).view(*index.shape[1:], self.row_width)
+        index = index + self._offsets.view(-1, *[1] * (index.dim() - 1))
+        rows = self._storage.view(-1, self.row_width).index_select(0, index.reshape(-1))
+        return rows.view(*index.shape, self.row_width)
 
     def _fields(self, rows: torch.Tensor) -> Batch:
         s = self._slices
@@ -126,12 +140,12 @@ class ReplayBuffer:
     def oldest(self, count: int) -> Batch:
         """The `count` oldest transitions, in insertion order."""
         count = min(count, self.size)
-        return self._fields(self._storage.index_select(0, self._physical(torch.arange(count))))
+        return self._fields(self._gather(torch.arange(count).expand(self._storage.shape[0], count)))
 
     # --- checkpointing ---------------------------------------------------------------------------
     def state_dict(self) -> dict:
         """Contents in insertion order (a copy), sizes and the sampling generator's state."""
-        rows = self._storage.index_select(0, self._physical(torch.arange(self.size)))
+        rows = self._gather(torch.arange(self.size).expand(self._storage.shape[0], self.size))
         return {"rows": rows, "capacity": self.capacity, "row_width": self.row_width,
                 "generator": self.generator.get_state()}
 
@@ -141,6 +155,10 @@ class ReplayBuffer:
                 f"replay layout mismatch: checkpoint has capacity {state['capacity']} and row width "
                 f"{state['row_width']}, this buffer {self.capacity} and {self.row_width}")
         rows = state["rows"]
-        self._storage[: rows.shape[0]] = rows
-        self._start, self.size = 0, rows.shape[0]
+        if rows.dim() != (2 if self.agents is None else 3) or (self.agents and rows.shape[0] != self.agents):
+            raise ValueError(f"replay layout mismatch: checkpoint rows {tuple(rows.shape)} for "
+                             f"{self.agents or 1} agent(s)")
+        self.size = rows.shape[-2]
+        self._storage[:, : self.size] = rows
+        self._start = 0
         self.generator.set_state(state["generator"])

@@ -25,6 +25,15 @@ from sparserl.runs.metrics import read_metrics
 from sparserl.runs.progress import RunConsole
 from sparserl.runs.trainer import Trainer
 
+
+def trainer_class(config: Config) -> type[Trainer]:
+    """The loop that trains `config`: one agent's, or a population's (sparserl.population.trainer)."""
+    if config.population > 1:
+        from sparserl.population.trainer import PopulationTrainer
+
+        return PopulationTrainer
+    return Trainer
+
 __all__ = ["RunResult", "load_run_config", "read_result", "resume", "train"]
 
 
@@ -68,7 +77,7 @@ def train(config: Config, console: RunConsole | None = None) -> RunResult:
         _refuse_existing_run(run_dir)  # written by a trainer that held the lock meanwhile
         config = config.replace(run_dir=str(run_dir))
         files.write_config(run_dir, config)
-        return Trainer(config, run_dir, console=console).run()
+        return trainer_class(config)(config, run_dir, console=console).run()
 
 
 def _restart_without_checkpoint(run_dir: Path, discard: bool = False) -> None:
@@ -98,6 +107,10 @@ def resume(run_dir: str | Path, checkpoint: str | Path | None = None, total_step
     """
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
+    population = (files.read_status(run_dir) or {}).get("population")
+    if population:
+        raise ConfigError(f"{run_dir} is one agent of the population in {population}: resume the population, "
+                          f"`sparserl train --resume {population}`")
     if total_steps is not None:
         config = config.replace(total_steps=total_steps).validate()
     check_env_id(config.env)
@@ -114,7 +127,7 @@ def _resume_locked(run_dir: Path, config: Config, checkpoint: str | Path | None,
         path = found[0][1]
     else:
         _restart_without_checkpoint(run_dir, discard=redo_uncheckpointed)
-        return Trainer(config, run_dir, console=console).run()
+        return trainer_class(config)(config, run_dir, console=console).run()
     try:
         payload = load_checkpoint(path)
     except CheckpointError as exc:
@@ -126,10 +139,10 @@ def _resume_locked(run_dir: Path, config: Config, checkpoint: str | Path | None,
     if step > config.total_steps:
         raise ConfigError(f"total_steps ({config.total_steps}) is below the checkpoint's step ({step})")
     if step == config.total_steps:
-        return read_result(run_dir)
+        return read_result(run_dir)  # (a population's: its agents' results too)
     for newer_step, newer in found:  # checkpoints past the one resumed from belong to a lost future
         if newer_step > step:
             newer.rename(newer.with_name(newer.name + ".abandoned"))
     if config.total_steps != payload["config"]["total_steps"]:
         files.write_config(run_dir, config)
-    return Trainer(config, run_dir, checkpoint=payload, console=console).run()
+    return trainer_class(config)(config, run_dir, checkpoint=payload, console=console).run()

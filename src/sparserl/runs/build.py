@@ -26,11 +26,11 @@ DIAGNOSTICS_SEED_OFFSET = 7919
 
 @dataclass
 class Run:
-    """A run's parts, built from its config."""
+    """A run's parts, built from its config (a population's: an environment pair per agent)."""
 
     config: Config
-    env: gym.Env
-    eval_env: gym.Env
+    envs: list[gym.Env]
+    eval_envs: list[gym.Env]
     info: EnvInfo
     agent: Agent
     sparsifier: object | None
@@ -38,9 +38,18 @@ class Run:
     diagnostics: object | None
     diagnostics_generator: torch.Generator | None
 
+    @property
+    def env(self) -> gym.Env:
+        """The training environment (a population's first agent's)."""
+        return self.envs[0]
+
+    @property
+    def eval_env(self) -> gym.Env:
+        return self.eval_envs[0]
+
     def close(self) -> None:
-        self.env.close()
-        self.eval_env.close()
+        for env in (*self.envs, *self.eval_envs):
+            env.close()
 
 
 def resolve_threads(threads: int) -> int:
@@ -95,7 +104,7 @@ def check_memory(config: Config, info: EnvInfo) -> None:
     """Refuse a replay buffer the machine cannot hold, before anything is written."""
     if ALGORITHMS.get(config.algo).streaming:
         return  # no replay buffer
-    needed = ReplayBuffer.bytes_needed(info.obs_dim, info.act_dim, config.buffer_size)
+    needed = ReplayBuffer.bytes_needed(info.obs_dim, info.act_dim, config.buffer_size, config.population)
     available = available_memory()
     if available is not None and needed > available:
         raise ConfigError(f"buffer_size {config.buffer_size:,} needs {needed / 2**30:.1f} GiB for the replay buffer "
@@ -118,14 +127,12 @@ def parameter_count(config: Config, info: EnvInfo, networks: tuple[str, ...] = (
 def build_run(config: Config) -> Run:
     """Every part of a run, seeded: torch, Python and the environments from config.seed."""
     c = config
-    if c.population > 1:
-        raise ConfigError(f"population {c.population}: a population trains through sparserl.population's "
-                          f"learner, which the training loop does not run yet; train one agent per run for now")
     torch.set_num_threads(resolve_threads(c.threads))
     torch.manual_seed(c.seed)
     random.seed(c.seed)
-    env, eval_env = make_run_env(c), make_run_env(c)
-    info = env_info(env)
+    envs, eval_envs = [make_run_env(c) for _ in range(c.population)], [make_run_env(c) for _ in range(c.population)]
+    info = env_info(envs[0])
+    agents = c.population if c.population > 1 else None
     agent, sparsifier = build_agent(c, info)
     if sparsifier is not None:
         sparsifier.execute_sparse(c.execution, 2 if agent.streaming else c.batch_size)
@@ -136,8 +143,8 @@ def build_run(config: Config) -> Run:
 
         learner = StreamingLearner(agent, reward_scaling=c.reward_scaling,
                                    compiled=wants_compiled(c, parameter_count(c, info)))
-        return Run(c, env, eval_env, info, agent, sparsifier, learner, diagnostics, generator)
-    buffer = ReplayBuffer(info.obs_dim, info.act_dim, c.buffer_size, seed=c.seed)
+        return Run(c, envs, eval_envs, info, agent, sparsifier, learner, diagnostics, generator)
+    buffer = ReplayBuffer(info.obs_dim, info.act_dim, c.buffer_size, seed=c.seed, agents=agents)
     capacity = None
     if c.dynamic_buffer:
         capacity = DynamicCapacity(
@@ -146,9 +153,9 @@ def build_run(config: Config) -> Run:
             until_below=c.buffer_shrink == "until_below")
     learner = OffPolicyLearner(agent, buffer, capacity, seed=c.seed, start_steps=c.start_steps,
                                batch_size=c.batch_size, updates_per_step=c.updates_per_step)
-    if c.diagnostics_every:
+    if c.diagnostics_every and agents is None:  # (not computed for a population: config.scale)
         from sparserl.diagnostics import Diagnostics
 
         diagnostics = Diagnostics(agent, sparsifier, c.dormant_point, c.interference_samples)
         generator = torch.Generator().manual_seed(c.seed + DIAGNOSTICS_SEED_OFFSET)
-    return Run(c, env, eval_env, info, agent, sparsifier, learner, diagnostics, generator)
+    return Run(c, envs, eval_envs, info, agent, sparsifier, learner, diagnostics, generator)

@@ -45,6 +45,8 @@ class RunResult:
     evaluations: list[tuple[int, float]] = field(default_factory=list)
     sparsity: object | None = None
     """The SparsityReport at the end of the run (None for dense runs)."""
+    agents: list[RunResult] = field(default_factory=list)
+    """A population's: each agent's result (its score is their mean)."""
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -85,6 +87,12 @@ def load_run_config(run_dir: Path) -> Config:
     return read_run_config(run_dir).validate()
 
 
+def env_entry(info) -> dict:
+    """What run.json says of the environment (an EnvInfo)."""
+    return {"id": info.env_id, "obs_dim": info.obs_dim, "act_dim": info.act_dim,
+            "max_episode_steps": info.max_episode_steps}
+
+
 def write_status(run_dir: Path, status: str, step: int, env: dict, **extra) -> None:
     """run.json: the run's status, step, environment sizes and versions, plus `extra` (score, error)."""
     _write_json(Path(run_dir) / STATUS_FILE, {
@@ -122,6 +130,12 @@ def read_result(run_dir: str | Path) -> RunResult:
     """The result of a run directory from its metrics.csv."""
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
+    agents = (read_status(run_dir) or {}).get("agents")
+    if agents:  # a population: its agents' results, scored by their mean
+        results = [read_result(agent) for agent in agents]
+        scores = [r.score for r in results if not math.isnan(r.score)]
+        return RunResult(run_dir, max(r.step for r in results), None,
+                         float(np.mean(scores)) if scores else math.nan, [], agents=results)
     rows = read_metrics(run_dir / METRICS_FILE)
     measure = config.measure
     evaluations = [(int(r["step"]), r[measure]) for r in rows if not math.isnan(r[measure])]

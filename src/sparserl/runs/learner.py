@@ -5,8 +5,9 @@ transition that followed (learning when due), `state_dict` for checkpoints.
 `start_steps`, then the agent's exploration; every transition goes to the replay buffer, and from
 `start_steps` on each step runs `updates_per_step` gradient updates on sampled batches (n-step
 windows once the agent asks for them); RLx2's dynamic capacity is checked after each step.
-The streaming learner (sparserl.streaming.learner) implements the same interface without replay;
-docs/extending.md describes how a population of agents would fit it too.
+The streaming learner (sparserl.streaming.learner) implements the same interface without replay.
+For a population of K agents (sparserl.population.trainer) every argument and result gains a leading
+axis of K, and `pop_agent_stats` gives each agent's statistics.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ class Learner(Protocol):
     def pop_stats(self) -> dict[str, float]:
         """Means of the training statistics since the last call."""
 
+    def pop_agent_stats(self) -> list[dict[str, float]]:
+        """`pop_stats` of each agent of a population."""
+
     def finite(self) -> bool:
         """No parameter and no statistic since the last row is NaN or infinite (checked before checkpoints)."""
 
@@ -63,7 +67,7 @@ class OffPolicyLearner:
         self.agent, self.buffer, self.capacity = agent, buffer, capacity
         self.start_steps, self.batch_size, self.updates_per_step = start_steps, batch_size, updates_per_step
         self.rng = np.random.default_rng(seed)  # warm-up actions
-        self.act_dim = agent.info.act_dim
+        self.action_shape = (*(() if agent.population is None else (agent.population,)), agent.info.act_dim)
         self.stat_names = agent.stat_names + (("buffer_size", "policy_distance") if capacity is not None else ())
         self._observe_obs = agent.observe if agent.obs_norm is not None else None
         self.act_deterministic = agent.act_deterministic
@@ -72,7 +76,7 @@ class OffPolicyLearner:
         if self._observe_obs is not None:
             self._observe_obs(obs)  # running observation statistics see every acted observation
         if step < self.start_steps:
-            action = self.rng.uniform(-1.0, 1.0, self.act_dim).astype(np.float32)
+            action = self.rng.uniform(-1.0, 1.0, self.action_shape).astype(np.float32)
             return action, action
         return self.agent.act(obs)
 
@@ -84,6 +88,9 @@ class OffPolicyLearner:
                 agent.update(buffer.sample(self.batch_size, min(agent.horizon, len(buffer))))
         if self.capacity is not None:
             self.capacity.maybe_check(step + 1, agent.policy)
+
+    def pop_agent_stats(self) -> list[dict[str, float]]:
+        return self.agent.pop_agent_stats()  # (a population has no dynamic capacity: config.scale)
 
     def pop_stats(self) -> dict[str, float]:
         stats = self.agent.pop_stats()

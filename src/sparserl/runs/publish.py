@@ -29,29 +29,37 @@ def spaces(env) -> dict:
                        "high": np.asarray(base.high, dtype=float).tolist()}}
 
 
-def save_policy(trainer, path: Path, storage: str = "auto") -> dict:
-    """Export the trainer's actor as a deployable policy file (atomically); returns its header."""
-    c, sparsifier = trainer.config, trainer.sparsifier
+def save_policy(trainer, path: Path, storage: str = "auto", policy=None, config=None) -> dict:
+    """Export the trainer's actor (or `policy`, one agent's of a population, with its `config`) as a
+    deployable policy file (atomically); returns its header."""
+    c, sparsifier = config or trainer.config, trainer.sparsifier
     pattern = sparsifier.method.pattern() if sparsifier is not None else None
     source = {"env": c.env, "algo": c.algo, "step": trainer.step, "action_repeat": c.action_repeat,
               "time_feature": c.time_feature, "sparsity": c.sparsity.method, "eval_seed": c.evaluation_seed,
               "eval_episodes": c.reevaluation_episodes,
               **({"nm": list(pattern)} if pattern else {})}
-    return export_actor(trainer.agent.policy, path, source, storage, pattern, writer=_write_atomic,
+    return export_actor(policy or trainer.agent.policy, path, source, storage, pattern, writer=_write_atomic,
                         spaces=spaces(trainer.env))
 
 
 def report_sparsity(trainer, final: bool = False):
-    """Write sparsity.json and, at the start, print the accounting; returns the report (None if dense)."""
+    """Write each agent's sparsity.json and, at the start, print the accounting; returns the (first)
+    agent's report (None if dense)."""
     if trainer.sparsifier is None:
         return None
     from sparserl.sparsity import sparsity_report
 
-    report = sparsity_report(trainer.sparsifier, inference="actor")
-    policy = trainer.run_dir / POLICY_FILE
-    if final and policy.is_file():
-        report.policy_bytes = policy.stat().st_size
-    files.write_sparsity(trainer.run_dir, report)
+    whole = sparsity_report(trainer.sparsifier, inference="actor")
+    agents = len(trainer.logs)
+    reports = []
+    for log in trainer.logs:
+        report = whole.for_agent(agents) if agents > 1 else whole
+        policy = log.run_dir / POLICY_FILE
+        if final and policy.is_file():
+            report.policy_bytes = policy.stat().st_size
+        files.write_sparsity(log.run_dir, report)
+        reports.append(report)
+    report = reports[0]
     if not final:
         trainer.console.line(str(report))
         if trainer.config.execution != "dense":

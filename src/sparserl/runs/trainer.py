@@ -1,4 +1,5 @@
-"""The training loop: a Config becomes a run directory (its files: sparserl.runs.files).
+"""The training loop: a Config becomes a run directory (its files: sparserl.runs.files; the agent's
+logs in it: sparserl.runs.record; a population's loop builds on this one: sparserl.population.trainer).
 
 Exact resume. Every training episode is reset with a seed derived from (seed, episode index) and
 checkpoints are taken at the first episode end after each `checkpoint_every` steps, so the
@@ -23,7 +24,6 @@ from sparserl.config import Config
 from sparserl.envs import episode_seed
 from sparserl.errors import CheckpointError, TrainingDiverged
 from sparserl.policy_file import POLICY_FILE
-from sparserl.runs import files
 from sparserl.runs.build import build_run
 from sparserl.runs.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -33,11 +33,12 @@ from sparserl.runs.checkpoint import (
     save_checkpoint,
     upgrade_payload,
 )
-from sparserl.runs.evaluate import EvalResult, evaluate
+from sparserl.runs.evaluate import evaluate
 from sparserl.runs.files import RunResult
-from sparserl.runs.metrics import RUN_COLUMNS, MetricsLog
+from sparserl.runs.metrics import RUN_COLUMNS
 from sparserl.runs.progress import RunConsole
 from sparserl.runs.publish import report_sparsity, save_policy
+from sparserl.runs.record import AgentLog
 
 
 class Trainer:
@@ -51,15 +52,13 @@ class Trainer:
         self.env, self.eval_env, self.info = parts.env, parts.eval_env, parts.info
         self.agent, self.sparsifier, self.learner = parts.agent, parts.sparsifier, parts.learner
         self.checkpoint_dir = self.run_dir / "checkpoints"
-        # counters and the partial metrics row
-        self.step = self.episodes = self.row_step = 0
+        self.logs = self.make_logs()
+        """Each agent's record in its run directory (a run has one agent)."""
+        # counters
+        self.step = self.row_step = 0
         self.wall_time = 0.0
-        self.row_returns: list[float] = []
-        self.row_lengths: list[int] = []
-        self.evaluations: list[tuple[int, float]] = []
         self.next_checkpoint = config.checkpoint_every
         self.next_diagnostics = config.diagnostics_every
-        self.last_eval: EvalResult | None = None
         self.sparsity = None
         self._wall_offset = self._row_clock = 0.0
         if checkpoint is not None:
@@ -67,12 +66,20 @@ class Trainer:
         sparsity_columns = self.sparsifier.stat_names() if self.sparsifier is not None else ()
         diagnostic_columns = parts.diagnostics.names if parts.diagnostics is not None else ()
         columns = RUN_COLUMNS + self.learner.stat_names + diagnostic_columns + sparsity_columns
-        self.metrics = MetricsLog(self.run_dir, columns, config.tensorboard,
-                                  resume_step=None if checkpoint is None else self.step)
+        for log in self.logs:
+            log.open(columns, resume_step=None if checkpoint is None else self.step)
         self.console = console or RunConsole(config.total_steps, self.step, enabled=config.progress)
 
+    def make_logs(self) -> list[AgentLog]:
+        return [AgentLog(self.run_dir, self.config, self.info)]
+
+    @property
+    def log(self) -> AgentLog:
+        """The record of a one-agent run."""
+        return self.logs[0]
+
     # --- checkpoint state ---------------------------------------------------------------------
-    _COUNTERS = ("step", "episodes", "wall_time", "row_step", "next_checkpoint", "next_diagnostics")
+    _COUNTERS = ("step", "wall_time", "row_step", "next_checkpoint", "next_diagnostics")
 
     def _payload(self) -> dict:
         generator = self.parts.diagnostics_generator
@@ -80,12 +87,17 @@ class Trainer:
             "format": CHECKPOINT_FORMAT, "config": self.config.to_dict(),
             "learner": self.learner.state_dict(),
             "sparsity": None if self.sparsifier is None else self.sparsifier.state_dict(),
-            "trainer": {**{k: getattr(self, k) for k in self._COUNTERS},
-                        "row_returns": list(self.row_returns), "row_lengths": list(self.row_lengths),
-                        "evaluations": [list(e) for e in self.evaluations],
+            "trainer": {**{k: getattr(self, k) for k in self._COUNTERS}, **self._agents_state(),
                         "diagnostics_generator": None if generator is None else generator.get_state()},
             "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
         }
+
+    def _agents_state(self) -> dict:
+        """The agents' records in the checkpoint (a run's at the trainer section's top level)."""
+        return self.log.state_dict()
+
+    def _load_agents_state(self, trainer_state: dict) -> None:
+        self.log.load_state_dict(trainer_state)
 
     def _restore(self, payload: dict) -> None:
         payload = upgrade_payload(payload)
@@ -95,11 +107,10 @@ class Trainer:
         if self.sparsifier is not None:
             self.sparsifier.load_state_dict(payload["sparsity"])
         t = payload["trainer"]
-        self.step, self.episodes, self.row_step = int(t["step"]), int(t["episodes"]), int(t["row_step"])
+        self.step, self.row_step = int(t["step"]), int(t["row_step"])
         self.wall_time, self.next_checkpoint = float(t["wall_time"]), int(t["next_checkpoint"])
         self.next_diagnostics = int(t.get("next_diagnostics", self.next_diagnostics))
-        self.row_returns, self.row_lengths = list(t["row_returns"]), list(t["row_lengths"])
-        self.evaluations = [(int(s), float(m)) for s, m in t["evaluations"]]
+        self._load_agents_state(t)
         generator = self.parts.diagnostics_generator
         if generator is not None and t.get("diagnostics_generator") is not None:
             generator.set_state(t["diagnostics_generator"])
@@ -116,7 +127,7 @@ class Trainer:
         self._write_status("running")
         self.sparsity = report_sparsity(self)
         try:
-            if self.step == 0 and not self.evaluations:
+            if self.step == 0 and not self.log.evaluations:
                 self._log_row()  # the untrained policy, as in the TD3 protocol
             self._train_loop()
             if self.row_step != self.step:
@@ -131,13 +142,15 @@ class Trainer:
             raise
         finally:
             self.console.close()
-            self.metrics.close()
+            for log in self.logs:
+                log.close()
             self.parts.close()
-        result = self.result()
         self.sparsity = report_sparsity(self, final=True) or self.sparsity
-        self._write_status("finished", score=result.score,
-                           final_eval=None if result.final_eval is None else result.final_eval.mean)
-        return result
+        results = [log.result(self.step, self.sparsity) for log in self.logs]
+        for log, result in zip(self.logs, results):
+            log.write_status("finished", self.step, score=result.score,
+                             final_eval=None if result.final_eval is None else result.final_eval.mean)
+        return self.result(results)
 
     def _train_loop(self) -> None:
         c, env, learner = self.config, self.env, self.learner
@@ -160,10 +173,7 @@ class Trainer:
             self.step = step
             done = terminated or truncated
             if done:
-                self.episodes += 1
-                self.row_returns.append(episode_return)
-                self.row_lengths.append(episode_length)
-                self.metrics.scalar("train/episode_return", episode_return, step)
+                self.log.end_episode(episode_return, episode_length, step)
                 episode_return, episode_length = 0.0, 0
             if step % eval_every == 0:
                 self._log_row()
@@ -185,25 +195,33 @@ class Trainer:
                 self.console.update(step)
 
     def _reset(self) -> np.ndarray:
-        obs, _ = self.env.reset(seed=episode_seed(self.config.seed, self.episodes))
+        obs, _ = self.env.reset(seed=episode_seed(self.config.seed, self.log.episodes))
         return obs
 
     def _reached(self, value: float) -> bool:
-        """The latest row's measure (evaluation, or training return without one) is at least `value`."""
-        return bool(self.evaluations) and self.evaluations[-1][0] == self.step and self.evaluations[-1][1] >= value
+        """The latest row measures at least `value` (evaluation, or training return without one)."""
+        return self.log.reached(value, self.step)
+
+    def _evaluate(self) -> list:
+        """Each agent's evaluation (None where the run evaluates nothing)."""
+        c = self.config
+        if not c.eval_episodes:
+            return [None]
+        return [evaluate(self.learner.act_deterministic, self.eval_env, c.eval_episodes, c.evaluation_seed)]
+
+    def _agent_stats(self) -> list[dict]:
+        """Each agent's training statistics since the last row."""
+        return [self.learner.pop_stats()]
 
     def _log_row(self) -> None:
         c = self.config
         eval_start = time.perf_counter()
-        result = evaluate(self.learner.act_deterministic, self.eval_env, c.eval_episodes, c.evaluation_seed) \
-            if c.eval_episodes else None
+        results = self._evaluate()
         now = time.perf_counter()
         train_time = eval_start - self._row_clock
         sps = (self.step - self.row_step) / train_time if self.step > self.row_step and train_time > 0 else math.nan
         self.wall_time = self._wall_offset + now
-        stats = self.learner.pop_stats()
-        if self.sparsifier is not None:
-            stats.update(self.sparsifier.pop_stats())
+        shared = self.sparsifier.pop_stats() if self.sparsifier is not None else {}
         diagnostics, parts = {}, self.parts
         batch = None
         if parts.diagnostics is not None and self.step >= self.next_diagnostics:
@@ -211,29 +229,19 @@ class Trainer:
         if batch is not None:
             diagnostics = parts.diagnostics.compute(batch)
             self.next_diagnostics = (self.step // c.diagnostics_every + 1) * c.diagnostics_every
-        train_return = float(np.mean(self.row_returns)) if self.row_returns else math.nan
-        evaluated = {"eval_return": math.nan, "eval_return_std": math.nan, "eval_length": math.nan}
-        if result is not None:
-            evaluated = {"eval_return": result.mean, "eval_return_std": result.std, "eval_length": result.mean_length}
-        row = {"step": self.step, "wall_time": self.wall_time, "sps": sps, "episodes": self.episodes,
-               "train_return": train_return,
-               "train_length": float(np.mean(self.row_lengths)) if self.row_lengths else math.nan,
-               **evaluated, **stats, **diagnostics}
-        self.metrics.write(row)
-        measure = row[c.measure]  # the score's series
-        if not math.isnan(measure):
-            self.evaluations.append((self.step, measure))
-        self.last_eval = result if result is not None else self.last_eval
-        self.row_step, self.row_returns, self.row_lengths = self.step, [], []
+        stats = [{**agent, **shared} for agent in self._agent_stats()]
+        rows = [log.write_row(self.step, self.wall_time, sps, {**agent, **diagnostics}, result)
+                for log, agent, result in zip(self.logs, stats, results)]
+        self.row_step = self.step
         self._row_clock = time.perf_counter()
-        self.console.update(self.step, last_eval=None if math.isnan(measure) else measure)
-        train_text = "-" if math.isnan(train_return) else f"{train_return:.1f}"
-        sps_text = "-" if math.isnan(sps) else f"{sps:.0f}"
-        eval_text = f"eval {result.mean:9.1f} ± {result.std:7.1f}  " if result is not None else ""
-        self.console.line(f"step {self.step:>9,d}  {eval_text}train {train_text:>9}  {sps_text:>6} steps/s")
-        bad = [k for k, v in stats.items() if not math.isfinite(v)]
+        measures = [row[c.measure] for row in rows if not math.isnan(row[c.measure])]
+        self.console.update(self.step, last_eval=float(np.mean(measures)) if measures else None)
+        self.console.line(f"step {self.step:>9,d}  {row_text(rows, results)}  "
+                          f"{'-' if math.isnan(sps) else f'{sps:.0f}':>6} steps/s")
+        bad = sorted({k for agent in stats for k, v in agent.items() if not math.isfinite(v)})
         if bad:
-            since = self.evaluations[-2][0] if len(self.evaluations) > 1 else 0
+            evaluations = self.log.evaluations
+            since = evaluations[-2][0] if len(evaluations) > 1 else 0
             raise TrainingDiverged(f"non-finite {', '.join(bad)} between steps {since} and {self.step}; "
                                    f"training stopped. {self._last_good()}")
 
@@ -247,19 +255,41 @@ class Trainer:
         if not self.learner.finite():
             raise TrainingDiverged(f"a network parameter or loss became NaN or infinite before step "
                                    f"{self.step}; no checkpoint was written. {self._last_good()}")
-        self.metrics.sync()
+        for log in self.logs:
+            log.sync()
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         save_checkpoint(self.checkpoint_dir / checkpoint_name(self.step), self._payload())
-        save_policy(self, self.run_dir / POLICY_FILE)
+        self._save_policies()
         prune_checkpoints(self.checkpoint_dir, self.config.keep_checkpoints)
 
+    def _save_policies(self) -> None:
+        save_policy(self, self.run_dir / POLICY_FILE)
+
     # --- results and status ---------------------------------------------------------------------
-    def result(self) -> RunResult:
-        return RunResult(self.run_dir, self.step, self.last_eval, self.config.score([m for _, m in self.evaluations]),
-                         list(self.evaluations), self.sparsity)
+    def result(self, results: list[RunResult] | None = None) -> RunResult:
+        """The run's result (a population's: the first agent's, with every agent's in `agents`)."""
+        results = results or [log.result(self.step, self.sparsity) for log in self.logs]
+        return results[0]
 
     def _write_status(self, status: str, **extra) -> None:
-        info = self.info
-        env = {"id": info.env_id, "obs_dim": info.obs_dim, "act_dim": info.act_dim,
-               "max_episode_steps": info.max_episode_steps}
-        files.write_status(self.run_dir, status, self.step, env, **extra)
+        for log in self.logs:
+            log.write_status(status, self.step, **extra)
+
+
+def row_text(rows: list[dict], results: list) -> str:
+    """The console's words for one metrics row: the evaluation and training return (for several
+    agents, their mean, with the lowest and highest)."""
+    def spread(values: list[float]) -> str:
+        values = [v for v in values if not math.isnan(v)]
+        if not values:
+            return f"{'-':>9}"
+        if len(values) == 1:
+            return f"{values[0]:9.1f}"
+        return f"{np.mean(values):9.1f} [{min(values):.1f}, {max(values):.1f}]"
+
+    text = f"train {spread([row['train_return'] for row in rows])}"
+    if results[0] is None:
+        return text
+    if len(results) == 1:
+        return f"eval {results[0].mean:9.1f} ± {results[0].std:7.1f}  {text}"
+    return f"eval {spread([r.mean for r in results])}  {text}"

@@ -13,7 +13,7 @@ RLx2, Tan et al. 2023 §5, and RigL, Evci et al. 2020 Appendix H, report).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from sparserl.sparsity.engine import Group, Sparsifier
 
@@ -23,12 +23,19 @@ class LayerLine:
     network: str
     layer: str
     shape: str
+    """One member's weight shape, out x fan_in."""
     kept: int
     total: int
+    members: int = 1
+    """Ensemble members of the layer (twin critics: 2; a population of K agents multiplies them by K)."""
 
     @property
     def density(self) -> float:
         return self.kept / self.total
+
+    @property
+    def label(self) -> str:
+        return self.shape if self.members == 1 else f"{self.members}x({self.shape})"
 
 
 @dataclass
@@ -43,6 +50,13 @@ class SparsityReport:
     policy_bytes: int | None = None
     """Size of the saved policy file, when there is one."""
 
+    def for_agent(self, agents: int) -> SparsityReport:
+        """One agent's share of a population's report (each of the `agents` keeps as many weights,
+        so every ratio is the population's)."""
+        layers = [replace(line, kept=line.kept // agents, total=line.total // agents,
+                          members=line.members // agents) for line in self.layers]
+        return replace(self, layers=layers)
+
     def to_dict(self) -> dict:
         out = asdict(self)
         for line, layer in zip(out["layers"], self.layers):
@@ -54,7 +68,7 @@ class SparsityReport:
         out = [f"sparsity: {self.method}",
                f"  {'network':<8} {'layer':<22} {'shape':<14} {'density':>8} {'kept':>9}"]
         for line in self.layers:
-            out.append(f"  {line.network:<8} {line.layer:<22} {line.shape:<14} {line.density:>8.3f} "
+            out.append(f"  {line.network:<8} {line.layer:<22} {line.label:<14} {line.density:>8.3f} "
                        f"{line.kept:>9,d}")
         out.append("  " + ", ".join(f"{name} density {value:.3f}" for name, value in self.density.items()))
         out.append(f"  model size {self.model_size:.3f}x dense (networks and targets), inference FLOPs "
@@ -93,9 +107,7 @@ def sparsity_report(sparsifier: Sparsifier, inference: str | None = None) -> Spa
         totals = [layer.shape.numel for layer in group.layers]
         for layer, k, total in zip(group.layers, kept, totals):
             shape = "x".join(str(d) for d in layer.view(layer.param.detach()).shape[1:])
-            if layer.shape.members > 1:
-                shape = f"{layer.shape.members}x({shape})"
-            lines.append(LayerLine(group.name, layer.name, shape, k, total))
+            lines.append(LayerLine(group.name, layer.name, shape, k, total, layer.shape.members))
         density[group.name] = sum(kept) / sum(totals)
         copies = 1 + len(group.targets)
         size_kept += copies * sum(kept)

@@ -45,7 +45,8 @@ def collect_runs(dirs: list[str | Path]) -> list[RunData]:
     for root in map(Path, dirs):
         if not root.exists():
             raise ConfigError(f"report: {root} does not exist")
-        candidates = [root] if (root / "config.yaml").is_file() else sorted(p.parent for p in root.rglob("config.yaml"))
+        single = (root / "config.yaml").is_file() and not (files.read_status(root) or {}).get("agents")
+        candidates = [root] if single else sorted(p.parent for p in root.rglob("config.yaml"))
         for path in candidates:
             config = files.read_run_config(path)
             measure = config.measure

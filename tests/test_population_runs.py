@@ -1,0 +1,134 @@
+"""Populations as runs: one buffer ring per agent, lockstep evaluation, one run directory per agent
+(read by report, eval and export like a single run's), exact resume after SIGKILL, clear refusals."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sparserl.cli import main
+from sparserl.config import Config
+from sparserl.deploy import load_policy
+from sparserl.errors import ConfigError
+from sparserl.replay import ReplayBuffer
+from sparserl.runs.api import resume, train
+from sparserl.runs.evaluate import evaluate, evaluate_agents
+from sparserl.studies.collect import collect_runs
+from tests.test_resume import checkpoint_steps, cli, kill_after_checkpoint, rows
+
+OBS, ACT = 3, 2
+
+
+def fill(buffer: ReplayBuffer, agents: int, count: int) -> None:
+    """Agent a's transition t carries 1000 a + t in every field."""
+    for t in range(count):
+        v = (1000 * np.arange(agents) + t).astype(np.float32)
+        buffer.add(np.repeat(v[:, None], OBS, 1), np.repeat(v[:, None], ACT, 1), v, np.repeat(v[:, None] + 0.5, OBS, 1),
+                   t % 7 == 6, t % 5 == 4, np.repeat(-v[:, None], ACT, 1))
+
+
+@settings(max_examples=40, deadline=None)
+@given(agents=st.integers(2, 4), capacity=st.integers(4, 30), count=st.integers(4, 80), n=st.integers(1, 3),
+       seed=st.integers(0, 5))
+def test_population_buffer_samples_each_agents_own_windows(agents, capacity, count, n, seed):
+    buffer = ReplayBuffer(OBS, ACT, capacity, seed=seed, agents=agents)
+    fill(buffer, agents, count)
+    batch = buffer.sample(32, n=n)
+    rewards = batch.reward if n > 1 else batch.reward.unsqueeze(-1)
+    assert rewards.shape == (agents, 32, n) and batch.obs.shape[:2] == (agents, 32)
+    step = rewards - 1000 * torch.arange(agents).view(-1, 1, 1)  # each agent's own transitions only
+    assert (step >= count - len(buffer)).all() and (step <= count - 1).all()
+    np.testing.assert_array_equal(np.diff(rewards.numpy(), axis=-1), 1.0)  # consecutive windows
+    assert torch.equal(batch.terminated, ((step % 7) == 6).float().squeeze(-1) if n == 1 else ((step % 7) == 6).float())
+    restored = ReplayBuffer(OBS, ACT, capacity, seed=99, agents=agents)
+    restored.load_state_dict(buffer.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(restored.sample(16, n=n), buffer.sample(16, n=n)))
+
+
+def test_lockstep_evaluation_equals_each_agents_own():
+    envs = [gym.make("Pendulum-v1") for _ in range(3)]
+    weights = np.random.default_rng(0).normal(size=(3, 3, 1)).astype(np.float32)
+
+    def policy(obs):  # (K, 3) -> (K, 1): a different linear policy per agent
+        return np.stack([np.tanh(o @ w) for o, w in zip(obs, weights)])
+
+    together = evaluate_agents(policy, envs, 2, [5, 6, 7])
+    for k in range(3):
+        alone = evaluate(lambda o, k=k: np.tanh(o @ weights[k]), gym.make("Pendulum-v1"), 2, 5 + k)
+        assert together[k] == alone
+
+
+def population_config(tmp_path: Path, **changes) -> Config:
+    values = dict(env="Pendulum-v1", algo="td3", population=3, seed=4, total_steps=700, start_steps=200,
+                  batch_size=32, buffer_size=5000, hidden=(32, 32), eval_every=350, eval_episodes=1,
+                  checkpoint_every=350, threads=1, progress=False, tensorboard=False, diagnostics_every=0,
+                  run_dir=str(tmp_path / "population"))
+    values.update(changes)
+    return Config(**values)
+
+
+def test_each_agent_writes_a_run_directory_that_reads_as_a_single_run(tmp_path):
+    config = population_config(tmp_path, sparsity={"method": "static", "actor_sparsity": 0.8, "critic_sparsity": 0.8})
+    result = train(config)
+    assert [Path(r.run_dir).name for r in result.agents] == ["seed-4", "seed-5", "seed-6"]
+    assert result.score == pytest.approx(np.mean([r.score for r in result.agents]))
+    for agent, seed in zip(result.agents, (4, 5, 6)):
+        saved = yaml.safe_load((agent.run_dir / "config.yaml").read_text())
+        assert saved["population"] == 1 and saved["seed"] == seed and saved["run_dir"] == str(agent.run_dir)
+        assert [int(r["step"]) for r in rows(agent.run_dir)] == [0, 350, 700]
+        policy = load_policy(agent.run_dir)  # its own actor, 80 % sparse, as a single run's file
+        assert policy.act(np.zeros(3, dtype=np.float32)).shape == (1,)
+        assert main(["eval", str(agent.run_dir), "--episodes", "1"]) == 0
+        assert main(["export", str(agent.run_dir), "--out", str(tmp_path / f"{seed}.safetensors")]) == 0
+        with pytest.raises(ConfigError, match="one agent of the population"):
+            resume(agent.run_dir)
+    scores = [r.score for r in result.agents]
+    assert len(set(scores)) == 3  # three different agents, not one trained three times
+    assert sorted(run.path.name for run in collect_runs([config.run_dir])) == ["seed-4", "seed-5", "seed-6"]
+    finished = resume(config.run_dir)  # already at total_steps: its result, read back
+    assert [r.score for r in finished.agents] == pytest.approx(scores)
+
+
+@pytest.mark.slow
+def test_population_sigkill_and_resume_gives_identical_metrics_for_every_agent(tmp_path):
+    """Checkpoints at 450 and 900 fall mid-episode (Pendulum's episodes are 200 steps): the resumed
+    population replays each agent's episode so far; RigL's topology updates continue per agent."""
+    values = population_config(tmp_path, total_steps=1200, eval_every=300, checkpoint_every=450,
+                               sparsity={"method": "rigl", "actor_sparsity": 0.5, "critic_sparsity": 0.5,
+                                         "update_interval": 100}).to_dict()
+    values.pop("run_dir")
+    path = tmp_path / "population.yaml"
+    path.write_text(yaml.safe_dump(values))
+    full, broken = tmp_path / "full", tmp_path / "killed"
+    subprocess.run(cli("train", "--config", str(path), "--run-dir", str(full)), check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    killed_at = kill_after_checkpoint(cli("train", "--config", str(path), "--run-dir", str(broken)), broken,
+                                      min_step=800, metrics_dir=broken / "seed-4")
+    assert killed_at == 900 and checkpoint_steps(broken)[-1] == 900
+    subprocess.run(cli("train", "--resume", str(broken)), check=True, stdout=subprocess.DEVNULL)
+    for seed in (4, 5, 6):
+        expected, got = rows(full / f"seed-{seed}"), rows(broken / f"seed-{seed}")
+        assert len(expected) == 5 and got == expected, f"agent {seed}: resumed metrics differ"
+    assert rows(full / "seed-4") != rows(full / "seed-5")
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"population": 0}, "population must be an integer >= 1, got 0"),
+    ({"seeds": (1, 2)}, "seeds lists 2 seeds for a population of 3"),
+    ({"seeds": (1, 1, 2)}, "seeds must differ"),
+    ({"algo": "stream-ac", "start_steps": 0, "batch_size": 256, "buffer_size": 1_000_000},
+     "stream-ac is a streaming algorithm"),
+    ({"dynamic_buffer": True}, "dynamic_buffer"),
+    ({"execution": "csr", "sparsity": "rigl"}, "execution csr"),
+])
+def test_a_population_that_cannot_be_batched_is_refused_by_name(tmp_path, changes, words):
+    with pytest.raises(ConfigError, match=words.replace("(", r"\(")):
+        population_config(tmp_path, **changes).validate()
