@@ -11,13 +11,13 @@ evaluation after every 5 000 steps, so a run of `--steps` steps pays for steps /
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import tempfile
 import time
 
 import torch
 
+from sparserl import hardware
 from sparserl.config import Config
 from sparserl.runs.api import train
 
@@ -37,8 +37,9 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--steps", type=int, default=15_000)
     args = parser.parse_args()
-    print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, {args.threads} torch threads, "
-          f"torch {torch.__version__}; {args.steps} steps per run, diagnostics every 5 000")
+    torch.set_num_threads(args.threads)  # (each run sets it again from its config)
+    print(f"machine: {hardware.describe()}, torch {torch.__version__}; {args.steps} steps per run, "
+          f"diagnostics every 5 000")
     ratios = []
     with tempfile.TemporaryDirectory() as folder:
         for i in range(args.pairs):

@@ -12,13 +12,13 @@ by the dense step time of the same round.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import tempfile
 import time
 
 import torch
 
+from sparserl import hardware
 from sparserl.config import Config, NetworkSparsity
 from sparserl.runs.trainer import Trainer
 
@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1000)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"machine: {platform.machine()}, {args.threads} torch threads, torch {torch.__version__}")
+    print(f"machine: {hardware.describe()}, torch {torch.__version__}")
     with tempfile.TemporaryDirectory() as folder:
         trainers = {name: make_trainer(name, cfg, args.threads, args.warmup, folder) for name, cfg in VARIANTS.items()}
         rigl = trainers["rigl-90"].sparsifier

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import platform
 import statistics
 import tempfile
 import time
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sparserl import native
+from sparserl import hardware, native
 from sparserl.algos import make_agent
 from sparserl.config import Config, NetworkSparsity
 from sparserl.deploy import load_policy
@@ -182,8 +181,7 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, {args.threads} torch threads, "
-          f"torch {torch.__version__}; {args.rounds} interleaved rounds")
+    print(f"machine: {hardware.describe()}, torch {torch.__version__}; {args.rounds} interleaved rounds")
     update_ms, act_us, headline = {}, {}, {}
     names = ["dense", *SPARSE]
     print(f"sparse kernels: {native.status()}")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
 import statistics
 import time
 
@@ -30,6 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from sparserl import hardware
 
 ENV = "Hopper-v5"
 
@@ -180,14 +181,6 @@ class Sparserl:
         self.obs = obs
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
 def env_rate(steps: int) -> float:
     from sparserl.envs import make_env
 
@@ -242,8 +235,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"machine: {cpu_name()}, torch {torch.__version__}, "
-          f"{args.threads} thread(s), {ENV} with the time feature")
+    print(f"machine: {hardware.describe()}, torch {torch.__version__}, {ENV} with the time feature")
     ceiling = env_rate(5 * args.segment)
     print(f"environment alone: {ceiling:,.0f} steps/s")
     results = {}

@@ -17,12 +17,13 @@ nothing else cost anything.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
 import numpy as np
 import torch
+
+from sparserl import hardware
 
 ENV = "Hopper-v5"
 HIDDEN = (256, 256)
@@ -123,8 +124,7 @@ def main() -> None:
     import tempfile
 
     torch.set_num_threads(args.threads)
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}")
+    print(f"machine: {hardware.describe()}, torch {torch.__version__}")
     with tempfile.TemporaryDirectory() as tmp:
         ours = Sparserl(args.threads, args.warmup, f"{tmp}/run")
         sb3 = StableBaselines3(args.threads, args.warmup)

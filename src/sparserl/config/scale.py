@@ -1,10 +1,12 @@
 """The section of the run configuration that says how a run uses the machine: how many agents one
-process trains in lockstep (a population, each agent with its own seed and run directory)."""
+process trains in lockstep (a population, each agent with its own seed and run directory), and the
+precision of the updates' products."""
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Literal
 
 from sparserl.config import checks
 from sparserl.config.checks import require
@@ -21,10 +23,15 @@ class Scale:
     one batched product per layer serves every agent."""
     seeds: tuple[int, ...] = ()
     """The population's seeds, one per agent; empty means seed, seed + 1, ..."""
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
+    """Products of the replay updates: fp32; bf16 (autocast: bfloat16 products, with float32
+    weights, gradients, optimiser state and TD-target sums); or auto, bf16 where the CPU (AMX,
+    AVX512-BF16) or GPU has bfloat16 matrix units, else fp32 (the choice is printed at start)."""
 
     def problems(self) -> list[str]:
         out = require(self, ("population",), checks.positive_int, "an integer >= 1")
         out += [f"seeds must be integers in [0, 2**32), got {s!r}" for s in self.seeds if not checks.seed(s)]
+        out += self._precision_problems()
         if self.seeds and checks.positive_int(self.population) and len(self.seeds) != self.population:
             out.append(f"seeds lists {len(self.seeds)} seeds for a population of {self.population}; give one "
                        f"per agent (or none: seed, seed + 1, ...)")
@@ -51,6 +58,14 @@ class Scale:
         if self.execution != "dense":
             out.append(f"execution {self.execution}: a population runs masked dense products; use execution dense")
         return out
+
+    def _precision_problems(self) -> list[str]:
+        from sparserl.algos import ALGORITHMS
+
+        if self.precision == "bf16" and self.algo in ALGORITHMS and ALGORITHMS.get(self.algo).streaming:
+            return [f"precision bf16: {self.algo} updates one transition at a time, where the cost is the "
+                    f"number of operations, not their size; bf16 brings nothing there (use fp32 or auto)"]
+        return []
 
     @property
     def agent_seeds(self) -> list[int]:

@@ -17,6 +17,7 @@ from sparserl.algos import ALGORITHMS, Agent, make_agent
 from sparserl.config import Config
 from sparserl.envs import EnvInfo, env_info, make_env
 from sparserl.errors import ConfigError
+from sparserl.hardware import update_dtype
 from sparserl.replay import DynamicCapacity, ReplayBuffer
 from sparserl.runs.learner import Learner, OffPolicyLearner
 
@@ -152,7 +153,8 @@ def build_run(config: Config) -> Run:
             drop_fraction=c.buffer_drop_fraction, samples=c.buffer_check_samples or 8 * c.batch_size,
             until_below=c.buffer_shrink == "until_below")
     learner = OffPolicyLearner(agent, buffer, capacity, seed=c.seed, start_steps=c.start_steps,
-                               batch_size=c.batch_size, updates_per_step=c.updates_per_step)
+                               batch_size=c.batch_size, updates_per_step=c.updates_per_step,
+                               autocast=update_dtype(c.precision))
     if c.diagnostics_every and agents is None:  # (not computed for a population: config.scale)
         from sparserl.diagnostics import Diagnostics
 

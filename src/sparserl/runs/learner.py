@@ -12,6 +12,7 @@ axis of K, and `pop_agent_stats` gives each agent's statistics.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Protocol
 
@@ -63,8 +64,11 @@ class OffPolicyLearner:
     """An agent with its replay buffer (and dynamic capacity), warm-up and update schedule."""
 
     def __init__(self, agent: Agent, buffer: ReplayBuffer, capacity: DynamicCapacity | None, *, seed: int,
-                 start_steps: int, batch_size: int, updates_per_step: int):
+                 start_steps: int, batch_size: int, updates_per_step: int, autocast: torch.dtype | None = None):
         self.agent, self.buffer, self.capacity = agent, buffer, capacity
+        self.autocast_dtype = autocast
+        self._precision = torch.autocast("cpu", dtype=autocast) if autocast is not None else contextlib.nullcontext()
+        """Around every update: bf16 autocast (sparserl.hardware.update_dtype), or nothing."""
         self.start_steps, self.batch_size, self.updates_per_step = start_steps, batch_size, updates_per_step
         self.rng = np.random.default_rng(seed)  # warm-up actions
         self.action_shape = (*(() if agent.population is None else (agent.population,)), agent.info.act_dim)
@@ -84,8 +88,9 @@ class OffPolicyLearner:
         buffer, agent = self.buffer, self.agent
         buffer.add(obs, action, reward, next_obs, terminated, truncated, policy_action)
         if step >= self.start_steps:
-            for _ in range(self.updates_per_step):
-                agent.update(buffer.sample(self.batch_size, min(agent.horizon, len(buffer))))
+            with self._precision:
+                for _ in range(self.updates_per_step):
+                    agent.update(buffer.sample(self.batch_size, min(agent.horizon, len(buffer))))
         if self.capacity is not None:
             self.capacity.maybe_check(step + 1, agent.policy)
 

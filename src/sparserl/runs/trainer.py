@@ -23,6 +23,7 @@ import torch
 from sparserl.config import Config
 from sparserl.envs import episode_seed
 from sparserl.errors import CheckpointError, TrainingDiverged
+from sparserl.hardware import precision_line
 from sparserl.policy_file import POLICY_FILE
 from sparserl.runs.build import build_run
 from sparserl.runs.checkpoint import (
@@ -126,6 +127,8 @@ class Trainer:
         self._row_clock = session_start
         self._write_status("running")
         self.sparsity = report_sparsity(self)
+        if self.config.precision != "fp32":
+            self.console.line(precision_line(getattr(self.learner, "autocast_dtype", None), self.config.precision))
         try:
             if self.step == 0 and not self.log.evaluations:
                 self._log_row()  # the untrained policy, as in the TD3 protocol

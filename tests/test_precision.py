@@ -1,0 +1,79 @@
+"""--precision: bf16 autocast around the replay updates, float32 everywhere it accumulates; `auto`
+decides from the machine's matrix units (sparserl.hardware)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from sparserl import hardware
+from sparserl.algos import make_agent
+from sparserl.config import Config
+from sparserl.envs import EnvInfo
+from sparserl.errors import ConfigError, ConfigWarning
+from sparserl.replay import ReplayBuffer
+from sparserl.runs.learner import OffPolicyLearner
+
+INFO = EnvInfo("test", obs_dim=5, act_dim=2, max_episode_steps=None)
+
+
+@pytest.mark.parametrize("units", [True, False])
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_auto_takes_bf16_only_where_there_are_matrix_units(monkeypatch, units, device):
+    monkeypatch.setattr(hardware, "cpu_has_bf16_matrix_units", lambda: units and device == "cpu")
+    monkeypatch.setattr(hardware, "cuda_has_bf16", lambda: units and device == "cuda")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # auto and fp32 never warn
+        assert hardware.update_dtype("auto", device) == (torch.bfloat16 if units else None)
+        assert hardware.update_dtype("fp32", device) is None
+    if units:
+        assert hardware.update_dtype("bf16", device) is torch.bfloat16
+    else:
+        with pytest.warns(ConfigWarning, match="emulated"):
+            assert hardware.update_dtype("bf16", device) is torch.bfloat16
+    assert ("float32" in hardware.precision_line(None, "auto")) and "bf16" in hardware.precision_line(torch.bfloat16,
+                                                                                                      "bf16")
+
+
+def learner(precision):
+    torch.manual_seed(0)
+    agent = make_agent(INFO, Config(hidden=(32, 32)))
+    buffer = ReplayBuffer(INFO.obs_dim, INFO.act_dim, 1000, seed=0)
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(300):
+        obs, action = torch.randn(INFO.obs_dim, generator=generator), torch.rand(INFO.act_dim, generator=generator)
+        buffer.add(obs.numpy(), action.numpy(), float(obs.sum()), (obs * 0.9).numpy(), False, False, action.numpy())
+    return OffPolicyLearner(agent, buffer, None, seed=0, start_steps=0, batch_size=64, updates_per_step=1,
+                            autocast=precision)
+
+
+def test_bf16_updates_keep_float32_weights_gradients_and_optimiser_state():
+    fp32, bf16 = learner(None), learner(torch.bfloat16)
+    for step in range(40):
+        for run in (fp32, bf16):
+            run.observe(*[x.numpy() for x in (torch.zeros(5), torch.zeros(2))], 0.0, torch.zeros(5).numpy(),
+                        False, False, torch.zeros(2).numpy(), step)
+    for name, module in bf16.agent.networks.items():
+        for p in module.parameters():
+            assert p.dtype == torch.float32 and (p.grad is None or p.grad.dtype == torch.float32), name
+    for optimizer in bf16.agent.optimizers.values():
+        for state in optimizer.state.values():
+            assert all(v.dtype == torch.float32 for k, v in state.items() if k != "step")
+    ours, theirs = bf16.agent.pop_stats(), fp32.agent.pop_stats()
+    assert ours["critic_loss"] != theirs["critic_loss"]  # the products really ran in bfloat16
+    assert ours["critic_loss"] == pytest.approx(theirs["critic_loss"], rel=0.1)
+    for a, b in zip(bf16.agent.critic.parameters(), fp32.agent.critic.parameters()):
+        torch.testing.assert_close(a, b, rtol=0.05, atol=0.02)
+
+
+def test_bf16_is_refused_for_a_streaming_algorithm():
+    with pytest.raises(ConfigError, match="precision bf16: stream-ac"):
+        Config(algo="stream-ac", precision="bf16", start_steps=0).validate()
+
+
+def test_the_machine_line_names_the_cpu_and_its_extensions():
+    line = hardware.describe()
+    assert hardware.cpu_name() in line and "bf16 matrix units" in line
+    assert set(hardware.cpu_extensions()) <= set(hardware.EXTENSIONS)
