@@ -13,8 +13,9 @@ from sparserl.algos.draws import Draws
 from sparserl.config import Config
 from sparserl.envs import EnvInfo
 from sparserl.population import member_view
-from sparserl.population.members import copy_member
+from sparserl.population.members import copy_member, member_state
 from sparserl.replay import Batch
+from sparserl.runs.build import build_agent
 
 INFO = EnvInfo("test", obs_dim=3, act_dim=2, max_episode_steps=None)
 AGENTS = 3
@@ -39,18 +40,22 @@ def stack(batches: list[Batch]) -> Batch:
 
 
 def build(config: Config, dtype: torch.dtype):
-    """A population of AGENTS and one single agent per member, holding the population's parameters."""
+    """A population of AGENTS and one single agent per member, holding the population's parameters
+    (and, when sparse, its masks and the sparsity method's state)."""
     default = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
-        population = make_agent(INFO, config)
-        singles = [make_agent(INFO, config.replace(population=1, seed=seed)) for seed in config.agent_seeds]
+        population = build_agent(config, INFO)[0]
+        singles = [build_agent(config.replace(population=1, seed=seed), INFO)[0] for seed in config.agent_seeds]
     finally:
         torch.set_default_dtype(default)
     for k, (single, seed) in enumerate(zip(singles, config.agent_seeds)):
         for name, module in single.networks.items():
             copy_member(population.networks[name], module, k, AGENTS)
         single.draws = Draws([seed], population=False)  # the stream agent k draws in the population
+        if single.sparsifier is not None:
+            state = single.sparsifier.state_dict()
+            single.sparsifier.load_state_dict(member_state(population.sparsifier.state_dict(), k, AGENTS, state))
     return population, singles
 
 
@@ -80,6 +85,44 @@ def test_population_updates_equal_separate_agents(algo, nstep, dtype):
             for key, tensor in module.state_dict().items():
                 ours = member_view(population.networks[name].state_dict()[key], tensor.shape, k, AGENTS)
                 torch.testing.assert_close(ours, tensor, **TOLERANCE[dtype], msg=f"agent {k} {name}.{key}")
+
+
+SPARSE = {
+    "static": {"method": "static", "actor_sparsity": 0.8, "critic_sparsity": 0.8},
+    # topology updates every 25 critic steps: eight of them within the 200 updates, per agent
+    "rigl": {"method": "rigl", "actor_sparsity": 0.7, "critic_sparsity": 0.7, "update_interval": 25},
+    "nm:2:4-srste": {"method": "nm:2:4", "nm_gradient": "srste"},
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("method", list(SPARSE))
+def test_sparse_populations_keep_each_agents_masks_and_their_evolution(method, dtype):
+    config = Config(algo="td3", hidden=(16, 16), population=AGENTS, seed=11, sparsity=SPARSE[method],
+                    total_steps=1000, start_steps=0)
+    torch.manual_seed(0)
+    population, singles = build(config, dtype)
+    initial = [m.clone() for m in population.sparsifier.groups["critic"].masks]
+    generator = torch.Generator().manual_seed(2)
+    for _ in range(200):
+        batches = [random_batch(generator, 16, 1, dtype) for _ in singles]
+        population.update(stack(batches))
+        for single, batch in zip(singles, batches):
+            single.update(batch)
+    masks = population.sparsifier.groups["critic"].masks
+    if method == "rigl":  # the topology moved, differently for each agent's critics
+        assert any(not torch.equal(a, b) for a, b in zip(initial, masks))
+    for k, single in enumerate(singles):
+        for name in ("actor", "critic"):
+            ours, theirs = population.sparsifier.groups[name].masks, single.sparsifier.groups[name].masks
+            for mask, expected in zip(ours, theirs):
+                assert torch.equal(member_view(mask, expected.shape, k, AGENTS), expected), (method, k, name)
+            for key, tensor in single.networks[name].state_dict().items():
+                got = member_view(population.networks[name].state_dict()[key], tensor.shape, k, AGENTS)
+                torch.testing.assert_close(got, tensor, **TOLERANCE[dtype], msg=f"agent {k} {name}.{key}")
+    first, second = (member_view(masks[1], singles[0].sparsifier.groups["critic"].masks[1].shape, k, AGENTS)
+                     for k in (0, 1))
+    assert not torch.equal(first, second)  # each agent its own mask
 
 
 def test_population_acts_per_agent_with_its_own_noise():
