@@ -8,7 +8,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparserl.algos import make_agent
 from sparserl.algos.draws import Draws
 from sparserl.config import Config
 from sparserl.envs import EnvInfo
