@@ -132,3 +132,30 @@ def test_population_sigkill_and_resume_gives_identical_metrics_for_every_agent(t
 def test_a_population_that_cannot_be_batched_is_refused_by_name(tmp_path, changes, words):
     with pytest.raises(ConfigError, match=words.replace("(", r"\(")):
         population_config(tmp_path, **changes).validate()
+
+
+def test_a_packed_sweep_trains_each_seed_group_as_one_population(tmp_path):
+    from sparserl.studies import run_sweep, spec_from_dict
+
+    def spec(pack):
+        return spec_from_dict({
+            "name": "packed", "pack": pack, "output": str(tmp_path / "packed"),
+            "base": {"env": "Pendulum-v1", "total_steps": 300, "start_steps": 100, "batch_size": 32,
+                     "buffer_size": 5000, "hidden": [16, 16], "eval_every": 150, "eval_episodes": 1,
+                     "checkpoint_every": 150, "tensorboard": False, "diagnostics_every": 0,
+                     "buffer_min_size": 1000, "buffer_check_every": 150},
+            "axes": {"seed": [0, 1, 2], "dynamic_buffer": [False, True]}})
+
+    lines = []
+    result = run_sweep(spec(True), workers=2, log=lines.append)
+    ids = sorted(o.run_id for o in result.outcomes)
+    # the dynamic buffer cannot be batched: those three seeds stay single runs
+    assert ids == ["seed=0+1+2_dynamic_buffer=False", "seed=0_dynamic_buffer=True", "seed=1_dynamic_buffer=True",
+                   "seed=2_dynamic_buffer=True"]
+    assert any("3 seeds trained as 1 populations" in line and "3 runs on their own" in line for line in lines)
+    assert {o.status for o in result.outcomes} == {"finished"}
+    population = tmp_path / "packed" / "runs" / "seed=0+1+2_dynamic_buffer=False"
+    assert sorted(p.name for p in population.glob("seed-*")) == ["seed-0", "seed-1", "seed-2"]
+    assert len(collect_runs([tmp_path / "packed"])) == 6  # every seed, packed or not, reads as a run
+    again = run_sweep(spec(True), workers=2, log=lines.append)
+    assert {o.status for o in again.outcomes} == {"skipped"}

@@ -21,7 +21,7 @@ class SweepArgs:
 
     spec: tyro.conf.Positional[Path | None] = None
     """A sweep spec YAML file (name, preset, base, axes, threads, output)."""
-    axis: tuple[str, ...] = ()
+    axis: tyro.conf.UseAppendAction[tuple[str, ...]] = ()
     """Axes given on the command line instead of (or on top of) the spec: KEY=V1,V2 (repeatable)."""
     preset: str | None = None
     """Base preset when no spec file is given."""
@@ -39,6 +39,10 @@ class SweepArgs:
     """Ray cluster address (e.g. auto); default: start a local Ray instance."""
     dry_run: bool = False
     """List the runs and stop."""
+    pack: bool = False
+    """Train the seeds of runs that differ only in their seed as one population each (one process,
+    each layer one batched product for all of them; sparserl.population); each seed keeps its own
+    agent directory inside the population's."""
 
 
 def cmd_sweep(argv: list[str]) -> int:
@@ -58,6 +62,8 @@ def cmd_sweep(argv: list[str]) -> int:
     for key in ("name", "threads"):
         if getattr(args, key) is not None:
             data[key] = getattr(args, key)
+    if args.pack:
+        data["pack"] = True
     if args.output is not None:
         data["output"] = str(args.output)
     elif args.name is not None and args.spec is not None:
@@ -127,6 +133,10 @@ class ReproduceArgs:
     """Ray cluster address (e.g. auto); default: start a local Ray instance."""
     dry_run: bool = False
     """List the runs and stop."""
+    pack: bool = False
+    """Train the seeds of runs that differ only in their seed as one population each (one process,
+    each layer one batched product for all of them; sparserl.population); each seed keeps its own
+    agent directory inside the population's."""
 
 
 def cmd_reproduce(argv: list[str]) -> int:

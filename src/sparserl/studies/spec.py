@@ -25,6 +25,7 @@ import dataclasses
 import difflib
 import itertools
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,10 +35,10 @@ import yaml
 from sparserl.config import SPARSITY_KEYS, Config, merged, resolve_values
 from sparserl.config.presets import read_yaml
 from sparserl.envs import check_env_id
-from sparserl.errors import ConfigError
+from sparserl.errors import ConfigError, ConfigWarning
 from sparserl.studies.budget import compress_schedule
 
-SPEC_KEYS = ("name", "preset", "base", "axes", "threads", "output", "budget")
+SPEC_KEYS = ("name", "preset", "base", "axes", "threads", "output", "budget", "pack")
 
 
 @dataclass
@@ -47,6 +48,11 @@ class RunPlan:
     run_id: str
     values: dict[str, Any]
     config: Config
+
+    @property
+    def agents(self) -> int:
+        """Agents the run trains (a packed population's seeds, else 1)."""
+        return self.config.population
 
     @property
     def run_dir(self) -> Path:
@@ -62,6 +68,8 @@ class SweepSpec:
     threads: int = 1
     output: str | None = None
     budget: dict[str, int] | None = None
+    pack: bool = False
+    """Train the seeds of runs that differ only in their seed as one population each."""
 
     @property
     def output_dir(self) -> Path:
@@ -69,7 +77,7 @@ class SweepSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "preset": self.preset, "base": self.base, "axes": self.axes,
-                "threads": self.threads, "output": str(self.output_dir), "budget": self.budget}
+                "threads": self.threads, "output": str(self.output_dir), "budget": self.budget, "pack": self.pack}
 
 
 def load_spec(path: str | Path) -> SweepSpec:
@@ -101,10 +109,13 @@ def spec_from_dict(data: dict[str, Any], default_name: str = "sweep", source: st
                                or not all(isinstance(v, int) for v in budget.values())):
         raise ConfigError(f"{source}: budget must be a mapping with integer total_steps and start_steps, "
                           f"got {budget!r}")
+    pack = data.get("pack", False)
+    if not isinstance(pack, bool):
+        raise ConfigError(f"{source}: pack must be true or false, got {pack!r}")
     spec = SweepSpec(name=str(data.get("name") or default_name),
                      axes={k: _as_list(k, v, source) for k, v in axes.items()},
                      base=dict(base), preset=data.get("preset"), threads=threads, output=data.get("output"),
-                     budget=budget)
+                     budget=budget, pack=pack)
     expand(spec)  # validates every axis and value now, before anything runs
     return spec
 
@@ -162,7 +173,33 @@ def expand(spec: SweepSpec) -> list[RunPlan]:
         plans.append(RunPlan(run_id, values, config))
     for env in sorted({plan.config.env for plan in plans}):
         check_env_id(env)
-    return plans
+    return pack_seeds(plans, spec) if spec.pack and "seed" in spec.axes else plans
+
+
+def pack_seeds(plans: list[RunPlan], spec: SweepSpec) -> list[RunPlan]:
+    """Runs that differ only in their seed, as one population each (sparserl.population): run id
+    `seed=0+1+2`, written to that folder with an agent directory per seed. Runs a population cannot
+    batch (config.scale says which) stay as they are."""
+    groups: dict[str, list[RunPlan]] = {}
+    for plan in plans:
+        key = {k: v for k, v in plan.config.to_dict().items() if k not in ("seed", "run_dir")}
+        groups.setdefault(repr(sorted(key.items())), []).append(plan)
+    out = []
+    for group in groups.values():
+        seeds = [plan.config.seed for plan in group]
+        run_id = "_".join(f"{k}={'+'.join(map(str, seeds)) if k == 'seed' else _slug(v)}"
+                          for k, v in group[0].values.items())
+        config = group[0].config.replace(population=len(seeds), seeds=tuple(seeds),
+                                         run_dir=str(spec.output_dir / "runs" / run_id))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConfigWarning)  # (diagnostics: said once, by the run)
+                config.validate()
+        except ConfigError:
+            out += group  # not batchable: the runs stay separate
+            continue
+        out.append(RunPlan(run_id, {**group[0].values, "seed": seeds}, config) if len(group) > 1 else group[0])
+    return out
 
 
 def _apply(base: dict[str, Any], values: dict[str, Any], name: str) -> dict[str, Any]:
