@@ -77,3 +77,37 @@ def test_the_machine_line_names_the_cpu_and_its_extensions():
     line = hardware.describe()
     assert hardware.cpu_name() in line and "bf16 matrix units" in line
     assert set(hardware.cpu_extensions()) <= set(hardware.EXTENSIONS)
+
+
+def test_a_device_that_is_not_there_is_refused_by_name(monkeypatch):
+    monkeypatch.setattr(hardware, "cuda_available", lambda: False)
+    with pytest.raises(ConfigError, match="device cuda: no CUDA device is visible"):
+        hardware.resolve_device("cuda")
+    assert hardware.resolve_device("auto") == torch.device("cpu")
+    monkeypatch.setattr(hardware, "cuda_available", lambda: True)
+    assert hardware.resolve_device("auto") == torch.device("cuda")
+    assert hardware.resolve_device("auto", streaming=True) == torch.device("cpu")  # batch-1 steps stay on the CPU
+    with pytest.raises(ConfigError, match="device cuda: streaming learners"):
+        hardware.resolve_device("cuda", streaming=True)
+
+
+def test_agents_are_built_on_their_device_and_act_through_host_arrays():
+    agent = make_agent(INFO, Config(hidden=(16,), device="cpu"))
+    assert agent.device == torch.device("cpu") and agent.draws.device == torch.device("cpu")
+    assert all(p.device == agent.device for m in agent.networks.values() for p in m.parameters())
+    action, mean = agent.act(torch.zeros(INFO.obs_dim).numpy())
+    assert action.shape == mean.shape == (INFO.act_dim,)
+
+
+def test_the_device_path_of_the_replay_buffer_stores_what_the_host_path_does():
+    """On a GPU a transition goes through a host staging row; here the same path runs on the CPU."""
+    host, staged = ReplayBuffer(3, 2, 50, seed=0, agents=2), ReplayBuffer(3, 2, 50, seed=0, agents=2)
+    staged._rows, staged._staging = None, torch.zeros(2, staged.row_width)
+    generator = torch.Generator().manual_seed(0)
+    for step in range(70):  # wraps around the ring
+        fields = [torch.randn(2, n, generator=generator).numpy() for n in (3, 2)]
+        reward, flags = torch.randn(2, generator=generator).numpy(), (step % 3 == 0, step % 4 == 0)
+        for buffer in (host, staged):
+            buffer.add(fields[0], fields[1], reward, fields[0] * 2, *flags, fields[1] * -1)
+    assert torch.equal(host._storage, staged._storage)
+    assert all(torch.equal(a, b) for a, b in zip(host.sample(8, n=2), staged.sample(8, n=2)))

@@ -58,6 +58,26 @@ def cuda_has_bf16() -> bool:
     return cuda_available() and torch.cuda.is_bf16_supported()
 
 
+def resolve_device(choice: str, streaming: bool = False) -> torch.device:
+    """The device of a run's networks, optimisers and replay for `device` cpu, cuda or auto (CUDA
+    where there is a GPU; the CPU for streaming learners, whose batch-1 steps gain nothing there).
+    A device that is not there is a ConfigError naming it."""
+    from sparserl.errors import ConfigError
+
+    if choice == "cuda":
+        if streaming:
+            raise ConfigError("device cuda: streaming learners update one transition at a time, which a GPU does "
+                              "not speed up; use device cpu (or auto)")
+        if not cuda_available():
+            built = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+            raise ConfigError(f"device cuda: no CUDA device is visible to torch {torch.__version__} ({built}); "
+                              f"use device cpu or auto")
+        return torch.device("cuda")
+    if choice == "auto" and cuda_available() and not streaming:
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
 def update_dtype(precision: str, device_type: str = "cpu") -> torch.dtype | None:
     """The autocast dtype of the replay updates for `precision` (fp32, bf16, auto) on this machine:
     bfloat16, or None for float32. bf16 asked for where it is emulated draws a ConfigWarning."""

@@ -50,9 +50,14 @@ def check_action_space(algo: str, info) -> None:
 
 
 def make_agent(info, config) -> Agent:
-    """The agent named by config.algo for an environment described by `info`."""
+    """The agent named by config.algo for an environment described by `info`, built on the
+    config's device (every tensor it makes is made there)."""
+    from sparserl.hardware import resolve_device
+
     check_action_space(config.algo, info)
-    return ALGORITHMS.get(config.algo)(info, config)
+    cls = ALGORITHMS.get(config.algo)
+    with resolve_device(config.device, cls.streaming):
+        return cls(info, config)
 
 
 from sparserl.algos.ddpg import DDPG  # noqa: E402  (the built-ins register after the registry exists)

@@ -30,6 +30,11 @@ if TYPE_CHECKING:
     from sparserl.envs import EnvInfo
 
 
+def to_host(tensor: torch.Tensor) -> np.ndarray:
+    """A tensor as a NumPy array for the environment (a copy from the device where it is not the CPU)."""
+    return tensor.cpu().numpy()
+
+
 def make_adam(params, lr: float, weight_decay: float = 0.0, decoupled: bool = False) -> torch.optim.Optimizer:
     """Adam (AdamW if `decoupled`) stepping with PyTorch's fused kernel (LeanAdam); foreach Adam
     where fused is unavailable."""
@@ -84,13 +89,15 @@ class Agent(ABC):
 
     def __init__(self, info: EnvInfo, config: Config):
         self.info, self.config = info, config
+        self.device = torch.get_default_device()
+        """Where the networks live (make_agent builds the agent inside its device's context)."""
         self.networks: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.updates = 0  # gradient updates done (the iteration counter of TD3's policy delay)
         self.sparsifier = None  # set by attach_sparsity
         self.population: int | None = config.population if config.population > 1 else None
         """K, the agents this one trains (None for a single agent: no leading axis)."""
-        self.draws = Draws(config.agent_seeds) if self.population else Draws()
+        self.draws = Draws(config.agent_seeds, device=self.device) if self.population else Draws(device=self.device)
         """The source of every random draw of acting and updates (one stream per agent)."""
         self.obs_norm = self.make_obs_norm() if config.obs_norm else None
         """Running observation statistics shared by actor, critics and targets (None if off)."""
@@ -155,7 +162,11 @@ class Agent(ABC):
     def observe(self, obs: np.ndarray) -> None:
         """Called with every observation the agent acts on in training (warm-up included)."""
         if self.obs_norm is not None:
-            self.obs_norm.update(torch.as_tensor(obs))
+            self.obs_norm.update(self.as_input(obs))
+
+    def as_input(self, obs) -> torch.Tensor:
+        """Observations from the environment as a tensor on the agent's device."""
+        return torch.as_tensor(obs, device=self.device)
 
     # --- the training step -------------------------------------------------------------------
     @staticmethod
@@ -225,16 +236,19 @@ class Agent(ABC):
     @torch.no_grad()
     def act_deterministic(self, obs: np.ndarray) -> np.ndarray:
         """The evaluation action at one observation (a population: (K, obs) in, one per agent out)."""
-        x = torch.as_tensor(obs).unsqueeze(-2)
-        return self.policy(x).select(x.dim() - 2, 0).numpy()
+        x = self.as_input(obs).unsqueeze(-2)
+        return to_host(self.policy(x).select(x.dim() - 2, 0))
 
     @abstractmethod
     def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exploration action and the policy's noise-free action for one observation."""
 
     def agent_policy(self, k: int) -> nn.Module:
-        """Agent k's actor as a one-agent module (the policy itself for a single agent)."""
-        return self.policy if self.population is None else self.policy.agent(k)
+        """Agent k's actor as a one-agent module on the CPU (what its policy file holds; the policy
+        itself for a single agent on the CPU)."""
+        if self.population is not None:
+            return self.policy.agent(k)
+        return self.policy if self.device.type == "cpu" else copy.deepcopy(self.policy).cpu()
 
     # --- checkpointing -----------------------------------------------------------------------
     def state_dict(self) -> dict:

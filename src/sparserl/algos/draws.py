@@ -9,31 +9,40 @@ whichever agents it is trained beside (and the same as a one-agent `Draws` of th
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
+from sparserl.errors import ConfigWarning
+
 NOISE_STREAM = 0x6E6F697365
 """Mixed into each agent's seed for its noise generator (so it differs from the seed's other uses)."""
+
+
+def noise_seed(seed: int) -> int:
+    """The seed of an agent's noise generator, from the agent's seed."""
+    return int(np.random.SeedSequence([seed, NOISE_STREAM]).generate_state(1)[0])
 
 
 class Draws:
     """Standard normal and uniform draws for one agent (global generator) or, given `seeds`, one
     generator per agent; `population` False keeps one seeded agent's shapes (no leading axis)."""
 
-    def __init__(self, seeds: list[int] | None = None, population: bool = True):
-        self.generators = None if seeds is None else [
-            torch.Generator().manual_seed(int(np.random.SeedSequence([seed, NOISE_STREAM]).generate_state(1)[0]))
-            for seed in seeds]
+    def __init__(self, seeds: list[int] | None = None, population: bool = True, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.generators = None if seeds is None else [torch.Generator(self.device).manual_seed(noise_seed(s))
+                                                      for s in seeds]
         self.population = population and seeds is not None
 
     def _draw(self, sample, shape: tuple[int, ...]) -> torch.Tensor:
         if self.generators is None:
-            return sample(shape)
+            return sample(shape, device=self.device)
         if not self.population:
-            return sample(shape, generator=self.generators[0])
+            return sample(shape, generator=self.generators[0], device=self.device)
         if shape[0] != len(self.generators):
             raise ValueError(f"a population draw leads with its {len(self.generators)} agents, got shape {shape}")
-        return torch.stack([sample(shape[1:], generator=g) for g in self.generators])
+        return torch.stack([sample(shape[1:], generator=g, device=self.device) for g in self.generators])
 
     def normal(self, shape: tuple[int, ...]) -> torch.Tensor:
         """Standard normal values of `shape` (for a population, shape[0] is the number of agents)."""
@@ -50,4 +59,9 @@ class Draws:
         if (state is None) != (self.generators is None) or (state is not None and len(state) != len(self.generators)):
             raise ValueError("checkpoint and agent disagree on the agents' noise generators")
         for g, s in zip(self.generators or (), state or ()):
-            g.set_state(s)
+            try:
+                g.set_state(s)
+            except RuntimeError:  # a checkpoint from another kind of device: its streams cannot carry over
+                warnings.warn("the checkpoint's noise generators are from another device; the agents' noise "
+                              "streams restart from their seeds", ConfigWarning, stacklevel=2)
+                return

@@ -59,7 +59,7 @@ def td_window(batch: Batch, gamma: float, population: bool = False) -> TDWindow:
     ended = torch.maximum(batch.terminated, batch.truncated)
     # alive[..., k] = 1 while transitions 0..k-1 have not ended the episode
     alive = torch.cat((torch.ones_like(ended[..., :1]), torch.cumprod(1.0 - ended[..., :-1], dim=-1)), dim=-1)
-    powers = gamma ** torch.arange(n + 1, dtype=batch.reward.dtype)
+    powers = gamma ** torch.arange(n + 1, dtype=batch.reward.dtype, device=batch.reward.device)
     reward_sum = (alive * powers[:n] * batch.reward).sum(dim=-1)
     last = alive.sum(dim=-1).long() - 1
     next_discount = alive * powers[1:] * (1.0 - batch.terminated)

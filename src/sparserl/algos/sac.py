@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sparserl.algos.base import ReplayAgent, twin_mse
+from sparserl.algos.base import ReplayAgent, to_host, twin_mse
 from sparserl.algos.nstep import TDWindow, td_window
 from sparserl.nets import GaussianActor
 from sparserl.replay import Batch
@@ -68,9 +68,9 @@ class SAC(ReplayAgent):
 
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x = torch.as_tensor(obs).unsqueeze(-2)
+        x = self.as_input(obs).unsqueeze(-2)
         action, _ = self.sample(x)
-        return action.squeeze(-2).numpy(), self.actor(x).squeeze(-2).numpy()
+        return to_host(action.squeeze(-2)), to_host(self.actor(x).squeeze(-2))
 
     @torch.no_grad()
     def td_target(self, window: TDWindow, alpha: torch.Tensor) -> torch.Tensor:

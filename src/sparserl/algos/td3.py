@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sparserl.algos.base import ReplayAgent, twin_mse
+from sparserl.algos.base import ReplayAgent, to_host, twin_mse
 from sparserl.algos.nstep import TDWindow, td_window
 from sparserl.nets import DeterministicActor
 from sparserl.replay import Batch
@@ -48,9 +48,9 @@ class TD3(ReplayAgent):
 
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mean = self.actor(torch.as_tensor(obs).unsqueeze(-2)).squeeze(-2)
+        mean = self.actor(self.as_input(obs).unsqueeze(-2)).squeeze(-2)
         action = (mean + self.exploration_noise * self.draws.normal(mean.shape)).clamp_(-1.0, 1.0)
-        return action.numpy(), mean.numpy()
+        return to_host(action), to_host(mean)
 
     @torch.no_grad()
     def td_target(self, window: TDWindow) -> torch.Tensor:

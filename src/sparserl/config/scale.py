@@ -23,6 +23,9 @@ class Scale:
     one batched product per layer serves every agent."""
     seeds: tuple[int, ...] = ()
     """The population's seeds, one per agent; empty means seed, seed + 1, ..."""
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    """Where networks, optimisers and replay live: cpu, cuda, or auto (CUDA where a GPU is visible;
+    the CPU for streaming learners). Environments always step on the CPU; checkpoints load on any device."""
     precision: Literal["fp32", "bf16", "auto"] = "fp32"
     """Products of the replay updates: fp32; bf16 (autocast: bfloat16 products, with float32
     weights, gradients, optimiser state and TD-target sums); or auto, bf16 where the CPU (AMX,

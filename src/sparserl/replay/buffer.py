@@ -13,14 +13,21 @@ transitions (RLx2's dynamic capacity) only moves ``start``.
 A population's buffer (`agents` K) holds one ring per agent in one (K, capacity, row) tensor: `add`
 takes each field with a leading K axis, `sample` draws every agent's own minibatch in one gather,
 fields (K, B, ...). The agents step in lockstep, so their rings fill alike.
+
+On a GPU (`device`) the storage, the sampling and its generator live there: `add` writes the
+transition into a pinned host row and copies it over in one transfer; minibatches never leave the
+device.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import numpy as np
 import torch
+
+from sparserl.errors import ConfigWarning
 
 
 class Batch(NamedTuple):
@@ -41,7 +48,8 @@ class ReplayBuffer:
     """Preallocated FIFO replay buffer with its own sampling generator (checkpointed); one ring per
     agent for a population (`agents`)."""
 
-    def __init__(self, obs_dim: int, act_dim: int, capacity: int, seed: int = 0, agents: int | None = None):
+    def __init__(self, obs_dim: int, act_dim: int, capacity: int, seed: int = 0, agents: int | None = None,
+                 device: torch.device | str = "cpu"):
         if capacity < 1:
             raise ValueError(f"capacity must be positive, got {capacity}")
         self.obs_dim, self.act_dim, self.capacity, self.agents = obs_dim, act_dim, capacity, agents
@@ -51,12 +59,17 @@ class ReplayBuffer:
             self._slices[name] = slice(col, col + width)
             col += width
         self.row_width = col
-        self._storage = torch.zeros(agents or 1, capacity, col, dtype=torch.float32)
-        self._rows = self._storage.numpy()  # shares memory: cheap per-step writes
-        self._offsets = torch.arange(agents or 1).unsqueeze(1) * capacity  # each agent's first row
+        device = torch.device(device)
+        self._storage = torch.zeros(agents or 1, capacity, col, dtype=torch.float32, device=device)
+        on_cpu = device.type == "cpu"
+        self._staging = None if on_cpu else torch.zeros(agents or 1, col, device="cpu",
+                                                                 pin_memory=torch.cuda.is_available())
+        """The host row a transition is written into before its one copy to the device."""
+        self._rows = self._storage.numpy() if on_cpu else None  # shares memory: cheap per-step writes
+        self._offsets = torch.arange(agents or 1, device=device).unsqueeze(1) * capacity  # each agent's first row
         self._start = 0
         self.size = 0
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator(device).manual_seed(seed)
 
     @staticmethod
     def widths(obs_dim: int, act_dim: int) -> dict[str, int]:
@@ -77,7 +90,8 @@ class ReplayBuffer:
         """Append one transition (a population: one per agent, each field leading with K),
         overwriting the oldest when full."""
         s = self._slices
-        row = self._rows[:, (self._start + self.size) % self.capacity]
+        position = (self._start + self.size) % self.capacity
+        row = self._rows[:, position] if self._staging is None else self._staging.numpy()
         row[:, s["obs"]] = obs
         row[:, s["action"]] = action
         row[:, s["reward"].start] = reward
@@ -85,6 +99,8 @@ class ReplayBuffer:
         row[:, s["policy_action"]] = policy_action
         row[:, s["terminated"].start] = terminated
         row[:, s["truncated"].start] = truncated
+        if self._staging is not None:
+            self._storage[:, position].copy_(self._staging)  # (blocking: the row is rewritten next step)
         if self.size < self.capacity:
             self.size += 1
         else:
@@ -111,8 +127,10 @@ class ReplayBuffer:
         if self.size < n:
             raise ValueError(f"cannot sample windows of {n} from a buffer holding {self.size}")
         agents = self._storage.shape[0]
-        starts = torch.randint(0, self.size - n + 1, (agents, batch_size), generator=generator or self.generator)
-        logical = starts if n == 1 else starts.unsqueeze(-1) + torch.arange(n)
+        generator = generator or self.generator
+        starts = torch.randint(0, self.size - n + 1, (agents, batch_size), generator=generator,
+                               device=generator.device).to(self._storage.device)
+        logical = starts if n == 1 else starts.unsqueeze(-1) + torch.arange(n, device=starts.device)
         return self._fields(self._gather(logical))
 
     def _gather(self, logical: torch.Tensor) -> torch.Tensor:
@@ -137,15 +155,19 @@ class ReplayBuffer:
             truncated=rows[..., s["truncated"].start],
         )
 
+    def _arange(self, count: int) -> torch.Tensor:
+        """Logical positions 0..count-1 of every agent's ring."""
+        return torch.arange(count, device=self._storage.device).expand(self._storage.shape[0], count)
+
     def oldest(self, count: int) -> Batch:
         """The `count` oldest transitions, in insertion order."""
         count = min(count, self.size)
-        return self._fields(self._gather(torch.arange(count).expand(self._storage.shape[0], count)))
+        return self._fields(self._gather(self._arange(count)))
 
     # --- checkpointing ---------------------------------------------------------------------------
     def state_dict(self) -> dict:
         """Contents in insertion order (a copy), sizes and the sampling generator's state."""
-        rows = self._gather(torch.arange(self.size).expand(self._storage.shape[0], self.size))
+        rows = self._gather(self._arange(self.size)).cpu()
         return {"rows": rows, "capacity": self.capacity, "row_width": self.row_width,
                 "generator": self.generator.get_state()}
 
@@ -161,4 +183,8 @@ class ReplayBuffer:
         self.size = rows.shape[-2]
         self._storage[:, : self.size] = rows
         self._start = 0
-        self.generator.set_state(state["generator"])
+        try:
+            self.generator.set_state(state["generator"])
+        except RuntimeError:  # saved on another kind of device: sampling restarts from the seed's stream
+            warnings.warn("the checkpoint's replay sampling generator is from another device; sampling "
+                          "continues from a fresh stream", ConfigWarning, stacklevel=2)

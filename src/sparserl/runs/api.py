@@ -11,10 +11,11 @@ import os
 import shutil
 from pathlib import Path
 
-from sparserl.algos import check_action_space
+from sparserl.algos import ALGORITHMS, check_action_space
 from sparserl.config import Config
 from sparserl.envs import check_env_id
 from sparserl.errors import CheckpointError, ConfigError
+from sparserl.hardware import resolve_device
 from sparserl.registry import absolute_plugins
 from sparserl.runs import files
 from sparserl.runs.build import check_memory, check_sparsity, probe_info, resolve_threads
@@ -43,6 +44,7 @@ def _prepare(config: Config) -> Config:
     check_env_id(config.env)
     info = probe_info(config)
     check_action_space(config.algo, info)
+    resolve_device(config.device, ALGORITHMS.get(config.algo).streaming)  # a device that is not there
     check_memory(config, info)
     if config.sparsity.enabled:
         check_sparsity(config, info)

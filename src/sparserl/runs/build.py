@@ -145,7 +145,7 @@ def build_run(config: Config) -> Run:
         learner = StreamingLearner(agent, reward_scaling=c.reward_scaling,
                                    compiled=wants_compiled(c, parameter_count(c, info)))
         return Run(c, envs, eval_envs, info, agent, sparsifier, learner, diagnostics, generator)
-    buffer = ReplayBuffer(info.obs_dim, info.act_dim, c.buffer_size, seed=c.seed, agents=agents)
+    buffer = ReplayBuffer(info.obs_dim, info.act_dim, c.buffer_size, seed=c.seed, agents=agents, device=agent.device)
     capacity = None
     if c.dynamic_buffer:
         capacity = DynamicCapacity(
@@ -154,7 +154,7 @@ def build_run(config: Config) -> Run:
             until_below=c.buffer_shrink == "until_below")
     learner = OffPolicyLearner(agent, buffer, capacity, seed=c.seed, start_steps=c.start_steps,
                                batch_size=c.batch_size, updates_per_step=c.updates_per_step,
-                               autocast=update_dtype(c.precision))
+                               autocast=update_dtype(c.precision, agent.device.type))
     if c.diagnostics_every and agents is None:  # (not computed for a population: config.scale)
         from sparserl.diagnostics import Diagnostics
 

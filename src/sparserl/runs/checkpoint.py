@@ -95,7 +95,7 @@ def load_checkpoint(path: Path) -> dict:
         raise CheckpointError(f"checkpoint {path} is corrupt: its SHA-256 does not match the one "
                               f"written with it")
     try:
-        return torch.load(io.BytesIO(body), weights_only=True)
+        return torch.load(io.BytesIO(body), weights_only=True, map_location="cpu")  # any device loads it
     except Exception as exc:  # a verified file that still fails to load: wrong version or format
         raise CheckpointError(f"checkpoint {path} could not be loaded: {exc}") from None
 

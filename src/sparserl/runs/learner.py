@@ -67,7 +67,8 @@ class OffPolicyLearner:
                  start_steps: int, batch_size: int, updates_per_step: int, autocast: torch.dtype | None = None):
         self.agent, self.buffer, self.capacity = agent, buffer, capacity
         self.autocast_dtype = autocast
-        self._precision = torch.autocast("cpu", dtype=autocast) if autocast is not None else contextlib.nullcontext()
+        self._precision = torch.autocast(agent.device.type, dtype=autocast) if autocast is not None \
+            else contextlib.nullcontext()
         """Around every update: bf16 autocast (sparserl.hardware.update_dtype), or nothing."""
         self.start_steps, self.batch_size, self.updates_per_step = start_steps, batch_size, updates_per_step
         self.rng = np.random.default_rng(seed)  # warm-up actions

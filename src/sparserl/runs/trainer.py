@@ -90,7 +90,8 @@ class Trainer:
             "sparsity": None if self.sparsifier is None else self.sparsifier.state_dict(),
             "trainer": {**{k: getattr(self, k) for k in self._COUNTERS}, **self._agents_state(),
                         "diagnostics_generator": None if generator is None else generator.get_state()},
-            "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
+                    **({"cuda": torch.cuda.get_rng_state_all()} if self.agent.device.type == "cuda" else {})},
         }
 
     def _agents_state(self) -> dict:
@@ -118,6 +119,8 @@ class Trainer:
         while self.next_checkpoint <= self.step:
             self.next_checkpoint += self.config.checkpoint_every
         torch.set_rng_state(payload["rng"]["torch"])
+        if "cuda" in payload["rng"] and self.agent.device.type == "cuda":
+            torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
         random.setstate(payload["rng"]["python"])
 
     # --- the loop -------------------------------------------------------------------------------
@@ -266,7 +269,7 @@ class Trainer:
         prune_checkpoints(self.checkpoint_dir, self.config.keep_checkpoints)
 
     def _save_policies(self) -> None:
-        save_policy(self, self.run_dir / POLICY_FILE)
+        save_policy(self, self.run_dir / POLICY_FILE, policy=self.agent.agent_policy(0))
 
     # --- results and status ---------------------------------------------------------------------
     def result(self, results: list[RunResult] | None = None) -> RunResult:

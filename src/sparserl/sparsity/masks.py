@@ -19,10 +19,17 @@ def topk_mask(scores: torch.Tensor, keep: int) -> torch.Tensor:
     return mask.view(scores.shape)
 
 
-def random_mask(shape: torch.Size, keep: int, generator: torch.Generator) -> torch.Tensor:
+def uniform_scores(shape: torch.Size, generator: torch.Generator, device: torch.device | None = None) -> torch.Tensor:
+    """Uniform random scores drawn on the generator's device (the engine's is a CPU generator, so
+    masks are the same on every device), then moved to `device`."""
+    return torch.rand(shape, generator=generator, device=generator.device).to(device or generator.device)
+
+
+def random_mask(shape: torch.Size, keep: int, generator: torch.Generator,
+                device: torch.device | None = None) -> torch.Tensor:
     """Exactly `keep` positions per member, uniformly at random (Ma et al. draw Bernoulli; exact
-    counts remove the count noise)."""
-    return topk_mask(torch.rand(shape, generator=generator), keep)
+    counts remove the count noise), on `device`."""
+    return topk_mask(uniform_scores(shape, generator, device), keep)
 
 
 def magnitude_mask(weight: torch.Tensor, keep: int) -> torch.Tensor:

@@ -182,7 +182,7 @@ class Method:
         if self.config.mask_init == "magnitude":
             view = magnitude_mask(layer.view(layer.param.detach()), keep)
         else:
-            view = random_mask(layer.view(layer.param.detach()).shape, keep, self.generator)
+            view = random_mask(layer.view(layer.param.detach()).shape, keep, self.generator, layer.param.device)
         return to_param_layout(layer, view)
 
     def setup(self, group) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from sparserl.sparsity.masks import uniform_scores
 from sparserl.sparsity.methods.drop_grow import DropAndGrow
 
 
@@ -15,4 +16,5 @@ class SET(DropAndGrow):
     defaults = {"sparsity": 0.9, "update_interval": 1_000, "drop_fraction": 0.05, "drop_schedule": "constant"}
 
     def grow_scores(self, group, index: int) -> torch.Tensor:
-        return torch.rand(group.sparse_layers[index].param.shape, generator=self.generator)
+        param = group.sparse_layers[index].param
+        return uniform_scores(param.shape, self.generator, param.device)
