@@ -36,15 +36,16 @@ from sparserl import hardware
 ENV, HIDDEN, BATCH = "Hopper-v5", (256, 256), 256
 
 
-def make_trainer(run_dir: str, threads: int, warmup: int, population: int = 1, precision: str = "fp32"):
+def make_trainer(run_dir: str, threads: int, warmup: int, population: int = 1, precision: str = "fp32",
+                 device: str = "cpu", env: str = ENV, hidden=HIDDEN):
     """A trainer past its warm-up, whose `train(steps)` continues for that many more steps."""
     from sparserl.config import Config
     from sparserl.runs.api import trainer_class
 
-    config = Config(env=ENV, algo="td3", hidden=HIDDEN, batch_size=BATCH, start_steps=warmup, total_steps=warmup,
+    config = Config(env=env, algo="td3", hidden=hidden, batch_size=BATCH, start_steps=warmup, total_steps=warmup,
                     eval_every=10**9, checkpoint_every=10**9, threads=threads, progress=False, tensorboard=False,
                     diagnostics_every=0, run_dir=run_dir, buffer_size=50_000, population=population,
-                    precision=precision)
+                    precision=precision, device=device)
     trainer = trainer_class(config)(config, run_dir)
     trainer._train_loop()
     return trainer
