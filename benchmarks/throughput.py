@@ -82,7 +82,7 @@ class Sparserl:
         t._train_loop()
 
     def updates_per_second(self, updates: int = 300) -> float:
-        agent, buffer = self.trainer.agent, self.trainer.buffer
+        agent, buffer = self.trainer.agent, self.trainer.learner.buffer
         for _ in range(20):
             agent.update(buffer.sample(BATCH))
         start = time.perf_counter()
