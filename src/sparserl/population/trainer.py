@@ -127,7 +127,7 @@ class PopulationTrainer(Trainer):
     def _train_loop(self) -> None:
         c, envs, learner, logs = self.config, self.envs, self.learner, self.logs
         act, observe = learner.act, learner.observe
-        total, eval_every = c.total_steps, c.eval_every
+        total = c.total_steps
         time_aware = c.time_feature  # the time is in the state: a time limit is a true terminal
         self._obs = obs = self._start_episodes()
         step = self.step
@@ -150,22 +150,16 @@ class PopulationTrainer(Trainer):
                 logs[k].end_episode(float(self._returns[k]), int(self._lengths[k]), step)
                 self._returns[k], self._lengths[k], self._actions[k] = 0.0, 0, []
                 obs[k] = self._reset_agent(k)
-            if step % eval_every == 0:
-                self._log_row()
-                if c.stop_at_return is not None and self._reached(c.stop_at_return):
-                    what = "evaluation" if c.eval_episodes else "training return"
-                    self.console.line(f"every agent's {what} has reached {c.stop_at_return:g}: "
-                                      f"stopping at step {step:,}")
-                    break
+            if self._row_if_due(step):
+                break
             if step >= self.next_checkpoint:
                 self._checkpoint()
                 self.next_checkpoint += c.checkpoint_every
-            if step == c.start_steps:
-                self.console.new_phase()
-            if step & 255 == 0:
-                self.console.update(step)
+            self._progress(step)
 
     # --- rows, policies, results ------------------------------------------------------------------
+    STOP_LINE = "every agent's {what} has reached {value:g}: stopping at step {step:,}"
+
     def _reached(self, value: float) -> bool:
         """Every agent has measured at least `value` at some row (stop_at_return)."""
         return all(any(m >= value for _, m in log.evaluations) for log in self.logs)
@@ -186,6 +180,4 @@ class PopulationTrainer(Trainer):
     def result(self, results: list[RunResult] | None = None) -> RunResult:
         """The population's result: the mean of its agents' scores, each agent's result in `agents`."""
         results = results or [log.result(self.step, self.sparsity) for log in self.logs]
-        scores = [r.score for r in results if not np.isnan(r.score)]
-        return RunResult(self.run_dir, self.step, None, float(np.mean(scores)) if scores else float("nan"),
-                         [], self.sparsity, agents=results)
+        return files.population_result(self.run_dir, results, self.sparsity)

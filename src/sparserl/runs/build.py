@@ -133,8 +133,8 @@ def build_run(config: Config) -> Run:
     random.seed(c.seed)
     envs, eval_envs = [make_run_env(c) for _ in range(c.population)], [make_run_env(c) for _ in range(c.population)]
     info = env_info(envs[0])
-    agents = c.population if c.population > 1 else None
     agent, sparsifier = build_agent(c, info)
+    agents = agent.population
     if sparsifier is not None:
         sparsifier.execute_sparse(c.execution, 2 if agent.streaming else c.batch_size)
     diagnostics = generator = None

@@ -126,16 +126,20 @@ def read_sparsity(run_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def population_result(run_dir: Path, agents: list[RunResult], sparsity=None) -> RunResult:
+    """A population's result: its agents' results, scored by the mean of their scores."""
+    scores = [r.score for r in agents if not math.isnan(r.score)]
+    return RunResult(Path(run_dir), max(r.step for r in agents), None, float(np.mean(scores)) if scores else math.nan,
+                     [], sparsity, agents=agents)
+
+
 def read_result(run_dir: str | Path) -> RunResult:
     """The result of a run directory from its metrics.csv."""
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
     agents = (read_status(run_dir) or {}).get("agents")
-    if agents:  # a population: its agents' results, scored by their mean
-        results = [read_result(agent) for agent in agents]
-        scores = [r.score for r in results if not math.isnan(r.score)]
-        return RunResult(run_dir, max(r.step for r in results), None,
-                         float(np.mean(scores)) if scores else math.nan, [], agents=results)
+    if agents:
+        return population_result(run_dir, [read_result(agent) for agent in agents])
     rows = read_metrics(run_dir / METRICS_FILE)
     measure = config.measure
     evaluations = [(int(r["step"]), r[measure]) for r in rows if not math.isnan(r[measure])]

@@ -51,15 +51,12 @@ def report_sparsity(trainer, final: bool = False):
 
     whole = sparsity_report(trainer.sparsifier, inference="actor")
     agents = len(trainer.logs)
-    reports = []
-    for log in trainer.logs:
+    for log in reversed(trainer.logs):  # (ends with the first agent's: the one returned)
         report = whole.for_agent(agents) if agents > 1 else whole
         policy = log.run_dir / POLICY_FILE
         if final and policy.is_file():
             report.policy_bytes = policy.stat().st_size
         files.write_sparsity(log.run_dir, report)
-        reports.append(report)
-    report = reports[0]
     if not final:
         trainer.console.line(str(report))
         if trainer.config.execution != "dense":

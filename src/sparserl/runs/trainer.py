@@ -161,7 +161,7 @@ class Trainer:
     def _train_loop(self) -> None:
         c, env, learner = self.config, self.env, self.learner
         act, observe = learner.act, learner.observe
-        total, eval_every = c.total_steps, c.eval_every
+        total = c.total_steps
         time_aware = c.time_feature  # the time is in the state: a time limit is a true terminal
         obs = self._reset()
         episode_return, episode_length = 0.0, 0
@@ -181,12 +181,8 @@ class Trainer:
             if done:
                 self.log.end_episode(episode_return, episode_length, step)
                 episode_return, episode_length = 0.0, 0
-            if step % eval_every == 0:
-                self._log_row()
-                if c.stop_at_return is not None and self._reached(c.stop_at_return):
-                    what = "evaluation" if c.eval_episodes else "training return"
-                    self.console.line(f"{what} reached {c.stop_at_return:g}: stopping at step {step:,}")
-                    break
+            if self._row_if_due(step):
+                break
             if step >= self.next_checkpoint:
                 pending_checkpoint = True
                 self.next_checkpoint += c.checkpoint_every
@@ -195,10 +191,30 @@ class Trainer:
                     self._checkpoint()
                     pending_checkpoint = False
                 obs = self._reset()
-            if step == c.start_steps:  # learning starts: the warm-up's rate says nothing of what follows
-                self.console.new_phase()
-            if step & 255 == 0:
-                self.console.update(step)
+            self._progress(step)
+
+    STOP_LINE = "{what} reached {value:g}: stopping at step {step:,}"
+    """The console line when stop_at_return stops the run."""
+
+    def _row_if_due(self, step: int) -> bool:
+        """Write the metrics row of `step` when one is due; True when stop_at_return then says stop."""
+        c = self.config
+        if step % c.eval_every:
+            return False
+        self._log_row()
+        if c.stop_at_return is None or not self._reached(c.stop_at_return):
+            return False
+        what = "evaluation" if c.eval_episodes else "training return"
+        self.console.line(self.STOP_LINE.format(what=what, value=c.stop_at_return, step=step))
+        return True
+
+    def _progress(self, step: int) -> None:
+        """The progress bar after `step` (its rate measured afresh once learning starts: the warm-up's
+        rate says nothing of what follows)."""
+        if step == self.config.start_steps:
+            self.console.new_phase()
+        if step & 255 == 0:
+            self.console.update(step)
 
     def _reset(self) -> np.ndarray:
         obs, _ = self.env.reset(seed=episode_seed(self.config.seed, self.log.episodes))
@@ -273,7 +289,7 @@ class Trainer:
 
     # --- results and status ---------------------------------------------------------------------
     def result(self, results: list[RunResult] | None = None) -> RunResult:
-        """The run's result (a population's: the first agent's, with every agent's in `agents`)."""
+        """The run's result: its one agent's (a population overrides this)."""
         results = results or [log.result(self.step, self.sparsity) for log in self.logs]
         return results[0]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -149,6 +149,7 @@ def cmd_reproduce(argv: list[str]) -> int:
     args = tyro.cli(ReproduceArgs, args=argv, prog="sparserl reproduce")
     spec = reproduction_spec(args.paper, args.budget, envs=list(args.env) or None, seeds=args.seeds,
                              output=str(args.output) if args.output else None)
+    spec = replace(spec, pack=args.pack)
     plans = expand(spec)
     _console.print(f"{REPRODUCTIONS[args.paper].description}; budget {args.budget}: {len(plans)} runs",
                    markup=False)

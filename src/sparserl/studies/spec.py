@@ -186,6 +186,9 @@ def pack_seeds(plans: list[RunPlan], spec: SweepSpec) -> list[RunPlan]:
         groups.setdefault(repr(sorted(key.items())), []).append(plan)
     out = []
     for group in groups.values():
+        if len(group) == 1:
+            out += group
+            continue
         seeds = [plan.config.seed for plan in group]
         run_id = "_".join(f"{k}={'+'.join(map(str, seeds)) if k == 'seed' else _slug(v)}"
                           for k, v in group[0].values.items())
@@ -198,7 +201,7 @@ def pack_seeds(plans: list[RunPlan], spec: SweepSpec) -> list[RunPlan]:
         except ConfigError:
             out += group  # not batchable: the runs stay separate
             continue
-        out.append(RunPlan(run_id, {**group[0].values, "seed": seeds}, config) if len(group) > 1 else group[0])
+        out.append(RunPlan(run_id, {**group[0].values, "seed": seeds}, config))
     return out
 
 
