@@ -34,7 +34,7 @@ class FixedGroup:
     """What an executor reads from an engine group."""
 
     def __init__(self, mask):
-        self.masks, self.mask_version, self.densities, self.sparse = [mask], 0, [0.5], [0]
+        self.masks, self.mask_version, self.budgets, self.sparse = [mask], 0, [[0.5]], [0]
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -13,6 +15,7 @@ from sparserl.config import Config
 from sparserl.envs import EnvInfo
 from sparserl.population import member_view
 from sparserl.population.members import copy_member, member_state
+from sparserl.population.trainer import agent_config
 from sparserl.replay import Batch
 from sparserl.runs.build import build_agent
 
@@ -45,7 +48,7 @@ def build(config: Config, dtype: torch.dtype):
     torch.set_default_dtype(dtype)
     try:
         population = build_agent(config, INFO)[0]
-        singles = [build_agent(config.replace(population=1, seed=seed), INFO)[0] for seed in config.agent_seeds]
+        singles = [build_agent(agent_config(config, k, Path("unused")), INFO)[0] for k in range(config.population)]
     finally:
         torch.set_default_dtype(default)
     for k, (single, seed) in enumerate(zip(singles, config.agent_seeds)):
@@ -91,14 +94,24 @@ SPARSE = {
     # topology updates every 25 critic steps: eight of them within the 200 updates, per agent
     "rigl": {"method": "rigl", "actor_sparsity": 0.7, "critic_sparsity": 0.7, "update_interval": 25},
     "nm:2:4-srste": {"method": "nm:2:4", "nm_gradient": "srste"},
+    # agents with levels of their own (two alike in the critic: members are grouped by level), uniform
+    # budgets so every layer is sparse at every level (as in the single agents, layer for layer)
+    "static-levels": {"method": "static", "distribution": "uniform", "actor_levels": (0.5, 0.8, 0.9),
+                      "critic_levels": (0.9, 0.6, 0.9)},
+    "rigl-levels": {"method": "rigl", "distribution": "uniform", "actor_levels": (0.3, 0.7, 0.8),
+                    "critic_levels": (0.5, 0.7, 0.9), "update_interval": 25},
+    # a 100-step schedule: pruning every 10 steps from step 20 on, each agent at its level from step 80
+    "gmp-levels": {"method": "gmp", "distribution": "uniform", "actor_levels": (0.5, 0.75, 0.9),
+                   "critic_levels": (0.5, 0.75, 0.9), "update_interval": 10},
 }
+CHANGING = ("rigl", "rigl-levels", "gmp-levels")
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("method", list(SPARSE))
 def test_sparse_populations_keep_each_agents_masks_and_their_evolution(method, dtype):
     config = Config(algo="td3", hidden=(16, 16), population=AGENTS, seed=11, sparsity=SPARSE[method],
-                    total_steps=1000, start_steps=0)
+                    total_steps=100 if method.startswith("gmp") else 1000, start_steps=0)
     torch.manual_seed(0)
     population, singles = build(config, dtype)
     initial = [m.clone() for m in population.sparsifier.groups["critic"].masks]
@@ -109,7 +122,7 @@ def test_sparse_populations_keep_each_agents_masks_and_their_evolution(method, d
         for single, batch in zip(singles, batches):
             single.update(batch)
     masks = population.sparsifier.groups["critic"].masks
-    if method == "rigl":  # the topology moved, differently for each agent's critics
+    if method in CHANGING:  # the topology moved, differently for each agent's critics
         assert any(not torch.equal(a, b) for a, b in zip(initial, masks))
     for k, single in enumerate(singles):
         for name in ("actor", "critic"):
@@ -119,6 +132,17 @@ def test_sparse_populations_keep_each_agents_masks_and_their_evolution(method, d
             for key, tensor in single.networks[name].state_dict().items():
                 got = member_view(population.networks[name].state_dict()[key], tensor.shape, k, AGENTS)
                 torch.testing.assert_close(got, tensor, **TOLERANCE[dtype], msg=f"agent {k} {name}.{key}")
+    stats = population.sparsifier.pop_agent_stats()
+    for got, single in zip(stats, singles):  # density and SAD, agent by agent
+        assert got == pytest.approx(single.sparsifier.pop_stats()), method
+    if method.endswith("-levels"):  # each at its own level, restored as it was from a checkpoint
+        assert len({round(row["density_actor"], 3) for row in stats}) == AGENTS, stats
+        restored = build_agent(config, INFO)[0].sparsifier
+        restored.load_state_dict(population.sparsifier.state_dict())
+        for name, group in population.sparsifier.groups.items():
+            again = restored.groups[name]
+            assert again.budgets == group.budgets and again.step == group.step
+            assert all(torch.equal(a, b) for a, b in zip(again.masks, group.masks))
     first, second = (member_view(masks[1], singles[0].sparsifier.groups["critic"].masks[1].shape, k, AGENTS)
                      for k in (0, 1))
     assert not torch.equal(first, second)  # each agent its own mask

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -97,6 +99,28 @@ def test_each_agent_writes_a_run_directory_that_reads_as_a_single_run(tmp_path):
     assert [r.score for r in finished.agents] == pytest.approx(scores)
 
 
+def test_agents_with_levels_of_their_own_each_train_and_report_at_their_level(tmp_path):
+    """One seed at three levels (a level sweep as one population): each agent's directory, config,
+    metrics and accounting are those of a single run at its level."""
+    levels = (0.5, 0.8, 0.95)
+    config = population_config(tmp_path, seeds=(4, 4, 4), total_steps=400, eval_every=200, checkpoint_every=200,
+                               sparsity={"method": "static", "distribution": "uniform", "actor_levels": levels,
+                                         "critic_levels": levels})
+    result = train(config)
+    names = [f"seed-4_actor-{level:g}_critic-{level:g}" for level in levels]
+    assert [Path(r.run_dir).name for r in result.agents] == names
+    for agent, level in zip(result.agents, levels):
+        saved = Config(**yaml.safe_load((agent.run_dir / "config.yaml").read_text()))
+        assert (saved.population, saved.seed) == (1, 4)
+        assert saved.sparsity.actor_sparsity == saved.sparsity.critic_sparsity == level
+        assert saved.sparsity.actor_levels == saved.sparsity.critic_levels == ()
+        accounting = json.loads((agent.run_dir / "sparsity.json").read_text())
+        assert accounting["density"]["critic"] == pytest.approx(1 - level, abs=0.01)
+        assert all(line["members"] == 2 for line in accounting["layers"] if line["network"] == "critic")
+        assert float(rows(agent.run_dir)[-1]["density_actor"]) == pytest.approx(1 - level, abs=0.01)
+    assert sorted(run.path.name for run in collect_runs([config.run_dir])) == sorted(names)
+
+
 @pytest.mark.slow
 def test_population_sigkill_and_resume_gives_identical_metrics_for_every_agent(tmp_path):
     """Checkpoints at 450 and 900 fall mid-episode (Pendulum's episodes are 200 steps): the resumed
@@ -128,9 +152,16 @@ def test_population_sigkill_and_resume_gives_identical_metrics_for_every_agent(t
      "stream-ac is a streaming algorithm"),
     ({"dynamic_buffer": True}, "dynamic_buffer"),
     ({"execution": "csr", "sparsity": "rigl"}, "execution csr"),
+    ({"sparsity": {"method": "rigl", "critic_levels": (0.5, 0.9)}},
+     "critic_levels lists 2 levels for a population of 3"),
+    ({"sparsity": {"method": "nm:2:4", "actor_levels": (0.5, 0.6, 0.9)}}, "actor_levels does not apply to nm:2:4"),
+    ({"sparsity": {"method": "static", "actor_sparsity": 0.5, "actor_levels": (0.5, 0.6, 0.9)}},
+     "give actor_sparsity (every agent) or actor_levels (one per agent), not both"),
+    ({"seeds": (1, 1, 2), "sparsity": {"method": "static", "critic_levels": (0.5, 0.5, 0.9)}},
+     "two agents of the population would be alike"),
 ])
 def test_a_population_that_cannot_be_batched_is_refused_by_name(tmp_path, changes, words):
-    with pytest.raises(ConfigError, match=words.replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=re.escape(words)):
         population_config(tmp_path, **changes).validate()
 
 
@@ -152,10 +183,27 @@ def test_a_packed_sweep_trains_each_seed_group_as_one_population(tmp_path):
     # the dynamic buffer cannot be batched: those three seeds stay single runs
     assert ids == ["seed=0+1+2_dynamic_buffer=False", "seed=0_dynamic_buffer=True", "seed=1_dynamic_buffer=True",
                    "seed=2_dynamic_buffer=True"]
-    assert any("3 seeds trained as 1 populations" in line and "3 runs on their own" in line for line in lines)
+    assert any("3 runs trained as 1 populations" in line and "3 runs on their own" in line for line in lines)
     assert {o.status for o in result.outcomes} == {"finished"}
     population = tmp_path / "packed" / "runs" / "seed=0+1+2_dynamic_buffer=False"
     assert sorted(p.name for p in population.glob("seed-*")) == ["seed-0", "seed-1", "seed-2"]
     assert len(collect_runs([tmp_path / "packed"])) == 6  # every seed, packed or not, reads as a run
     again = run_sweep(spec(True), workers=2, log=lines.append)
     assert {o.status for o in again.outcomes} == {"skipped"}
+
+
+def test_a_packed_sweep_trains_a_level_axis_as_one_population_per_method(tmp_path):
+    """Seeds x levels of one method pack into one population whose agents have levels of their own."""
+    from sparserl.studies import expand, spec_from_dict
+
+    spec = spec_from_dict({
+        "name": "levels", "pack": True, "output": str(tmp_path / "levels"),
+        "base": {"env": "Pendulum-v1", "total_steps": 300, "start_steps": 100, "hidden": [16, 16]},
+        "axes": {"sparsity": ["static", "rigl"], "critic_sparsity": [0.5, 0.9], "seed": [0, 1]}})
+    plans = {plan.run_id: plan for plan in expand(spec)}
+    assert sorted(plans) == ["sparsity=rigl_critic_sparsity=0.5+0.9_seed=0+1",
+                             "sparsity=static_critic_sparsity=0.5+0.9_seed=0+1"]
+    config = plans["sparsity=static_critic_sparsity=0.5+0.9_seed=0+1"].config
+    assert config.population == 4 and config.seeds == (0, 1, 0, 1)
+    assert config.sparsity.critic_levels == (0.5, 0.5, 0.9, 0.9) and config.sparsity.actor_levels == ()
+    assert config.agent_names == ["seed-0_critic-0.5", "seed-1_critic-0.5", "seed-0_critic-0.9", "seed-1_critic-0.9"]

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparserl.sparsity.masks import drop_and_grow, magnitude_mask, nm_kept, nm_mask, random_mask
+from sparserl.sparsity.masks import drop_and_grow, magnitude_mask, nm_kept, nm_mask, random_mask, topk_mask
 
 
 def topk_reference(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
@@ -92,3 +92,25 @@ def test_nm_along_any_axis_equals_the_row_view(members, out, fan_in, seed):
     by_axis = nm_mask(weight_io, 2, 4, dim=1)
     by_rows = nm_mask(weight_io.transpose(1, 2), 2, 4)
     assert torch.equal(by_axis, by_rows.transpose(1, 2))
+
+
+@settings(max_examples=60, deadline=None)
+@given(members=st.integers(1, 5), out=st.integers(1, 6), fan_in=st.integers(1, 9), data=st.data())
+def test_members_with_counts_of_their_own_each_get_their_own_top_k(members, out, fan_in, data):
+    """A population whose agents have levels of their own: member m keeps exactly counts[m] weights,
+    the same ones it keeps when selected alone."""
+    counts = data.draw(st.lists(st.integers(0, out * fan_in), min_size=members, max_size=members))
+    scores = torch.randn(members, out, fan_in, generator=torch.Generator().manual_seed(data.draw(st.integers(0, 99))))
+    mask = topk_mask(scores, counts)
+    assert mask.flatten(1).sum(1).tolist() == counts
+    for m, count in enumerate(counts):
+        assert torch.equal(mask[m:m + 1], topk_mask(scores[m:m + 1], count))
+
+
+def test_drop_and_grow_keeps_each_members_own_count():
+    generator = torch.Generator().manual_seed(0)
+    mask = topk_mask(torch.rand(3, 8, 10, generator=generator), [20, 40, 60])
+    grow_scores = (1.0 - mask) + torch.rand(3, 8, 10, generator=generator) * 0.1  # the long inactive first
+    new, dropped, grown = drop_and_grow(mask, torch.rand(3, 8, 10, generator=generator), grow_scores, 0.25)
+    assert new.flatten(1).sum(1).tolist() == [20, 40, 60]
+    assert dropped.flatten(1).sum(1).tolist() == grown.flatten(1).sum(1).tolist() == [5, 10, 15]  # floor(0.25 active)

@@ -38,7 +38,8 @@ class Scale:
         if self.seeds and checks.positive_int(self.population) and len(self.seeds) != self.population:
             out.append(f"seeds lists {len(self.seeds)} seeds for a population of {self.population}; give one "
                        f"per agent (or none: seed, seed + 1, ...)")
-        if len(set(self.seeds)) != len(self.seeds):
+        out += self._level_problems()
+        if len(set(self.seeds)) != len(self.seeds) and not self.sparsity.per_agent:
             out.append(f"seeds must differ from one another, got {list(self.seeds)}")
         if checks.positive_int(self.population) and self.population > 1:
             out += [f"population {self.population}: {what}" for what in self._unbatched()]
@@ -62,6 +63,19 @@ class Scale:
             out.append(f"execution {self.execution}: a population runs masked dense products; use execution dense")
         return out
 
+    def _level_problems(self) -> list[str]:
+        """Per-agent sparsity levels: one per agent of a population, and no two agents alike."""
+        out = []
+        for network in ("actor", "critic"):
+            levels = getattr(self.sparsity, f"{network}_levels")
+            if levels and checks.positive_int(self.population) and len(levels) != self.population:
+                out.append(f"{network}_levels lists {len(levels)} levels for a population of {self.population}; "
+                           f"give one per agent")
+        if self.sparsity.per_agent and not out and checks.positive_int(self.population) and \
+                len(set(self.agent_names)) != self.population:
+            out.append(f"two agents of the population would be alike (seed and levels): {self.agent_names}")
+        return out
+
     def _precision_problems(self) -> list[str]:
         from sparserl.algos import ALGORITHMS
 
@@ -69,6 +83,18 @@ class Scale:
             return [f"precision bf16: {self.algo} updates one transition at a time, where the cost is the "
                     f"number of operations, not their size; bf16 brings nothing there (use fp32 or auto)"]
         return []
+
+    @property
+    def agent_names(self) -> list[str]:
+        """Each agent's name (its run directory inside the population's): seed-<s>, with its levels
+        where the agents have levels of their own (seed-0_actor-0.5_critic-0.9)."""
+        names = []
+        for k, seed in enumerate(self.agent_seeds):
+            parts = [f"seed-{seed}"] + [f"{network}-{getattr(self.sparsity, f'{network}_levels')[k]:g}"
+                                        for network in ("actor", "critic")
+                                        if getattr(self.sparsity, f"{network}_levels")]
+            names.append("_".join(parts))
+        return names
 
     @property
     def agent_seeds(self) -> list[int]:

@@ -26,14 +26,34 @@ class NetworkSparsity(SparsityConfig):
     """Fraction of the actor's weights that are zero (default: the method's, 0.9; N:M fixes it at 1 - N/M)."""
     critic_sparsity: float | None = None
     """Fraction of the critics' weights that are zero (default: the method's, 0.9; N:M fixes it at 1 - N/M)."""
+    actor_levels: tuple[float, ...] = ()
+    """A population's actor sparsity per agent, one level per agent (in place of actor_sparsity);
+    empty: every agent at actor_sparsity."""
+    critic_levels: tuple[float, ...] = ()
+    """A population's critic sparsity per agent, one level per agent (in place of critic_sparsity);
+    empty: every agent at critic_sparsity."""
 
-    def level(self, network: str) -> float:
+    def level(self, network: str) -> float | tuple[float, ...]:
         """The sparsity of `network`: its level if set (and the method does not fix one), else the
-        method's default."""
+        method's default; a tuple of levels, one per agent, where the agents have levels of their own."""
         if not self.enabled:
             return 0.0
-        value = getattr(self, f"{network}_sparsity") if network in LEVELS else self.actor_sparsity
-        return method_class(self.method).resolve_level(self.method, value)
+        network = network if network in LEVELS else "actor"
+        resolve = method_class(self.method).resolve_level
+        per_agent = getattr(self, f"{network}_levels")
+        if per_agent:
+            return tuple(resolve(self.method, value) for value in per_agent)
+        return resolve(self.method, getattr(self, f"{network}_sparsity"))
+
+    def agent_level(self, network: str, k: int) -> float:
+        """The sparsity of agent k's `network`."""
+        level = self.level(network)
+        return level[k] if isinstance(level, tuple) else level
+
+    @property
+    def per_agent(self) -> bool:
+        """Whether a population's agents have levels of their own."""
+        return bool(self.actor_levels or self.critic_levels)
 
     def setting(self, name: str):
         """A setting, or the method's default for it when left unset."""
@@ -58,4 +78,15 @@ class NetworkSparsity(SparsityConfig):
                 out.append(f"{name} does not apply to {self.method}, which fixes the sparsity at {fixed:.3f}")
             elif not (0.0 <= value < 1.0):
                 out.append(f"{name} must be in [0, 1), got {value!r}")
+        for network in LEVELS:
+            name, values = f"{network}_levels", getattr(self, f"{network}_levels")
+            if not values:
+                continue
+            if cls is None:
+                out.append(f"{name} has no effect on a dense run: give a sparsity method as well, or leave it out")
+            elif fixed is not None:
+                out.append(f"{name} does not apply to {self.method}, which fixes the sparsity at {fixed:.3f}")
+            elif getattr(self, f"{network}_sparsity") is not None:
+                out.append(f"give {network}_sparsity (every agent) or {name} (one per agent), not both")
+            out += [f"{name} must be in [0, 1), got {value!r}" for value in values if not (0.0 <= value < 1.0)]
         return out

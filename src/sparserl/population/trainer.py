@@ -4,6 +4,7 @@ own run directory, their networks batched (sparserl.algos.base.Agent with config
     RUN_DIR/                 the population: config.yaml (population K), run.json, checkpoints/
     RUN_DIR/seed-<s>/        agent s: config.yaml (the equivalent one-agent run's), run.json,
                              metrics.csv, tb/, policy.safetensors, as a single run writes them
+                             (seed-<s>_actor-<a>_critic-<c>/ where agents have levels of their own)
 
 Every step, each agent acts in its own environment; episodes end and restart per agent, each reset
 with a seed derived from (the agent's seed, its episode index). Metrics rows, evaluations (all
@@ -21,6 +22,7 @@ checkpoint's), and continues as if it had never stopped.
 from __future__ import annotations
 
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,18 +40,20 @@ from sparserl.runs.publish import save_policy
 from sparserl.runs.record import AgentLog
 from sparserl.runs.trainer import Trainer
 
-AGENT_DIR = "seed-{seed}"
-"""Agent directories inside a population's run directory, by seed."""
 
-
-def agent_config(config: Config, seed: int, run_dir: Path) -> Config:
-    """The configuration of the one-agent run that agent `seed` of a population is equivalent to."""
-    return config.replace(population=1, seeds=(), seed=seed, run_dir=str(run_dir), diagnostics_every=0)
+def agent_config(config: Config, k: int, run_dir: Path) -> Config:
+    """The configuration of the one-agent run that agent k of a population is equivalent to."""
+    s = config.sparsity
+    sparsity = replace(s, actor_levels=(), critic_levels=(),
+                       **({"actor_sparsity": s.agent_level("actor", k), "critic_sparsity": s.agent_level("critic", k)}
+                          if s.per_agent else {}))
+    return config.replace(population=1, seeds=(), seed=config.agent_seeds[k], sparsity=sparsity,
+                          run_dir=str(run_dir), diagnostics_every=0)
 
 
 def agent_dirs(run_dir: Path, config: Config) -> list[Path]:
-    """The agents' run directories of the population in `run_dir`."""
-    return [Path(run_dir) / AGENT_DIR.format(seed=seed) for seed in config.agent_seeds]
+    """The agents' run directories of the population in `run_dir` (config.agent_names)."""
+    return [Path(run_dir) / name for name in config.agent_names]
 
 
 class PopulationTrainer(Trainer):
@@ -67,9 +71,9 @@ class PopulationTrainer(Trainer):
 
     def make_logs(self) -> list[AgentLog]:
         logs = []
-        for seed, path in zip(self.seeds, agent_dirs(self.run_dir, self.config)):
+        for k, path in enumerate(agent_dirs(self.run_dir, self.config)):
             path.mkdir(exist_ok=True)
-            config = agent_config(self.config, seed, path)
+            config = agent_config(self.config, k, path)
             files.write_config(path, config)
             logs.append(AgentLog(path, config, self.info, status={"population": str(self.run_dir)}))
         return logs
@@ -179,5 +183,5 @@ class PopulationTrainer(Trainer):
 
     def result(self, results: list[RunResult] | None = None) -> RunResult:
         """The population's result: the mean of its agents' scores, each agent's result in `agents`."""
-        results = results or [log.result(self.step, self.sparsity) for log in self.logs]
-        return files.population_result(self.run_dir, results, self.sparsity)
+        results = results or self._results()
+        return files.population_result(self.run_dir, results, results[0].sparsity)

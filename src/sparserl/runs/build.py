@@ -70,7 +70,7 @@ def build_agent(config: Config, info: EnvInfo):
     if config.sparsity.enabled:
         from sparserl.sparsity import Sparsifier
 
-        sparsifier = Sparsifier(config.sparsity, seed=config.seed)
+        sparsifier = Sparsifier(config.sparsity, seed=config.seed, agents=config.population)
         agent.attach_sparsity(sparsifier, config.learning_updates)
     return agent, sparsifier
 

@@ -43,24 +43,28 @@ def save_policy(trainer, path: Path, storage: str = "auto", policy=None, config=
 
 
 def report_sparsity(trainer, final: bool = False):
-    """Write each agent's sparsity.json and, at the start, print the accounting; returns the (first)
-    agent's report (None if dense)."""
+    """Write each agent's sparsity.json and, at the start, print the (first agent's) accounting;
+    returns each agent's report (None if dense)."""
     if trainer.sparsifier is None:
         return None
     from sparserl.sparsity import sparsity_report
 
-    whole = sparsity_report(trainer.sparsifier, inference="actor")
     agents = len(trainer.logs)
-    for log in reversed(trainer.logs):  # (ends with the first agent's: the one returned)
-        report = whole.for_agent(agents) if agents > 1 else whole
+    reports = [sparsity_report(trainer.sparsifier, inference="actor", agent=k if agents > 1 else None)
+               for k in range(agents)]
+    for log, report in zip(trainer.logs, reports):
         policy = log.run_dir / POLICY_FILE
         if final and policy.is_file():
             report.policy_bytes = policy.stat().st_size
         files.write_sparsity(log.run_dir, report)
     if not final:
-        trainer.console.line(str(report))
+        trainer.console.line(str(reports[0]))
+        if trainer.config.sparsity.per_agent:
+            trainer.console.line("  each agent at its level: " + ", ".join(
+                f"{log.run_dir.name} " + "/".join(f"{d:.3f}" for d in report.density.values())
+                for log, report in zip(trainer.logs, reports)) + " (density per network)")
         if trainer.config.execution != "dense":
             from sparserl import native
 
             trainer.console.line(f"sparse execution ({trainer.config.execution}): {native.status()}")
-    return report
+    return reports

@@ -60,7 +60,8 @@ class Trainer:
         self.wall_time = 0.0
         self.next_checkpoint = config.checkpoint_every
         self.next_diagnostics = config.diagnostics_every
-        self.sparsity = None
+        self.reports: list | None = None
+        """Each agent's sparsity accounting (None when dense)."""
         self._wall_offset = self._row_clock = 0.0
         if checkpoint is not None:
             self._restore(checkpoint)
@@ -129,7 +130,7 @@ class Trainer:
         self._wall_offset = self.wall_time - session_start  # wall_time = offset + perf_counter()
         self._row_clock = session_start
         self._write_status("running")
-        self.sparsity = report_sparsity(self)
+        self.reports = report_sparsity(self)
         if self.config.precision != "fp32":
             self.console.line(precision_line(getattr(self.learner, "autocast_dtype", None), self.config.precision))
         try:
@@ -151,8 +152,8 @@ class Trainer:
             for log in self.logs:
                 log.close()
             self.parts.close()
-        self.sparsity = report_sparsity(self, final=True) or self.sparsity
-        results = [log.result(self.step, self.sparsity) for log in self.logs]
+        self.reports = report_sparsity(self, final=True) or self.reports
+        results = self._results()
         for log, result in zip(self.logs, results):
             log.write_status("finished", self.step, score=result.score,
                              final_eval=None if result.final_eval is None else result.final_eval.mean)
@@ -243,7 +244,7 @@ class Trainer:
         train_time = eval_start - self._row_clock
         sps = (self.step - self.row_step) / train_time if self.step > self.row_step and train_time > 0 else math.nan
         self.wall_time = self._wall_offset + now
-        shared = self.sparsifier.pop_stats() if self.sparsifier is not None else {}
+        masks = self.sparsifier.pop_agent_stats() if self.sparsifier is not None else [{} for _ in self.logs]
         diagnostics, parts = {}, self.parts
         batch = None
         if parts.diagnostics is not None and self.step >= self.next_diagnostics:
@@ -251,7 +252,7 @@ class Trainer:
         if batch is not None:
             diagnostics = parts.diagnostics.compute(batch)
             self.next_diagnostics = (self.step // c.diagnostics_every + 1) * c.diagnostics_every
-        stats = [{**agent, **shared} for agent in self._agent_stats()]
+        stats = [{**agent, **sparsity} for agent, sparsity in zip(self._agent_stats(), masks, strict=True)]
         rows = [log.write_row(self.step, self.wall_time, sps, {**agent, **diagnostics}, result)
                 for log, agent, result in zip(self.logs, stats, results)]
         self.row_step = self.step
@@ -290,8 +291,12 @@ class Trainer:
     # --- results and status ---------------------------------------------------------------------
     def result(self, results: list[RunResult] | None = None) -> RunResult:
         """The run's result: its one agent's (a population overrides this)."""
-        results = results or [log.result(self.step, self.sparsity) for log in self.logs]
-        return results[0]
+        return (results or self._results())[0]
+
+    def _results(self) -> list[RunResult]:
+        """Each agent's result as it stands."""
+        reports = self.reports or [None] * len(self.logs)
+        return [log.result(self.step, report) for log, report in zip(self.logs, reports)]
 
     def _write_status(self, status: str, **extra) -> None:
         for log in self.logs:

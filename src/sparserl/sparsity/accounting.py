@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-from sparserl.sparsity.engine import Group, Sparsifier
+from sparserl.sparsity.engine import Sparsifier
+from sparserl.sparsity.group import Group
 
 
 @dataclass
@@ -50,13 +51,6 @@ class SparsityReport:
     policy_bytes: int | None = None
     """Size of the saved policy file, when there is one."""
 
-    def for_agent(self, agents: int) -> SparsityReport:
-        """One agent's share of a population's report (each of the `agents` keeps as many weights,
-        so every ratio is the population's)."""
-        layers = [replace(line, kept=line.kept // agents, total=line.total // agents,
-                          members=line.members // agents) for line in self.layers]
-        return replace(self, layers=layers)
-
     def to_dict(self) -> dict:
         out = asdict(self)
         for line, layer in zip(out["layers"], self.layers):
@@ -81,21 +75,26 @@ class SparsityReport:
         return "\n".join(self.lines())
 
 
-def _macs(layer) -> int:
-    """Multiply-adds per sample of a layer (per output position for conv)."""
-    return layer.shape.numel
-
-
-def _kept(group: Group) -> list[int]:
-    kept = [layer.shape.numel for layer in group.layers]
-    for index, mask in zip(group.sparse, group.masks):
-        kept[index] = int(mask.sum())
+def _kept(group: Group, agent: int | None) -> list[int]:
+    """Kept weights of each layer (of one agent's members, for `agent`)."""
+    share = 1 if agent is None else group.agents
+    kept = [layer.shape.numel // share for layer in group.layers]
+    for i, (index, mask) in enumerate(zip(group.sparse, group.masks)):
+        kept[index] = int(mask.sum()) if agent is None else int(group.agent_sums(i, mask)[agent])
     return kept
 
 
-def sparsity_report(sparsifier: Sparsifier, inference: str | None = None) -> SparsityReport:
+def _for_agent(group: Group, agent: int | None) -> Group:
+    """`group` as the FLOPs rules see one agent's network: its own level."""
+    if agent is None or len(group.levels) == 1:
+        return group
+    return replace(group, levels=(group.levels[agent],), budgets=[group.budgets[agent]])
+
+
+def sparsity_report(sparsifier: Sparsifier, inference: str | None = None, agent: int | None = None) -> SparsityReport:
     """The accounting of every attached network; inference FLOPs are those of network `inference`
-    (default: the first attached)."""
+    (default: the first attached). `agent`: that agent's share of networks that hold a population
+    (its members only, at its own level)."""
     config, method = sparsifier.config, sparsifier.method
     lines, density = [], {}
     size_kept = size_total = 0.0
@@ -103,22 +102,23 @@ def sparsity_report(sparsifier: Sparsifier, inference: str | None = None) -> Spa
     inference = inference or next(iter(sparsifier.groups), None)
     inference_ratio = 1.0
     for group in sparsifier.groups.values():
-        kept = _kept(group)
-        totals = [layer.shape.numel for layer in group.layers]
+        share = 1 if agent is None else group.agents
+        kept = _kept(group, agent)
+        totals = [layer.shape.numel // share for layer in group.layers]
         for layer, k, total in zip(group.layers, kept, totals):
             shape = "x".join(str(d) for d in layer.view(layer.param.detach()).shape[1:])
-            lines.append(LayerLine(group.name, layer.name, shape, k, total, layer.shape.members))
+            lines.append(LayerLine(group.name, layer.name, shape, k, total, layer.shape.members // share))
         density[group.name] = sum(kept) / sum(totals)
         copies = 1 + len(group.targets)
         size_kept += copies * sum(kept)
         size_total += copies * sum(totals)
 
-        dense_f = float(sum(_macs(layer) for layer in group.layers))
-        sparse_f = float(sum(k / t * _macs(layer) for layer, k, t in zip(group.layers, kept, totals)))
+        dense_f = float(sum(total for total in totals))
+        sparse_f = float(sum(kept))
         if group.name == inference:
             inference_ratio = sparse_f / dense_f
         steps = float(group.total_steps or 1)
-        train_sparse += steps * method.training_flops(group, dense_f, sparse_f)
+        train_sparse += steps * method.training_flops(_for_agent(group, agent), dense_f, sparse_f)
         train_dense += steps * 3 * dense_f
     return SparsityReport(config.method, lines, density, size_kept / size_total, inference_ratio,
                           train_sparse / train_dense)

@@ -17,102 +17,37 @@ RNG, in `state_dict`, so a checkpointed run resumes exactly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 from torch import nn
 
 from sparserl.errors import ConfigError
-from sparserl.sparsity.budget import kept_per_member
 from sparserl.sparsity.config import SparsityConfig
+from sparserl.sparsity.group import Group
 from sparserl.sparsity.layers import SparseLayer, find_sparse_layers
-from sparserl.sparsity.methods import State, load_state, make_method, save_state
-
-
-@dataclass
-class Group:
-    """One network under the engine: its optimiser, targets, sparse layers, masks and counters."""
-
-    name: str
-    module: nn.Module
-    optimizer: torch.optim.Optimizer
-    targets: list[nn.Module]
-    layers: list[SparseLayer]
-    """Every sparsifiable layer of the network, in order (dense ones included, for accounting)."""
-    densities: list[float]
-    """Target density of each of `layers` (1.0 = dense)."""
-    total_steps: int | None
-    level: float = 0.0
-    """The network's sparsity (the budget's global level)."""
-    sparse: list[int] = field(default_factory=list)
-    """Indices into `layers` of the layers that carry a mask."""
-    masks: list[torch.Tensor] = field(default_factory=list)
-    """One float mask per sparse layer, laid out like its weight."""
-    target_weights: list[list[torch.Tensor]] = field(default_factory=list)
-    """target_weights[j][i]: the weight of sparse layer i in target network j."""
-    step: int = 0
-    """Optimiser steps this network has taken."""
-    mask_version: int = 0
-    """Bumped whenever the masks change (sparse execution rebuilds its structures then)."""
-    targets_dirty: bool = False
-    """Masks changed during this step: the targets must be masked again."""
-    flips: torch.Tensor | None = None
-    """Mask entries changed by the latest mask update, per sparse layer (SAD; see Method.pop_flips)."""
-    state: State = field(default_factory=State)
-    """The method's typed state for this network (its class's `State`; checkpointed fields)."""
-    params: list[nn.Parameter] = field(default_factory=list)
-    """The weights of the sparse layers (the set never changes)."""
-    hooks: list = field(default_factory=list)
-
-    @property
-    def sparse_layers(self) -> list[SparseLayer]:
-        return [self.layers[i] for i in self.sparse]
-
-    def grads(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """(gradients, masks) of the sparse layers that have a gradient."""
-        grads, masks = [], []
-        for layer, mask in zip(self.sparse_layers, self.masks):
-            if layer.param.grad is not None:
-                grads.append(layer.param.grad)
-                masks.append(mask)
-        return grads, masks
-
-    def mask_gradients(self) -> None:
-        grads, masks = self.grads()
-        if grads:
-            torch._foreach_mul_(grads, masks)
-
-    def reset_moments(self, index: int, changed: torch.Tensor) -> None:
-        """Zero every optimiser state tensor of sparse layer `index` at `changed` positions."""
-        param = self.sparse_layers[index].param
-        keep = 1.0 - changed
-        for value in self.optimizer.state.get(param, {}).values():
-            if torch.is_tensor(value) and value.shape == param.shape:
-                value.mul_(keep)
-
-    def kept(self, index: int) -> int:
-        """Kept weights per member of sparse layer `index` (from its target density)."""
-        layer_index = self.sparse[index]
-        return kept_per_member(self.layers[layer_index].shape, self.densities[layer_index])
+from sparserl.sparsity.methods import load_state, make_method, save_state
 
 
 class Sparsifier:
     """Keeps the masks of any number of networks; see the module docstring."""
 
-    def __init__(self, config: SparsityConfig, seed: int = 0):
+    def __init__(self, config: SparsityConfig, seed: int = 0, agents: int = 1):
+        """`agents`: how many independent agents the attached networks hold as ensemble members
+        (a population's K; member m of each layer is agent m % agents's); statistics are per agent."""
         self.config = config.validate()
+        self.agents = agents
         self.generator = torch.Generator().manual_seed(seed)
         self.method = make_method(self.config, self.generator)
         self.groups: dict[str, Group] = {}
 
     # --- attaching ----------------------------------------------------------------------------
     def attach(self, name: str, module: nn.Module, optimizer: torch.optim.Optimizer,
-               targets: list[nn.Module] | tuple = (), sparsity: float | None = None,
+               targets: list[nn.Module] | tuple = (), sparsity: float | tuple[float, ...] | None = None,
                total_steps: int | None = None) -> Group:
         """Put `module` (trained by `optimizer`, with Polyak copies `targets`) under the engine.
 
-        `sparsity` is the network's global sparsity (None: the method's default level; N:M fixes it);
-        `total_steps` the optimiser steps it will take, which scheduled methods (RigL, SET, GMP) need.
+        `sparsity` is the network's global sparsity (None: the method's default level; N:M fixes it),
+        or one level per agent; `total_steps` the optimiser steps it will take, which scheduled
+        methods (RigL, SET, GMP) need.
         """
         if name in self.groups:
             raise ConfigError(f"a network named {name!r} is already attached")
@@ -123,15 +58,15 @@ class Sparsifier:
         for layer in layers:
             if id(layer.param) not in in_optimizer:
                 raise ConfigError(f"{name}: {layer.name} is not trained by the optimiser given to attach()")
-        level = self.method.level(sparsity)
-        densities = self.method.densities(name, module, layers, level)
-        group = Group(name, module, optimizer, list(targets), layers, densities, total_steps, level,
+        levels = self._levels(name, layers, sparsity)
+        budgets = [self.method.densities(name, module, layers, level) for level in levels]
+        group = Group(name, module, optimizer, list(targets), layers, budgets, total_steps, levels, self.agents,
                       state=self.method.State())
-        group.sparse = [i for i, d in enumerate(densities) if d < 1.0]
+        group.sparse = [i for i in range(len(layers)) if min(budget[i] for budget in budgets) < 1.0]
         group.params = [layers[i].param for i in group.sparse]
         target_params = [dict(t.named_parameters()) for t in group.targets]
         group.target_weights = [[tp[layers[i].name] for i in group.sparse] for tp in target_params]
-        group.flips = torch.zeros(len(group.sparse))
+        group.flips = torch.zeros(len(group.sparse), self.agents)
         self.method.check(group)
         with torch.no_grad():
             group.masks = [self.method.initial_mask(group, k) for k in range(len(group.sparse))]
@@ -146,6 +81,20 @@ class Sparsifier:
                            optimizer.register_step_post_hook(lambda *_: self._post_step(group))]
         self.groups[name] = group
         return group
+
+    def _levels(self, name: str, layers: list[SparseLayer], sparsity) -> tuple[float, ...]:
+        """The network's level, or its agents' levels (one level when they are all the same)."""
+        if sparsity is None or isinstance(sparsity, (int, float)):
+            return (self.method.level(sparsity),)
+        levels = tuple(self.method.level(level) for level in sparsity)
+        if len(levels) != self.agents:
+            raise ConfigError(f"{name}: {len(levels)} sparsity levels given for {self.agents} agents; "
+                              f"give one per agent")
+        uneven = [layer.name for layer in layers if layer.shape.members % self.agents]
+        if uneven:
+            raise ConfigError(f"{name}: {', '.join(uneven)} cannot hold {self.agents} agents' levels "
+                              f"(its members are not a multiple of {self.agents})")
+        return levels if len(set(levels)) > 1 else levels[:1]
 
     def detach(self) -> None:
         """Remove the optimiser hooks (masks and weights stay as they are)."""
@@ -233,28 +182,44 @@ class Sparsifier:
 
     def pop_stats(self) -> dict[str, float]:
         """Density of each network and, per sparse layer, the mask entries changed by the latest mask
-        update since the last call (SAD; 0 if there was none)."""
-        out = {}
+        update since the last call (SAD; 0 if there was none). One agent's; a population's are
+        per agent (`pop_agent_stats`)."""
+        if self.agents != 1:
+            raise TypeError("the networks hold several agents, whose statistics are per agent: call pop_agent_stats")
+        return self.pop_agent_stats()[0]
+
+    def pop_agent_stats(self) -> list[dict[str, float]]:
+        """`pop_stats` of each agent: its networks' densities and its layers' SAD."""
+        rows = [{} for _ in range(self.agents)]
         for group in self.groups.values():
-            out[f"density_{group.name}"] = self.density(group)
+            for row, value in zip(rows, self.agent_densities(group)):
+                row[f"density_{group.name}"] = value
             if self.method.changes_masks:
-                for i, value in enumerate(self.method.pop_flips(group).tolist()):
-                    out[f"sad_{group.name}_{i}"] = value
-        return out
+                flips = self.method.pop_flips(group).reshape(len(group.sparse), self.agents).T.tolist()
+                for row, values in zip(rows, flips):
+                    row.update({f"sad_{group.name}_{i}": value for i, value in enumerate(values)})
+        return rows
 
     def density(self, group: Group) -> float:
-        """Kept fraction of the network's sparsifiable weights (from the masks)."""
-        total = sum(layer.shape.numel for layer in group.layers)
-        dense = sum(group.layers[i].shape.numel for i in range(len(group.layers)) if i not in group.sparse)
-        kept = sum(float(mask.sum()) for mask in group.masks)
-        return (dense + kept) / total
+        """Kept fraction of the network's sparsifiable weights (from the masks), all agents together."""
+        return sum(self.agent_densities(group)) / group.agents
+
+    def agent_densities(self, group: Group) -> list[float]:
+        """Each agent's kept fraction of the network's sparsifiable weights (from the masks)."""
+        total = sum(layer.shape.numel for layer in group.layers) / group.agents
+        dense = sum(layer.shape.numel for i, layer in enumerate(group.layers) if i not in group.sparse) / group.agents
+        if not group.masks:
+            return [1.0] * group.agents
+        kept = torch.stack([group.agent_sums(i, mask) for i, mask in enumerate(group.masks)]).sum(0)
+        return [(dense + k) / total for k in kept.tolist()]
 
     # --- checkpointing ------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {
             "generator": self.generator.get_state(),
-            "groups": {name: {"step": g.step, "flips": g.flips.clone(),
-                              "densities": list(g.densities), "masks": [m.bool() for m in g.masks],
+            "groups": {name: {"step": g.step, "flips": g.flips.T.clone(),  # (agents, layers)
+                              "budgets": torch.tensor(g.budgets, dtype=torch.float64),
+                              "masks": [m.bool() for m in g.masks],
                               "state": save_state(g.state)}
                        for name, g in self.groups.items()},
         }
@@ -270,8 +235,11 @@ class Sparsifier:
                 raise ConfigError(f"{name}: checkpoint has {len(saved['masks'])} masks, this network "
                                   f"{len(group.masks)} sparse layers")
             group.step = int(saved["step"])
-            group.flips.copy_(saved["flips"])
-            group.densities = list(saved["densities"])
+            group.flips.copy_(saved["flips"].reshape(group.agents, -1).T)
+            if "budgets" in saved:
+                group.budgets = [[float(d) for d in budget] for budget in saved["budgets"].tolist()]
+            else:  # format 2: one level's densities
+                group.budgets = [[float(d) for d in saved["densities"]]]
             for mask, loaded in zip(group.masks, saved["masks"]):
                 mask.copy_(loaded)
             group.mask_version += 1

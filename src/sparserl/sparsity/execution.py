@@ -179,7 +179,7 @@ class LayerExecutor:
         self.gradient = GradientBuffer()
 
     def _refresh(self, weight: torch.Tensor) -> None:
-        density = self.group.densities[self.group.sparse[self.index]]
+        density = max(budget[self.group.sparse[self.index]] for budget in self.group.budgets)
         if self.mode == "auto" and not self.use_sparse and self.version >= 0 and density == self.density:
             self.version = self.group.mask_version  # measured slower sparse at this density: no structure needed
             return

@@ -10,13 +10,29 @@ from __future__ import annotations
 import torch
 
 
-def topk_mask(scores: torch.Tensor, keep: int) -> torch.Tensor:
-    """1 at the `keep` highest scores of each member, 0 elsewhere. scores: (E, out, fan_in)."""
+def topk_mask(scores: torch.Tensor, keep: int | list[int]) -> torch.Tensor:
+    """1 at the `keep` highest scores of each member, 0 elsewhere. scores: (E, out, fan_in); `keep`
+    one count for every member, or one per member (a population whose agents have levels of their
+    own): the members sharing a count are selected together, so each gets the selection it would get
+    alone."""
     flat = scores.reshape(scores.shape[0], -1)
     mask = torch.zeros_like(flat, dtype=torch.float32)
-    if keep > 0:
-        mask.scatter_(1, flat.topk(keep, dim=1, sorted=False).indices, 1.0)
+    counts = [keep] * flat.shape[0] if isinstance(keep, int) else list(keep)
+    for count in sorted(set(counts)):
+        if count <= 0:
+            continue
+        if len(set(counts)) == 1:
+            mask.scatter_(1, flat.topk(count, dim=1, sorted=False).indices, 1.0)
+        else:
+            rows = torch.tensor([m for m, c in enumerate(counts) if c == count], device=flat.device)
+            chosen = torch.zeros_like(mask[rows]).scatter_(1, flat[rows].topk(count, dim=1, sorted=False).indices, 1.0)
+            mask[rows] = chosen
     return mask.view(scores.shape)
+
+
+def member_counts(mask: torch.Tensor) -> list[int]:
+    """Kept entries of each member of a (E, out, fan_in) mask (one host read)."""
+    return [int(c) for c in mask.reshape(mask.shape[0], -1).sum(1).tolist()]
 
 
 def uniform_scores(shape: torch.Size, generator: torch.Generator, device: torch.device | None = None) -> torch.Tensor:
@@ -25,14 +41,14 @@ def uniform_scores(shape: torch.Size, generator: torch.Generator, device: torch.
     return torch.rand(shape, generator=generator, device=generator.device).to(device or generator.device)
 
 
-def random_mask(shape: torch.Size, keep: int, generator: torch.Generator,
+def random_mask(shape: torch.Size, keep: int | list[int], generator: torch.Generator,
                 device: torch.device | None = None) -> torch.Tensor:
     """Exactly `keep` positions per member, uniformly at random (Ma et al. draw Bernoulli; exact
     counts remove the count noise), on `device`."""
     return topk_mask(uniform_scores(shape, generator, device), keep)
 
 
-def magnitude_mask(weight: torch.Tensor, keep: int) -> torch.Tensor:
+def magnitude_mask(weight: torch.Tensor, keep: int | list[int]) -> torch.Tensor:
     """The `keep` largest |w| per member (RLx2's initial mask)."""
     return topk_mask(weight.abs(), keep)
 
@@ -130,22 +146,23 @@ def drop_and_grow(mask: torch.Tensor, drop_scores: torch.Tensor, grow_scores: to
                   fraction: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One drop-and-grow topology update of every member (SET; RigL as in RLx2, Tan et al. 2023 §4.1).
 
-    Drop k = floor(fraction * active) active weights of lowest `drop_scores` (|w| for SET and
-    RigL); grow the k inactive positions (just-dropped ones included) of highest `grow_scores`.
+    Drop k = floor(fraction * active) active weights (each member's own count) of lowest
+    `drop_scores` (|w| for SET and RigL); grow the k inactive positions (just-dropped ones included)
+    of highest `grow_scores`.
     The active count is unchanged.
     Returns (new mask, dropped, newly grown): dropped are positions switched off, newly grown
     positions that were inactive before (a weight dropped and regrown at once is neither).
     """
     members = mask.shape[0]
     flat_mask = mask.reshape(members, -1)
-    active = int(flat_mask[0].sum().item())
-    k = int(fraction * active)
-    if k == 0:
+    active = member_counts(mask)
+    k = [int(fraction * a) for a in active]
+    if not any(k):
         zero = torch.zeros_like(mask)
         return mask, zero, zero
     neg_inf = torch.finfo(torch.float32).min
     keep_scores = torch.where(flat_mask > 0, drop_scores.reshape(members, -1), neg_inf)
-    keep = topk_mask(keep_scores.view(mask.shape), active - k).reshape(members, -1)
+    keep = topk_mask(keep_scores.view(mask.shape), [a - d for a, d in zip(active, k)]).reshape(members, -1)
     candidates = torch.where(keep > 0, neg_inf, grow_scores.reshape(members, -1).float())
     grow = topk_mask(candidates.view(mask.shape), k).reshape(members, -1)
     new = keep + grow

@@ -36,7 +36,10 @@ from sparserl.config import SPARSITY_KEYS, Config, merged, resolve_values
 from sparserl.config.presets import read_yaml
 from sparserl.envs import check_env_id
 from sparserl.errors import ConfigError, ConfigWarning
+from sparserl.sparsity.methods import method_class
 from sparserl.studies.budget import compress_schedule
+
+LEVEL_KEYS = ("actor_sparsity", "critic_sparsity", "actor_levels", "critic_levels")
 
 SPEC_KEYS = ("name", "preset", "base", "axes", "threads", "output", "budget", "pack")
 
@@ -69,7 +72,8 @@ class SweepSpec:
     output: str | None = None
     budget: dict[str, int] | None = None
     pack: bool = False
-    """Train the seeds of runs that differ only in their seed as one population each."""
+    """Train runs that differ only in their seed and their sparsity levels (of one method) as one
+    population each."""
 
     @property
     def output_dir(self) -> Path:
@@ -173,26 +177,26 @@ def expand(spec: SweepSpec) -> list[RunPlan]:
         plans.append(RunPlan(run_id, values, config))
     for env in sorted({plan.config.env for plan in plans}):
         check_env_id(env)
-    return pack_seeds(plans, spec) if spec.pack and "seed" in spec.axes else plans
+    return pack_runs(plans, spec) if spec.pack else plans
 
 
-def pack_seeds(plans: list[RunPlan], spec: SweepSpec) -> list[RunPlan]:
-    """Runs that differ only in their seed, as one population each (sparserl.population): run id
-    `seed=0+1+2`, written to that folder with an agent directory per seed. Runs a population cannot
-    batch (config.scale says which) stay as they are."""
+def pack_runs(plans: list[RunPlan], spec: SweepSpec) -> list[RunPlan]:
+    """Runs that differ only in their seed and in their networks' levels of one sparsity method, as
+    one population each (sparserl.population), its agents at their own seeds and levels: run id
+    `seed=0+1+2_...` (every value of a packed axis), written to that folder with an agent directory
+    per run. Runs a population cannot batch (config.scale says which) stay as they are."""
     groups: dict[str, list[RunPlan]] = {}
     for plan in plans:
-        key = {k: v for k, v in plan.config.to_dict().items() if k not in ("seed", "run_dir")}
-        groups.setdefault(repr(sorted(key.items())), []).append(plan)
+        groups.setdefault(_pack_key(plan.config), []).append(plan)
     out = []
     for group in groups.values():
         if len(group) == 1:
             out += group
             continue
-        seeds = [plan.config.seed for plan in group]
-        run_id = "_".join(f"{k}={'+'.join(map(str, seeds)) if k == 'seed' else _slug(v)}"
-                          for k, v in group[0].values.items())
-        config = group[0].config.replace(population=len(seeds), seeds=tuple(seeds),
+        values = {key: _distinct([plan.values[key] for plan in group]) for key in group[0].values}
+        run_id = "_".join(f"{k}={'+'.join(_slug(v) for v in vs)}" for k, vs in values.items())
+        config = group[0].config.replace(population=len(group), seeds=tuple(plan.config.seed for plan in group),
+                                         sparsity=_agent_levels([plan.config.sparsity for plan in group]),
                                          run_dir=str(spec.output_dir / "runs" / run_id))
         try:
             with warnings.catch_warnings():
@@ -201,7 +205,39 @@ def pack_seeds(plans: list[RunPlan], spec: SweepSpec) -> list[RunPlan]:
         except ConfigError:
             out += group  # not batchable: the runs stay separate
             continue
-        out.append(RunPlan(run_id, {**group[0].values, "seed": seeds}, config))
+        out.append(RunPlan(run_id, {k: vs[0] if len(vs) == 1 else vs for k, vs in values.items()}, config))
+    return out
+
+
+def _pack_key(config: Config) -> str:
+    """What runs of one population share: everything but the seed, the run directory and, for a
+    method whose level is free (not N:M), the networks' levels."""
+    values = {k: v for k, v in config.to_dict().items() if k not in ("seed", "run_dir")}
+    s = config.sparsity
+    if s.enabled and method_class(s.method).fixed_level_of(s.method) is None:
+        values["sparsity"] = {k: v for k, v in values["sparsity"].items() if k not in LEVEL_KEYS}
+    return repr(sorted(values.items()))
+
+
+def _agent_levels(sections: list) -> object:
+    """The sparsity section of a population of `sections`' runs: each network's level shared, or one per agent."""
+    first = sections[0]
+    if not first.enabled or method_class(first.method).fixed_level_of(first.method) is not None:
+        return first
+    changes = {}
+    for network in ("actor", "critic"):
+        levels = tuple(section.level(network) for section in sections)
+        if len(set(levels)) > 1:
+            changes.update({f"{network}_sparsity": None, f"{network}_levels": levels})
+    return dataclasses.replace(first, **changes)
+
+
+def _distinct(values: list) -> list:
+    """`values` without repeats, in order of first appearance."""
+    out = []
+    for value in values:
+        if value not in out:
+            out.append(value)
     return out
 
 

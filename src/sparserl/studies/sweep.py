@@ -168,7 +168,7 @@ def run_sweep(spec: SweepSpec, backend: str = "local", workers: int | None = Non
         f"{len(todo)} to run on the {backend} backend")
     if spec.pack:
         packed = [plan for plan in plans if plan.agents > 1]
-        log(f"  packed: {sum(p.agents for p in packed)} seeds trained as {len(packed)} populations (one process "
+        log(f"  packed: {sum(p.agents for p in packed)} runs trained as {len(packed)} populations (one process "
             f"and one batched network per population), {len(plans) - len(packed)} runs on their own")
     _write_log(result, plans)
     runner = _run_local if backend == "local" else _run_ray

@@ -54,7 +54,7 @@ def _check(name: str, cls: type) -> None:
     try:
         cls.parse(cls.example or name)
         method = cls(SparsityConfig(method=cls.example or name), torch.Generator())
-        probe = _Probe(cls.State(), method.level(None))
+        probe = _Probe(cls.State(), (method.level(None),))
         flops = [float(method.training_flops(probe, 1.0, density)) for density in (0.1, 0.5)]
     except ConfigError:
         raise
@@ -71,7 +71,7 @@ class _Probe:
     """The parts of a group a FLOPs rule may read, for the registration check."""
 
     state: State
-    level: float
+    levels: tuple[float, ...]
     total_steps: int = 1000
     step: int = 0
     name: str = "probe"

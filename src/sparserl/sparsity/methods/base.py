@@ -28,7 +28,7 @@ from sparserl.errors import ConfigError
 from sparserl.sparsity.budget import layer_densities
 from sparserl.sparsity.config import SparsityConfig
 from sparserl.sparsity.layers import SparseLayer
-from sparserl.sparsity.masks import magnitude_mask, random_mask
+from sparserl.sparsity.masks import magnitude_mask, member_counts, random_mask
 
 
 def transient(**kwargs):
@@ -236,14 +236,14 @@ class Method:
             return
         for weights in group.target_weights:
             for layer, weight, mask in zip(group.sparse_layers, weights, group.masks):
-                keep = int(layer.view(mask)[0].sum())
+                keep = member_counts(layer.view(mask))
                 weight.mul_(to_param_layout(layer, magnitude_mask(layer.view(weight), keep)))
 
     def pop_flips(self, group) -> torch.Tensor:
-        """SAD per sparse layer: mask entries changed by the latest mask update, if one happened since
-        the last call (else 0)."""
+        """SAD per sparse layer and agent, (layers, agents): mask entries changed by the latest mask
+        update, if one happened since the last call (else 0)."""
         if not group.state.updated:
-            return torch.zeros(len(group.sparse))
+            return torch.zeros(len(group.sparse), group.agents)
         group.state.updated = False
         return group.flips.clone()
 

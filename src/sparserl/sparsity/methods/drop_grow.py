@@ -104,7 +104,7 @@ class DropAndGrow(Method):
             view(changed).copy_(dropped + grown)
             if self.config.reset_moments:
                 group.reset_moments(i, changed)
-            group.flips[i] += changed.sum()
+            group.flips[i] += group.agent_sums(i, changed)
         state.updated = True
         state.remask = not self.config.reset_moments
         group.targets_dirty = True

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sparserl.sparsity.budget import kept_per_member, layer_densities
+from sparserl.sparsity.budget import layer_densities
 from sparserl.sparsity.masks import topk_mask
 from sparserl.sparsity.methods.base import Method, State, to_param_layout, transient
 
@@ -21,8 +21,8 @@ from sparserl.sparsity.methods.base import Method, State, to_param_layout, trans
 class GMPState(State):
     pruned: bool = False
     """A pruning step has happened: gradients are masked from then on."""
-    final_sparsity: float = transient(default=0.0)
-    final_densities: list = transient(default_factory=list)
+    final_budgets: list = transient(default_factory=list)
+    """The layer densities at the final level(s) (the group's `levels`), per level."""
 
 
 class GMP(Method):
@@ -40,23 +40,22 @@ class GMP(Method):
         return torch.ones_like(group.sparse_layers[index].param, dtype=torch.float32)
 
     def setup(self, group) -> None:
-        group.state.final_sparsity = group.level
-        group.state.final_densities = list(group.densities)
-        group.densities = [1.0] * len(group.densities)  # dense until pruning starts
+        group.state.final_budgets = [list(budget) for budget in group.budgets]
+        group.budgets = [[1.0] * len(budget) for budget in group.budgets]  # dense until pruning starts
 
-    def sparsity_at(self, group, step: int) -> float:
+    def progress(self, group, step: int) -> float:
+        """Progress p of the schedule at `step`, from 0 at gmp_start to 1 at gmp_end."""
         start = self.config.gmp_start * group.total_steps
         end = self.config.gmp_end * group.total_steps
-        progress = min(1.0, max(0.0, (step - start) / (end - start)))
-        return group.state.final_sparsity * (1.0 - (1.0 - progress) ** 3)
+        return min(1.0, max(0.0, (step - start) / (end - start)))
 
     def due(self, group) -> bool:
-        if not self.interval() or group.densities == group.state.final_densities:
+        if not self.interval() or group.budgets == group.state.final_budgets:
             return False
         step = group.step + 1
         if step < self.config.gmp_start * group.total_steps:
             return False
-        return step % self.interval() == 0 or self.sparsity_at(group, step) >= group.state.final_sparsity
+        return step % self.interval() == 0 or self.progress(group, step) >= 1.0
 
     def plain(self, group) -> bool:
         return not self.due(group)  # (before the first pruning the masks are all ones)
@@ -69,32 +68,33 @@ class GMP(Method):
         if not self.due(group):
             return
         state = group.state
-        sparsity = self.sparsity_at(group, group.step + 1)
-        if sparsity >= state.final_sparsity:
-            densities = list(state.final_densities)
+        progress = self.progress(group, group.step + 1)
+        if progress >= 1.0:
+            group.budgets = [list(budget) for budget in state.final_budgets]
         else:
             shapes = [layer.shape for layer in group.layers]
-            dense = frozenset(i for i, d in enumerate(state.final_densities) if d >= 1.0)
-            densities = layer_densities(shapes, sparsity, self.config.distribution, dense, 0,
-                                        self.config.layer_lambdas, owner=group.name)
-        group.densities = densities
+            group.budgets = [
+                layer_densities(shapes, final * (1.0 - (1.0 - progress) ** 3), self.config.distribution,
+                                frozenset(i for i, d in enumerate(budget) if d >= 1.0), 0,
+                                self.config.layer_lambdas, owner=group.name)
+                for final, budget in zip(group.levels, state.final_budgets)]
         group.flips.zero_()
         for i, (layer, mask) in enumerate(zip(group.sparse_layers, group.masks)):
-            keep = kept_per_member(layer.shape, densities[group.sparse[i]])
             view = layer.view
             scores = torch.where(view(mask) > 0, view(layer.param).abs(), -1.0)
-            new = to_param_layout(layer, topk_mask(scores, keep))
+            new = to_param_layout(layer, topk_mask(scores, group.kept(i)))
             pruned = mask - new
             mask.copy_(new)
             layer.param.mul_(mask)
             group.reset_moments(i, pruned)
-            group.flips[i] += pruned.sum()
+            group.flips[i] += group.agent_sums(i, pruned)
         state.pruned = state.updated = True
         group.targets_dirty = True
 
     def training_flops(self, group, dense: float, sparse: float) -> float:
         """At the schedule's time-averaged sparsity: dense until gmp_start, 3/4 of the final level on
-        average during the cubic ramp, the final level afterwards."""
-        final, c = group.state.final_sparsity, self.config
+        average during the cubic ramp, the final level afterwards (the mean of the agents' levels
+        for a population's network)."""
+        final, c = sum(group.levels) / len(group.levels), self.config
         mean_sparsity = final * (0.75 * (c.gmp_end - c.gmp_start) + (1.0 - c.gmp_end))
         return 3.0 * (dense * (1.0 - mean_sparsity) if final > 0 else dense)

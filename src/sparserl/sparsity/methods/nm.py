@@ -158,14 +158,14 @@ class NM(Method):
             DenseShadow.project(group.params, group.masks)
 
     def pop_flips(self, group) -> torch.Tensor:
-        """SAD per layer: mask entries changed by the latest re-projection, computed only when asked
-        (the two latest masks are kept), so re-projecting every step costs nothing extra."""
+        """SAD per layer and agent: mask entries changed by the latest re-projection, computed only
+        when asked (the two latest masks are kept), so re-projecting every step costs nothing extra."""
         if not group.state.updated:
-            return torch.zeros(len(group.sparse))
+            return torch.zeros(len(group.sparse), group.agents)
         group.state.updated = False
         projector = group.state.projector
-        return torch.stack([(new != old).sum() for new, old in zip(projector.masks[projector.current],
-                                                                  projector.previous)]).float()
+        return torch.stack([group.agent_sums(i, (new != old).float()) for i, (new, old) in
+                            enumerate(zip(projector.masks[projector.current], projector.previous))])
 
     def after_load(self, group) -> None:
         """The projector's current masks become the restored ones, and the parameters E ⊙ W."""
