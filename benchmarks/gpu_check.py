@@ -6,7 +6,10 @@
 2. a short population run on the GPU (Pendulum-v1, 4 agents): it learns without a non-finite value;
 3. K = 32 TD3 agents on Hopper-v5 (256-256, batch 256): agent-steps/s;
 4. a SimBa critic of about 17M parameters (width 1024, 2 blocks, humanoid sizes): one SAC update's
-   time dense and with a 90 % static mask (masked dense products).
+   time dense and with a 90 % static mask (masked dense products);
+5. a 2:4 semi-structured training step (`--execution semi_structured`: TD3 nm:2:4 at width 2048,
+   bf16, batch 256): its update time against masked dense products, and how far one update's
+   parameters are from theirs (where the GPU has no 2:4 kernels, the refusal is printed instead).
 
 `--device cpu --quick` runs the same code at tiny sizes (the suite's smoke test of this script).
 
@@ -100,6 +103,47 @@ def simba_update_ms(device: torch.device, sparsity: float, width: int, repeats: 
     return 1e3 * statistics.median(times), params
 
 
+def semi_structured_step(device: torch.device, width: int, repeats: int) -> tuple[float, float, float] | str:
+    """(masked dense ms, semi-structured ms, max relative parameter difference after one update), or why not."""
+    from sparserl.algos.draws import Draws
+    from sparserl.config import Config
+    from sparserl.envs import EnvInfo
+    from sparserl.errors import ConfigError
+    from sparserl.replay import Batch
+    from sparserl.runs.build import build_agent
+
+    info = EnvInfo("hopper", obs_dim=12, act_dim=4, max_episode_steps=None)
+    base = Config(algo="td3", hidden=(width, width), sparsity={"method": "nm:2:4", "keep_first_dense": True},
+                  precision="bf16", device=device.type, total_steps=1000, start_steps=0)
+    try:
+        base.replace(execution="semi_structured").validate()
+    except ConfigError as exc:
+        return str(exc)
+    agents = []
+    for execution in ("dense", "semi_structured"):
+        torch.manual_seed(0)
+        agent, sparsifier = build_agent(base.replace(execution=execution), info)
+        sparsifier.execute_sparse(execution)
+        agent.draws = Draws([1], population=False, device=device)
+        agents.append(agent)
+    batch = Batch(*(torch.randn(256, *shape, device=device) for shape in ((12,), (4,), (), (12,), (4,))),
+                  torch.zeros(256, device=device), torch.zeros(256, device=device))
+    for agent in agents:
+        agent.update(batch)
+    worst = max(float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
+                for a, b in zip(agents[1].critic.parameters(), agents[0].critic.parameters()))
+    times = {0: [], 1: []}
+    for i in range(repeats + 3):
+        for k, agent in enumerate(agents):  # interleaved
+            synchronize(device)
+            start = time.perf_counter()
+            agent.update(batch)
+            synchronize(device)
+            if i >= 3:
+                times[k].append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times[0]), 1e3 * statistics.median(times[1]), worst
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cuda")
@@ -121,6 +165,15 @@ def main() -> None:
     print(f"SimBa critic of {params:,} parameters: SAC update {dense:.2f} ms dense, {sparse:.2f} ms at 90 % (masked)")
     print(f"RESULT gpu_simba_update_ms_dense {dense:.3f}")
     print(f"RESULT gpu_simba_update_ms_sparse90 {sparse:.3f}")
+    step = semi_structured_step(device, 64 if quick else 2048, 2 if quick else 20)
+    if isinstance(step, str):
+        print(f"2:4 semi-structured step not run: {step}")
+    else:
+        masked, semi, worst = step
+        print(f"TD3 nm:2:4 update: {masked:.2f} ms masked dense, {semi:.2f} ms semi-structured, "
+              f"parameters after one update within {worst:.2g} (relative)")
+        print(f"RESULT gpu_semi_structured_speedup {masked / semi:.3f}")
+        print(f"RESULT gpu_semi_structured_max_relative_difference {worst:.3g}")
 
 
 if __name__ == "__main__":

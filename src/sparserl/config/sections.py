@@ -220,7 +220,8 @@ class Sparsity:
     """Kernels of the masked layers: dense (masked dense products, bitwise reproducible), csr
     (compressed sparse rows in forward and backward where no dense gradient is needed, on
     sparserl.native's kernels; pays at >= 75 % sparsity and width >= 1024, BENCHMARKS.md) or auto
-    (per layer, whichever measures faster)."""
+    (per layer, whichever measures faster); semi_structured: N:M 2:4 forward products on a GPU's
+    2:4 sparse tensor cores (compute capability 8.0 or newer; sparserl.sparsity.semi_structured)."""
 
     def __post_init__(self) -> None:
         """A method name or a mapping of sparsity keys given in Python becomes the section."""
@@ -233,7 +234,12 @@ class Sparsity:
         if not isinstance(self.sparsity, NetworkSparsity):
             return [f"sparsity must be a NetworkSparsity (or, through Config.from_dict or YAML, a method name or a "
                     f"mapping), got {self.sparsity!r}"]
-        return checks.choice_problems(self.sparsity) + self.sparsity.problems()
+        out = checks.choice_problems(self.sparsity) + self.sparsity.problems()
+        if self.execution == "semi_structured":
+            from sparserl.sparsity.semi_structured import problems
+
+            out += problems(self.sparsity.method, self.device)
+        return out
 
 
 @dataclass

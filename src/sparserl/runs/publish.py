@@ -7,6 +7,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from sparserl.export import export_actor
 from sparserl.policy_file import POLICY_FILE
@@ -63,8 +64,10 @@ def report_sparsity(trainer, final: bool = False):
             trainer.console.line("  each agent at its level: " + ", ".join(
                 f"{log.run_dir.name} " + "/".join(f"{d:.3f}" for d in report.density.values())
                 for log, report in zip(trainer.logs, reports)) + " (density per network)")
-        if trainer.config.execution != "dense":
+        if trainer.config.execution in ("csr", "auto"):
             from sparserl import native
 
             trainer.console.line(f"sparse execution ({trainer.config.execution}): {native.status()}")
+        elif trainer.config.execution == "semi_structured":
+            trainer.console.line(f"sparse execution (semi_structured): 2:4 kernels on {torch.cuda.get_device_name()}")
     return reports

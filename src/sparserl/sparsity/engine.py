@@ -144,10 +144,12 @@ class Sparsifier:
     # --- sparse execution -----------------------------------------------------------------------
     def execute_sparse(self, mode: str = "auto", batch: int = 256) -> int:
         """Run the masked layers (and their targets, when they share the masks) through CSR products
-        where no dense gradient is needed (sparserl.sparsity.execution). `mode`: csr (always) or
-        auto (per layer, whichever measures faster at `batch`). Layers take part if they declare an
-        `executor` attribute (sparserl.nets.layers.SparseExecutor); returns how many were set."""
+        where no dense gradient is needed (sparserl.sparsity.execution). `mode`: csr (always), auto
+        (per layer, whichever measures faster at `batch`) or semi_structured (2:4 GPU kernels in the
+        forward, sparserl.sparsity.semi_structured). Layers take part if they declare an `executor`
+        attribute (sparserl.nets.layers.SparseExecutor); returns how many were set."""
         from sparserl.sparsity.execution import EXECUTIONS, LayerExecutor
+        from sparserl.sparsity.semi_structured import SemiStructuredExecutor
 
         if mode not in EXECUTIONS:
             raise ConfigError(f"unknown execution {mode!r}; use one of {', '.join(EXECUTIONS)}")
@@ -161,7 +163,8 @@ class Sparsifier:
                 for module in modules:
                     sub = module.get_submodule(layer.module_path)
                     if hasattr(sub, "executor"):  # layers that declare the interface (sparserl.nets.layers)
-                        sub.executor = LayerExecutor(group, index, layer, mode, batch, needs_dense)
+                        sub.executor = SemiStructuredExecutor(layer) if mode == "semi_structured" else \
+                            LayerExecutor(group, index, layer, mode, batch, needs_dense)
                         count += 1
         return count
 

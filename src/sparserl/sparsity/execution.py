@@ -35,7 +35,8 @@ import torch
 from sparserl import kernels, native
 from sparserl.sparsity.structure import Structure
 
-EXECUTIONS = ("dense", "csr", "auto")
+EXECUTIONS = ("dense", "csr", "auto", "semi_structured")
+"""How masked layers run in training; semi_structured is in sparserl.sparsity.semi_structured."""
 SPARSE_MARGIN = 0.8
 """auto takes the CSR path for a layer only if its forward + backward measures below 0.8x dense."""
 
