@@ -58,18 +58,6 @@ def cuda_has_bf16() -> bool:
     return cuda_available() and torch.cuda.is_bf16_supported()
 
 
-def flush_denormals() -> bool:
-    """Treat subnormal floats as zero in this thread's CPU arithmetic (FTZ/DAZ; where the CPU has no
-    such mode, nothing changes; returns whether it took). Adam's moments at positions whose gradient
-    stays zero (pruned or dead units) decay geometrically into the subnormal range: in a TD3 nm:2:4
-    update (Hopper sizes, 256-256) 7.7 % of the optimiser state was subnormal after 2 000 updates
-    (0.8 % dense), and Intel cores take slow microcode assists on subnormal operands (AMD Zen 3
-    showed no slowdown). Values below 1.2e-38 change nothing a run records (the reference runs'
-    rows are unchanged). PyTorch sets the mode for the calling thread: with one thread per run,
-    every product."""
-    return torch.set_flush_denormal(True)
-
-
 def resolve_device(choice: str, streaming: bool = False) -> torch.device:
     """The device of a run's networks, optimisers and replay for `device` cpu, cuda or auto (CUDA
     where there is a GPU; the CPU for streaming learners, whose batch-1 steps gain nothing there).

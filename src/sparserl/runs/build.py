@@ -17,7 +17,7 @@ from sparserl.algos import ALGORITHMS, Agent, make_agent
 from sparserl.config import Config
 from sparserl.envs import EnvInfo, env_info, make_env
 from sparserl.errors import ConfigError
-from sparserl.hardware import flush_denormals, update_dtype
+from sparserl.hardware import update_dtype
 from sparserl.replay import DynamicCapacity, ReplayBuffer
 from sparserl.runs.learner import Learner, OffPolicyLearner
 
@@ -129,7 +129,6 @@ def build_run(config: Config) -> Run:
     """Every part of a run, seeded: torch, Python and the environments from config.seed."""
     c = config
     torch.set_num_threads(resolve_threads(c.threads))
-    flush_denormals()
     torch.manual_seed(c.seed)
     random.seed(c.seed)
     envs, eval_envs = [make_run_env(c) for _ in range(c.population)], [make_run_env(c) for _ in range(c.population)]
