@@ -10,6 +10,7 @@ from typing import Literal
 
 from sparserl.config import checks
 from sparserl.config.checks import require
+from sparserl.config.sparsity import LEVELS
 from sparserl.errors import ConfigWarning
 
 
@@ -66,7 +67,7 @@ class Scale:
     def _level_problems(self) -> list[str]:
         """Per-agent sparsity levels: one per agent of a population, and no two agents alike."""
         out = []
-        for network in ("actor", "critic"):
+        for network in LEVELS:
             levels = getattr(self.sparsity, f"{network}_levels")
             if levels and checks.positive_int(self.population) and len(levels) != self.population:
                 out.append(f"{network}_levels lists {len(levels)} levels for a population of {self.population}; "
@@ -91,7 +92,7 @@ class Scale:
         names = []
         for k, seed in enumerate(self.agent_seeds):
             parts = [f"seed-{seed}"] + [f"{network}-{getattr(self.sparsity, f'{network}_levels')[k]:g}"
-                                        for network in ("actor", "critic")
+                                        for network in LEVELS
                                         if getattr(self.sparsity, f"{network}_levels")]
             names.append("_".join(parts))
         return names

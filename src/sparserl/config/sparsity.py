@@ -68,25 +68,18 @@ class NetworkSparsity(SparsityConfig):
         out = []
         fixed = cls.fixed_level_of(self.method) if cls is not None else None
         for network in LEVELS:
-            name, value = f"{network}_sparsity", getattr(self, f"{network}_sparsity")
-            if value is None:
-                continue
-            if cls is None:
-                out.append(f"{name} ({value}) has no effect on a dense run: give a sparsity method as well "
-                           f"(sparsity: METHOD, --sparsity METHOD; one of {allowed()}), or leave it out")
-            elif fixed is not None:
-                out.append(f"{name} does not apply to {self.method}, which fixes the sparsity at {fixed:.3f}")
-            elif not (0.0 <= value < 1.0):
-                out.append(f"{name} must be in [0, 1), got {value!r}")
-        for network in LEVELS:
-            name, values = f"{network}_levels", getattr(self, f"{network}_levels")
-            if not values:
-                continue
-            if cls is None:
-                out.append(f"{name} has no effect on a dense run: give a sparsity method as well, or leave it out")
-            elif fixed is not None:
-                out.append(f"{name} does not apply to {self.method}, which fixes the sparsity at {fixed:.3f}")
-            elif getattr(self, f"{network}_sparsity") is not None:
-                out.append(f"give {network}_sparsity (every agent) or {name} (one per agent), not both")
-            out += [f"{name} must be in [0, 1), got {value!r}" for value in values if not (0.0 <= value < 1.0)]
+            every, per_agent = getattr(self, f"{network}_sparsity"), getattr(self, f"{network}_levels")
+            if every is not None and per_agent:
+                out.append(f"give {network}_sparsity (every agent) or {network}_levels (one per agent), not both")
+            for name, given, values in ((f"{network}_sparsity", every, [] if every is None else [every]),
+                                        (f"{network}_levels", list(per_agent), list(per_agent))):
+                if not values:
+                    continue
+                if cls is None:
+                    out.append(f"{name} ({given}) has no effect on a dense run: give a sparsity method as well "
+                               f"(sparsity: METHOD, --sparsity METHOD; one of {allowed()}), or leave it out")
+                elif fixed is not None:
+                    out.append(f"{name} does not apply to {self.method}, which fixes the sparsity at {fixed:.3f}")
+                else:
+                    out += [f"{name} must be in [0, 1), got {v!r}" for v in values if not (0.0 <= v < 1.0)]
         return out

@@ -113,7 +113,7 @@ def sparsity_report(sparsifier: Sparsifier, inference: str | None = None, agent:
         size_kept += copies * sum(kept)
         size_total += copies * sum(totals)
 
-        dense_f = float(sum(total for total in totals))
+        dense_f = float(sum(totals))
         sparse_f = float(sum(kept))
         if group.name == inference:
             inference_ratio = sparse_f / dense_f

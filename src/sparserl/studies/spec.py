@@ -34,12 +34,14 @@ import yaml
 
 from sparserl.config import SPARSITY_KEYS, Config, merged, resolve_values
 from sparserl.config.presets import read_yaml
+from sparserl.config.sparsity import LEVELS
 from sparserl.envs import check_env_id
 from sparserl.errors import ConfigError, ConfigWarning
 from sparserl.sparsity.methods import method_class
 from sparserl.studies.budget import compress_schedule
 
-LEVEL_KEYS = ("actor_sparsity", "critic_sparsity", "actor_levels", "critic_levels")
+LEVEL_KEYS = tuple(f"{network}_{kind}" for network in LEVELS for kind in ("sparsity", "levels"))
+"""The sparsity section's level settings: packed runs may differ in them."""
 
 SPEC_KEYS = ("name", "preset", "base", "axes", "threads", "output", "budget", "pack")
 
@@ -225,7 +227,7 @@ def _agent_levels(sections: list) -> object:
     if not first.enabled or method_class(first.method).fixed_level_of(first.method) is not None:
         return first
     changes = {}
-    for network in ("actor", "critic"):
+    for network in LEVELS:
         levels = tuple(section.level(network) for section in sections)
         if len(set(levels)) > 1:
             changes.update({f"{network}_sparsity": None, f"{network}_levels": levels})
