@@ -63,18 +63,20 @@ class StreamAC(StreamingAgent):
 
     def noise(self) -> torch.Tensor:
         """A standard normal per action dimension; discrete: one uniform for the inverse CDF."""
-        return torch.rand(()) if self.discrete else torch.randn(self.info.act_dim)
+        lead = () if self.population is None else (self.population,)
+        return self.draws.uniform(lead) if self.discrete else self.draws.normal((*lead, self.info.act_dim))
 
     def _policy(self, x: torch.Tensor):
-        """Log-probabilities (|A|,) of a discrete policy, or the Gaussian's (mean, std), each (|A|,)."""
-        out = self.actor.net.normalised(x.unsqueeze(0))[0]
+        """Log-probabilities (|A|,) of a discrete policy, or the Gaussian's (mean, std), each (|A|,)
+        (a population's: (K, |A|))."""
+        out = self.actor.net.normalised(x.unsqueeze(-2)).squeeze(-2)
         return F.log_softmax(out, dim=-1) if self.discrete else ClippedGaussianActor.head(out)
 
     def sample(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         policy = self._policy(x)
         if self.discrete:  # the first action whose cumulative probability exceeds the uniform draw
-            below = (policy.exp().cumsum(0) < noise).sum()
-            return below.clamp(max=policy.shape[0] - 1)
+            below = (policy.exp().cumsum(-1) < noise.unsqueeze(-1)).sum(-1)
+            return below.clamp(max=policy.shape[-1] - 1)
         mean, std = policy
         return mean + std * noise
 
@@ -82,18 +84,19 @@ class StreamAC(StreamingAgent):
         return action.numpy() if self.discrete else action.clamp(-1.0, 1.0).numpy()
 
     def loss(self, x, action, reward, discount, x_next):
-        values = self.critic(torch.stack((x, x_next)))[:, 0]
-        value = values[0]
-        delta = (reward + discount * values[1] - value).detach()
+        values = self.critic(torch.stack((x, x_next), dim=-2))[..., 0]
+        value = values[..., 0]
+        delta = (reward + discount * values[..., 1] - value).detach()
         policy = self._policy(x)
         if self.discrete:
-            log_prob, entropy = policy.gather(0, action.reshape(1))[0], -(policy.exp() * policy).sum()
+            log_prob = policy.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+            entropy = -(policy.exp() * policy).sum(-1)
         else:
             mean, std = policy
             log_std = std.log()
             z = (action - mean) / std
-            log_prob = (-0.5 * z.square() - log_std).sum() - LOG_SQRT_2PI * mean.numel()
-            entropy = (log_std + (0.5 + LOG_SQRT_2PI)).sum()
+            log_prob = (-0.5 * z.square() - log_std).sum(-1) - LOG_SQRT_2PI * mean.shape[-1]
+            entropy = (log_std + (0.5 + LOG_SQRT_2PI)).sum(-1)
         # ObGD steps along -delta * z, so z takes the gradients of -V(s) and of -(log pi + c sign(delta) H)
         loss = -value - log_prob - (self.entropy_coef * delta.sign()) * entropy
-        return loss, delta, torch.stack((delta, value.detach(), entropy.detach()))
+        return loss, delta, torch.stack((delta, value.detach(), entropy.detach()), dim=-1)

@@ -55,8 +55,9 @@ class Scale:
         from sparserl.algos import ALGORITHMS
 
         out = []
-        if self.algo in ALGORITHMS and ALGORITHMS.get(self.algo).streaming:
-            out.append(f"{self.algo} is a streaming algorithm, and streaming learners train one agent per run")
+        if self.algo in ALGORITHMS and ALGORITHMS.get(self.algo).streaming and self.step_compile == "on":
+            out.append("step_compile on: a population's streaming step runs eagerly (its batched products "
+                       "already share the per-step overhead); use step_compile auto or off")
         if self.dynamic_buffer:
             out.append("dynamic_buffer (RLx2's) resizes each agent's buffer on its own schedule, which one "
                        "population buffer does not; train without it or one agent per run")

@@ -74,7 +74,9 @@ class Actor(nn.Module):
         """Agent k of a population's actors as a one-agent actor (a copy: what its policy file holds)."""
         from sparserl.population.members import copy_member
 
-        single = type(self)(self.architecture, obs_norm=self.obs_norm is not None, **self.head_settings())
+        norm = self.obs_norm
+        single = type(self)(self.architecture, obs_norm=False if norm is None else norm.single(),
+                            **self.head_settings())
         copy_member(self, single, k, self.population)
         return single
 

@@ -2,13 +2,14 @@
 population's (sparserl.algos.base.Agent with config.population = K).
 
 A population holds its K agents as ensemble members, so every tensor of a single agent has its
-place in a population tensor. Five layouts cover every network, optimiser state and mask tensor:
+place in a population tensor. Six layouts cover every network, optimiser state and mask tensor:
 
     single shape        population shape       agent k's view
     s                   s                      the same tensor (shared: RunningNorm's count)
     (E, *rest)          (E K, *rest)           view(E, K, *rest)[:, k]  (ensembles, critic-major)
     (out, in)           (K, in, out)           [k].T                    (a Linear layer's weight)
     (out,)              (K, 1, out)            [k, 0]                   (its bias; RunningNorm's statistics)
+    (d,)                (K, d)                 [k]                      (WelfordNorm's statistics)
     ()                  (K,)                   [k]                      (SAC's temperature)
 
 The views write through, so a single agent's tensors can be copied out of a population or into it.
@@ -31,6 +32,8 @@ def member_view(tensor: torch.Tensor, shape: tuple[int, ...] | torch.Size, k: in
         return tensor[k].T
     if len(shape) == 1 and have == (agents, 1, shape[0]):
         return tensor[k, 0]
+    if len(shape) == 1 and have == (agents, shape[0]):
+        return tensor[k]
     if not shape and have == (agents,):
         return tensor[k]
     raise ValueError(f"no agent-{k} view of a population tensor of shape {have} as a single agent's {shape} "
@@ -46,9 +49,14 @@ def copy_member(population: nn.Module, single: nn.Module, k: int, agents: int, i
     """Copy agent k of `population` into the single-agent module `single` (the same architecture
     without the population), or, with `into_population`, `single` into agent k."""
     source = _tensors(population)
+    target, state = (population, dict(source)) if into_population else (single, {})
     for name, tensor in _tensors(single).items():
         view = member_view(source[name], tensor.shape, k, agents)
-        (view if into_population else tensor).copy_(tensor if into_population else view)
+        if into_population:
+            view.copy_(tensor)
+        else:
+            state[name] = view
+    target.load_state_dict(state)  # in place; modules with derived buffers (WelfordNorm) refresh them
 
 
 def member_state(state, k: int, agents: int, single):

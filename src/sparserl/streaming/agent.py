@@ -12,6 +12,12 @@ x_next)`, the one transition's loss whose gradient every trace takes, with the T
 scales the steps. The base does the rest: each observation is normalised once, as it arrives (as
 the paper's observation wrapper does), and `learn` back-propagates the loss and steps each ObGD
 with delta. A compiled step (sparserl.streaming.capture) runs the same three functions in one graph.
+
+A population of K agents (config.population > 1) holds the K agents as ensemble members of each
+network, as the replay agents do (sparserl.algos.base.Agent): observations, actions, rewards and
+flags lead with K, each agent's loss is its entry of a (K,) vector, its observation statistics,
+draws, traces and step sizes are its own, and its traces reset when its own episode ends. An
+algorithm written with reductions over trailing axes runs both ways.
 """
 
 from __future__ import annotations
@@ -40,14 +46,14 @@ class StreamingAgent(Agent):
         """(normalised observation, action) of the last `act`, for the `learn` that follows."""
 
     def make_obs_norm(self) -> nn.Module:
-        """Per-sample Welford statistics; the time feature, when on, is left as it is."""
-        return WelfordNorm(self.info.obs_dim, keep=1 if self.config.time_feature else 0)
+        """Per-sample Welford statistics (each agent's own); the time feature, when on, is left as it is."""
+        return WelfordNorm(self.info.obs_dim, keep=1 if self.config.time_feature else 0, population=self.population)
 
     def make_value(self) -> Body:
         """A state-value network V(x) of the critic's architecture on normalised observations,
-        (B, obs) -> (B, 1)."""
+        (B, obs) -> (B, 1); a population's (K, B, obs) -> (K, B, 1)."""
         arch, _ = self.architectures(self.info, self.config)["critic"]
-        return initialise(Body(arch), self.config.init)
+        return initialise(Body(arch, population=self.population), self.config.init)
 
     @classmethod
     def architectures(cls, info, config) -> dict:
@@ -58,11 +64,9 @@ class StreamingAgent(Agent):
     def add_obgd(self, name: str, params, kappa: float) -> torch.optim.Optimizer:
         """ObGD (or its adaptive variant, per config.obgd) for network `name`."""
         c = self.config
-        if c.obgd == "adaptive":
-            optimizer = AdaptiveObGD(params, lr=c.obgd_lr, gamma=c.gamma, lamda=c.trace_lambda, kappa=kappa,
-                                     beta2=c.obgd_beta2)
-        else:
-            optimizer = ObGD(params, lr=c.obgd_lr, gamma=c.gamma, lamda=c.trace_lambda, kappa=kappa)
+        kind, extra = (AdaptiveObGD, {"beta2": c.obgd_beta2}) if c.obgd == "adaptive" else (ObGD, {})
+        optimizer = kind(params, lr=c.obgd_lr, gamma=c.gamma, lamda=c.trace_lambda, kappa=kappa,
+                         agents=self.population, **extra)
         self.optimizers[name] = optimizer
         return optimizer
 
@@ -71,19 +75,21 @@ class StreamingAgent(Agent):
         for optimizer in self.optimizers.values():
             optimizer.reset_traces()
 
-    def observe(self, obs: np.ndarray) -> None:
+    def observe(self, obs: np.ndarray, which: np.ndarray | None = None) -> None:
+        """Add an observation to the statistics (a population's (K, obs); `which`: only these agents')."""
         if self.obs_norm is not None:
-            self.obs_norm.update(obs)
+            self.obs_norm.update(obs, which)
 
     def normalise(self, obs: torch.Tensor) -> torch.Tensor:
-        """An observation, (obs,), in the statistics of the moment (unchanged without obs_norm)."""
+        """An observation, (obs,) or a population's (K, obs), in the statistics of the moment
+        (unchanged without obs_norm)."""
         return obs if self.obs_norm is None else self.obs_norm(obs)
 
     # --- what an algorithm writes -------------------------------------------------------------
     @abstractmethod
     def noise(self) -> torch.Tensor:
-        """The exploration draw for one action, taken before the forward (so that a compiled step
-        takes it as an input, from the same random stream)."""
+        """The exploration draw for one action (a population's: one per agent, from `draws`), taken
+        before the forward (so that a compiled step takes it as an input, from the same random stream)."""
 
     @abstractmethod
     def sample(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -103,26 +109,31 @@ class StreamingAgent(Agent):
     # --- the step -----------------------------------------------------------------------------
     def act(self, obs: np.ndarray) -> tuple[np.ndarray, None]:
         """Sample the action at `obs` (no noise-free action: nothing stores it)."""
-        x = self.normalise(torch.from_numpy(obs))
+        x = self.normalise(self.as_input(obs))
         with torch.no_grad():
             action = self.sample(x, self.noise())
         self._pending = (x, action)
         return self.env_action(action), None
 
-    def learn(self, reward: float, next_obs: np.ndarray, terminal: bool, episode_end: bool) -> None:
+    def learn(self, reward, next_obs: np.ndarray, terminal, episode_end) -> None:
         """One update from the transition that followed the last `act`: the (scaled) reward, the next
         observation, whether it is terminal (no bootstrap) and whether the episode ended there
-        (traces are reset). Each optimiser steps with delta; the step sizes follow the loss's
-        statistics in the recorded row."""
+        (traces are reset); a population's are (K,) arrays. Each optimiser steps with delta; the
+        step sizes follow the loss's statistics in the recorded row."""
         x, action = self._pending
         self._pending = None
-        discount = torch.tensor(0.0 if terminal else self.config.gamma)
-        loss, delta, stats = self.loss(x, action, torch.tensor(reward), discount,
-                                       self.normalise(torch.from_numpy(next_obs)))
+        if self.population is None:
+            reward, discount = torch.tensor(reward), torch.tensor(0.0 if terminal else self.config.gamma)
+        else:
+            dtype = torch.get_default_dtype()
+            reward = torch.as_tensor(reward, dtype=dtype, device=self.device)
+            discount = torch.as_tensor(np.where(terminal, 0.0, self.config.gamma), dtype=dtype, device=self.device)
+            episode_end = torch.as_tensor(np.asarray(episode_end, dtype=bool), device=self.device)
+        loss, delta, stats = self.loss(x, action, reward, discount, self.normalise(self.as_input(next_obs)))
         optimizers = list(self.optimizers.values())
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss if loss.dim() == 0 else loss.sum()).backward()  # a population's agents' parameters are disjoint
         alphas = [optimizer.step(delta, reset=episode_end) for optimizer in optimizers]
         self.updates += 1
-        self.record(0, torch.cat((stats, torch.stack(alphas))))
+        self.record(0, torch.cat((stats, torch.stack(alphas, dim=-1)), dim=-1))

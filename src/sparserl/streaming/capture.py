@@ -19,11 +19,11 @@ with guard evaluation skipped, since nothing it depends on changes between steps
 
 `step_compile` decides (sparserl.config.streaming): `auto` compiles where it pays, runs of at least
 AUTO_MIN_STEPS steps whose networks hold at most AUTO_MAX_PARAMETERS parameters, where a C++
-compiler is found and the masked layers run densely; `on` insists (refused where impossible);
-`off` runs every step eagerly. Wider networks make the step bound by memory traffic instead of
-dispatch, and there the graph, which writes its results back into the buffers it reads, is slower
-than the eager step (BENCHMARKS.md: 1.7x the eager step at width 256 on Hopper, 1.0x at 512,
-0.7x at 1024).
+compiler is found and the masked layers run densely, and never for a population; `on` insists
+(refused where impossible); `off` runs every step eagerly. Wider networks make the step bound by
+memory traffic instead of dispatch, and there the graph, which writes its results back into the
+buffers it reads, is slower than the eager step (BENCHMARKS.md: 1.7x the eager step at width 256
+on Hopper, 1.0x at 512, 0.7x at 1024).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def compiler_problem(config) -> str | None:
 def wants_compiled(config, parameters: int) -> bool:
     """Whether a streaming run whose networks hold `parameters` compiles its step (see the module
     docstring); `on` where impossible is refused by the configuration's checks before any work."""
-    if config.step_compile == "off":
+    if config.step_compile == "off" or config.population > 1:  # (a population's: refused for on, config.scale)
         return False
     if config.step_compile == "on":
         return True

@@ -23,6 +23,11 @@ waits on the host. The rule itself (`rule`) takes tensors alone, so a compiled s
 ``p.grad`` in place before the trace takes it, and its moment reset zeroes the trace of a regrown
 weight in place. A gradient assigned as a new tensor (``p.grad = g``) is copied into the buffer at
 the next step.
+
+A population of K agents (`agents`) has every parameter lead with its K agents; ``flat["agent"]``
+names the agent of each buffer entry (``flat["agents"]``: zeros, one per agent), so each agent's
+trace norm, bound and step size are its own (one index_add and one gather per step), delta is a
+(K,) vector, and `step(reset=...)` takes a (K,) boolean tensor of the agents whose episode ended.
 """
 
 from __future__ import annotations
@@ -32,6 +37,20 @@ import torch
 from sparserl.optim import lean_step, run_post_hooks, run_pre_hooks
 
 
+def agent_sums(flat: dict, values: torch.Tensor) -> torch.Tensor:
+    """The sum of a group's flat `values`: one agent's (0-d), or each agent's of a population, (K,)."""
+    agent = flat.get("agent")
+    if agent is None:
+        return values.sum()
+    return torch.index_add(flat["agents"], 0, agent, values)
+
+
+def per_entry(flat: dict, values: torch.Tensor) -> torch.Tensor:
+    """Per-agent `values` (0-d, or a population's (K,)) spread over the group's flat entries."""
+    agent = flat.get("agent")
+    return values if agent is None else values[agent]
+
+
 class ObGD(torch.optim.Optimizer):
     """Eligibility-trace SGD with ObGD's step-size bound; `step(delta)` takes the TD error."""
 
@@ -39,13 +58,15 @@ class ObGD(torch.optim.Optimizer):
     """Per-parameter state kept in flat buffers (each shaped like the parameter)."""
 
     def __init__(self, params, lr: float = 1.0, gamma: float = 0.99, lamda: float = 0.8, kappa: float = 2.0,
-                 **extra):
+                 agents: int | None = None, **extra):
         for name, value, ok in (("lr", lr, lr > 0), ("gamma", gamma, 0 <= gamma <= 1),
                                 ("lamda", lamda, 0 <= lamda <= 1), ("kappa", kappa, kappa > 0)):
             if not ok:
                 raise ValueError(f"ObGD: {name} {value!r} is out of range (lr > 0, gamma and lamda in [0, 1], "
                                  f"kappa > 0)")
         super().__init__(params, dict(lr=lr, gamma=gamma, lamda=lamda, kappa=kappa, **extra))
+        self.agents = agents
+        """K, the agents whose parameters lead each tensor (None: one agent, flat buffers)."""
         self._views: list[list[tuple[torch.nn.Parameter, torch.Tensor, dict[str, torch.Tensor]]]] = []
         """Per group, each parameter with its views of the flat gradient and state buffers."""
         self._flat = [self._flatten(group) for group in self.param_groups]
@@ -53,15 +74,22 @@ class ObGD(torch.optim.Optimizer):
     # --- the flat buffers -------------------------------------------------------------------------
     @torch.no_grad()
     def _flatten(self, group: dict) -> dict[str, torch.Tensor]:
-        """Move the group's parameters into one buffer and give each a gradient and state views."""
+        """Move the group's parameters into one buffer and give each a gradient and state views (a
+        population's: with the agent of each entry in ``flat["agent"]``)."""
         params = group["params"]
         if len({(p.dtype, p.device) for p in params}) > 1:
             raise ValueError("ObGD: the parameters of a group must share one dtype and device")
+        agents = self.agents
+        if agents is not None and any(p.dim() == 0 or p.shape[0] != agents for p in params):
+            raise ValueError(f"ObGD: every parameter of a population of {agents} agents must lead with them")
         total = sum(p.numel() for p in params)
         like = params[0]
-        flat = {"param": torch.empty(total, dtype=like.dtype, device=like.device),
-                "grad": torch.zeros(total, dtype=like.dtype, device=like.device),
-                **{key: torch.zeros(total, dtype=like.dtype, device=like.device) for key in self.state_keys}}
+        flat = {key: torch.zeros(total, dtype=like.dtype, device=like.device)
+                for key in ("param", "grad", *self.state_keys)}
+        if agents is not None:  # (zeros of the per-agent sums beside the index)
+            flat["agents"] = torch.zeros(agents, dtype=like.dtype, device=like.device)
+            flat["agent"] = torch.cat([torch.arange(agents, device=like.device).repeat_interleave(p.numel() // agents)
+                                       for p in params])
         offset, views = 0, []
         for p in params:
             n = p.numel()
@@ -118,25 +146,28 @@ class ObGD(torch.optim.Optimizer):
         trace, lr = flat["trace"], group["lr"]
         torch.add(grad, trace, alpha=group["gamma"] * group["lamda"], out=trace)  # one pass
         direction = self._direction(group, flat, delta, *prepared)
-        l1 = direction.abs().sum()  # ||u||_1; linalg.vector_norm(u, 1) is 3x slower on the AMD EPYC
+        l1 = agent_sums(flat, direction.abs())  # ||u||_1; linalg.vector_norm(u, 1) is 3x slower on the AMD EPYC
         bound = l1 * delta.abs().clamp(min=1.0) * (lr * group["kappa"])
         alpha = torch.div(lr, bound.clamp(min=1.0))
-        flat["param"].addcmul_(direction, alpha * delta, value=-1.0)
+        flat["param"].addcmul_(direction, per_entry(flat, alpha * delta), value=-1.0)
         return alpha
 
     @lean_step
-    def step(self, delta: torch.Tensor | float, reset: bool = False) -> torch.Tensor:
+    def step(self, delta: torch.Tensor | float, reset: bool | torch.Tensor = False) -> torch.Tensor:
         """Accumulate the traces, take the bounded step along -delta * u; returns the step size
-        alpha of the last group (a tensor). `reset` zeroes the traces afterwards (episode end). The
-        step hooks (the sparsity engine's) run around it."""
+        alpha of the last group (a tensor; a population's (K,)). `reset` zeroes the traces afterwards
+        (episode end; a population's: a (K,) boolean tensor, per agent). The step hooks (the
+        sparsity engine's) run around it."""
         run_pre_hooks(self)
         with torch.no_grad():
-            delta = torch.as_tensor(delta, dtype=torch.float32)
+            delta = delta if isinstance(delta, torch.Tensor) else torch.tensor(delta, dtype=torch.float32)
             alpha = None
             for index, (group, flat) in enumerate(zip(self.param_groups, self._flat)):
                 self._gather_grads(index)
                 alpha = self.rule(group, flat, flat["grad"], delta, *self.prepare(group))
-                if reset:
+                if isinstance(reset, torch.Tensor):
+                    flat["trace"].masked_fill_(per_entry(flat, reset), 0.0)
+                elif reset:
                     flat["trace"].zero_()
         run_post_hooks(self)
         return alpha
@@ -161,11 +192,11 @@ class AdaptiveObGD(ObGD):
     state_keys = ("trace", "second_moment")
 
     def __init__(self, params, lr: float = 1.0, gamma: float = 0.99, lamda: float = 0.8, kappa: float = 2.0,
-                 beta2: float = 0.999, eps: float = 1e-8):
+                 beta2: float = 0.999, eps: float = 1e-8, agents: int | None = None):
         if not 0.0 < beta2 < 1.0:
             raise ValueError(f"AdaptiveObGD: beta2 {beta2!r} must be in (0, 1)")
-        # steps: a host counter, checkpointed with the group's settings
-        super().__init__(params, lr, gamma, lamda, kappa, beta2=beta2, eps=eps, steps=0)
+        # steps: a host counter, checkpointed with the group's settings (a population's agents step together)
+        super().__init__(params, lr, gamma, lamda, kappa, agents, beta2=beta2, eps=eps, steps=0)
 
     def prepare(self, group: dict) -> tuple[float, ...]:
         group["steps"] += 1
@@ -173,7 +204,7 @@ class AdaptiveObGD(ObGD):
 
     def _direction(self, group: dict, flat: dict, delta: torch.Tensor, correction=1.0) -> torch.Tensor:
         beta2, moment = group["beta2"], flat["second_moment"]
-        scaled = flat["trace"] * delta
+        scaled = flat["trace"] * per_entry(flat, delta)
         moment.mul_(beta2).addcmul_(scaled, scaled, value=1.0 - beta2)
         rms = (moment / correction).add_(group["eps"]).sqrt_()
         return flat["trace"] / rms
