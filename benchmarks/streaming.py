@@ -15,7 +15,11 @@ interleaved (A B C A B C ...) in this one process after a warm-up; figures are m
 and each speed-up is the median of the per-round ratios. The ceiling is the environment stepped with
 fixed actions and nothing else.
 
-    python benchmarks/streaming.py [--widths 128 1024] [--rounds 5] [--segment 1000] [--threads 1]
+With `--population K ...`, populations of K Stream AC agents (one process, eager: their batched
+products share each step's dispatch) run in the same rounds on the same threads, reported as
+agent-steps/s and as the ratio to the single agent's default step (`stream_population_speedup_k<K>_w<width>`).
+
+    python benchmarks/streaming.py [--widths 128 1024] [--rounds 5] [--segment 1000] [--threads 1] [--population 4 16]
 """
 
 from __future__ import annotations
@@ -181,6 +185,35 @@ class Sparserl:
         self.obs = obs
 
 
+class SparserlPopulation:
+    """K agents in lockstep, as sparserl.population.trainer steps them (without its bookkeeping)."""
+
+    def __init__(self, width, agents, threads):
+        from sparserl.config import resolve_config
+        from sparserl.runs.build import build_run
+
+        self.parts = build_run(resolve_config(algo="stream-ac", env=ENV, hidden=[width, width], seed=0,
+                                              threads=threads, population=agents))
+        self.obs = np.stack([env.reset(seed=k)[0] for k, env in enumerate(self.parts.envs)])
+        self.step = 0
+
+    def run(self, steps):
+        envs, learner, obs = self.parts.envs, self.parts.learner, self.obs
+        act, observe = learner.act, learner.observe
+        for _ in range(steps):
+            action, _ = act(obs, self.step)
+            outcomes = [env.step(a) for env, a in zip(envs, action)]
+            next_obs = np.stack([o[0] for o in outcomes])
+            reward = np.array([o[1] for o in outcomes])
+            done = np.array([o[2] or o[3] for o in outcomes])  # the time feature is on: a time limit is terminal
+            observe(obs, action, reward, next_obs, done, done, None, self.step)
+            obs = next_obs
+            for k in np.flatnonzero(done):
+                obs[k] = envs[k].reset()[0]
+            self.step += 1
+        self.obs = obs
+
+
 def env_rate(steps: int) -> float:
     from sparserl.envs import make_env
 
@@ -195,27 +228,32 @@ def env_rate(steps: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def compare(width: int, rounds: int, segment: int, threads: int) -> dict[str, float]:
-    """Median steps/s of sparserl (compiled), sparserl eager and the baseline at `width`, and the
-    median per-round ratios of the first two to the baseline."""
+def compare(width: int, rounds: int, segment: int, threads: int, populations=()) -> dict[str, float]:
+    """Median (agent-)steps/s of sparserl (compiled), sparserl eager, the baseline and each population
+    at `width`; the median per-round ratios of the first two to the baseline, and of each population
+    to the single agent's default step."""
     torch.manual_seed(0)
     runners = {"ours": Sparserl(width, 0, threads, "on"), "eager": Sparserl(width, 0, threads, "off"),
                "plain": Plain(width, 0)}
+    auto = "ours" if auto_compiles(runners["eager"].parts) else "eager"
+    runners.update({f"k{k}": SparserlPopulation(width, k, threads) for k in populations})
+    agents = {name: int(name[1:]) if name.startswith("k") else 1 for name in runners}
     torch.set_num_threads(threads)
-    for runner in runners.values():
-        runner.run(segment // 4)  # warm-up (the compile included)
+    for name, runner in runners.items():
+        runner.run(max(1, segment // 4 // agents[name]))  # warm-up (the compile included)
     rates = {name: [] for name in runners}
-    ratios = {"ours": [], "eager": []}
+    ratios = {"ours": [], "eager": [], **{name: [] for name in runners if name.startswith("k")}}
     for _ in range(rounds):
         for name, runner in runners.items():
+            steps = max(1, segment // agents[name])  # about the same agent-steps each
             start = time.perf_counter()
-            runner.run(segment)
-            rates[name].append(segment / (time.perf_counter() - start))
+            runner.run(steps)
+            rates[name].append(steps * agents[name] / (time.perf_counter() - start))
         for name in ratios:
-            ratios[name].append(rates[name][-1] / rates["plain"][-1])
+            ratios[name].append(rates[name][-1] / rates[auto if name.startswith("k") else "plain"][-1])
     out = {name: statistics.median(values) for name, values in rates.items()}
     out.update({f"{name}_ratio": statistics.median(values) for name, values in ratios.items()})
-    out["auto"] = "ours" if auto_compiles(runners["eager"].parts) else "eager"
+    out["auto"] = auto
     return out
 
 
@@ -233,6 +271,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--segment", type=int, default=1000, help="steps per segment at width 128 (fewer when wider)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--population", type=int, nargs="*", default=[], metavar="K",
+                        help="also populations of K agents (agent-steps/s against the single agent)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"machine: {hardware.describe()}, torch {torch.__version__}, {ENV} with the time feature")
@@ -241,17 +281,23 @@ def main() -> None:
     results = {}
     for width in args.widths:
         segment = max(50, args.segment * 128 // width)
-        r = results[width] = compare(width, args.rounds, segment, args.threads)
+        r = results[width] = compare(width, args.rounds, segment, args.threads, args.population)
         print(f"width {width:>5}: sparserl compiled {r['ours']:8.1f} steps/s ({r['ours_ratio']:.2f}x), eager "
               f"{r['eager']:8.1f} steps/s ({r['eager_ratio']:.2f}x), plain eager {r['plain']:8.1f} steps/s "
               f"(median of {args.rounds} rounds of {segment} steps); auto takes the "
               f"{'compiled' if r['auto'] == 'ours' else 'eager'} step here")
+        for k in args.population:
+            print(f"             population K = {k:>3}: {r[f'k{k}']:8.1f} agent-steps/s, {r[f'k{k}_ratio']:.2f}x the "
+                  f"single agent's default step")
     for width, r in results.items():
         print(f"RESULT stream_steps_per_s_w{width} {r[r['auto']]:.1f}")
         print(f"RESULT stream_compiled_steps_per_s_w{width} {r['ours']:.1f}")
         print(f"RESULT stream_eager_steps_per_s_w{width} {r['eager']:.1f}")
         print(f"RESULT stream_plain_steps_per_s_w{width} {r['plain']:.1f}")
         print(f"RESULT stream_speedup_vs_eager_w{width} {r[r['auto'] + '_ratio']:.3f}")
+        for k in args.population:
+            print(f"RESULT stream_population_agent_steps_per_s_k{k}_w{width} {r[f'k{k}']:.1f}")
+            print(f"RESULT stream_population_speedup_k{k}_w{width} {r[f'k{k}_ratio']:.3f}")
     if 128 in results:
         print(f"RESULT stream_speedup_vs_eager {results[128][results[128]['auto'] + '_ratio']:.3f}")
     print(f"RESULT stream_env_steps_per_s {ceiling:.1f}")
