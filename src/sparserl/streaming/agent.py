@@ -128,7 +128,8 @@ class StreamingAgent(Agent):
             dtype = torch.get_default_dtype()
             reward = torch.as_tensor(reward, dtype=dtype, device=self.device)
             discount = torch.as_tensor(np.where(terminal, 0.0, self.config.gamma), dtype=dtype, device=self.device)
-            episode_end = torch.as_tensor(np.asarray(episode_end, dtype=bool), device=self.device)
+            ends = np.asarray(episode_end, dtype=bool)  # (on the host: no pass over the traces when none ends)
+            episode_end = torch.as_tensor(ends, device=self.device) if ends.any() else False
         loss, delta, stats = self.loss(x, action, reward, discount, self.normalise(self.as_input(next_obs)))
         optimizers = list(self.optimizers.values())
         for optimizer in optimizers:

@@ -24,10 +24,10 @@ waits on the host. The rule itself (`rule`) takes tensors alone, so a compiled s
 weight in place. A gradient assigned as a new tensor (``p.grad = g``) is copied into the buffer at
 the next step.
 
-A population of K agents (`agents`) has every parameter lead with its K agents; ``flat["agent"]``
-names the agent of each buffer entry (``flat["agents"]``: zeros, one per agent), so each agent's
-trace norm, bound and step size are its own (one index_add and one gather per step), delta is a
-(K,) vector, and `step(reset=...)` takes a (K,) boolean tensor of the agents whose episode ended.
+A population of K agents (`agents`) has every parameter lead with its K agents, so each
+parameter's block of a flat buffer views as (K, n): each agent's trace norm, bound and step size are
+its own (an operation per block where one agent takes one per buffer), delta is a (K,) vector, and
+`step(reset=...)` takes a (K,) boolean tensor of the agents whose episode ended.
 """
 
 from __future__ import annotations
@@ -37,18 +37,37 @@ import torch
 from sparserl.optim import lean_step, run_post_hooks, run_pre_hooks
 
 
+def _blocks(flat: dict, *tensors: torch.Tensor):
+    """Each of a population's flat `tensors` as (K, n) views, one per parameter (its block)."""
+    agents, sizes = flat["agents"], flat["blocks"]
+    return zip(*([part.view(agents, -1) for part in t.split(sizes)] for t in tensors))
+
+
 def agent_sums(flat: dict, values: torch.Tensor) -> torch.Tensor:
     """The sum of a group's flat `values`: one agent's (0-d), or each agent's of a population, (K,)."""
-    agent = flat.get("agent")
-    if agent is None:
+    if "blocks" not in flat:
         return values.sum()
-    return torch.index_add(flat["agents"], 0, agent, values)
+    return torch.stack([block.sum(1) for (block,) in _blocks(flat, values)]).sum(0)
 
 
-def per_entry(flat: dict, values: torch.Tensor) -> torch.Tensor:
-    """Per-agent `values` (0-d, or a population's (K,)) spread over the group's flat entries."""
-    agent = flat.get("agent")
-    return values if agent is None else values[agent]
+def agent_scaled(flat: dict, values: torch.Tensor, scale: torch.Tensor,
+                 out: torch.Tensor | None = None) -> torch.Tensor:
+    """`values` times each entry's agent's `scale` (0-d, or a population's (K,)), into `out` if given."""
+    if "blocks" not in flat:
+        return torch.mul(values, scale, out=out) if out is not None else values * scale
+    out = torch.empty_like(values) if out is None else out
+    for block, result in _blocks(flat, values, out):
+        torch.mul(block, scale.unsqueeze(1), out=result)
+    return out
+
+
+def agent_step_(flat: dict, target: torch.Tensor, direction: torch.Tensor, scale: torch.Tensor) -> None:
+    """target -= scale * direction, each entry with its agent's `scale`."""
+    if "blocks" not in flat:
+        target.addcmul_(direction, scale, value=-1.0)
+        return
+    for block, step in _blocks(flat, target, direction):
+        block.addcmul_(step, scale.unsqueeze(1), value=-1.0)
 
 
 class ObGD(torch.optim.Optimizer):
@@ -75,7 +94,8 @@ class ObGD(torch.optim.Optimizer):
     @torch.no_grad()
     def _flatten(self, group: dict) -> dict[str, torch.Tensor]:
         """Move the group's parameters into one buffer and give each a gradient and state views (a
-        population's: with the agent of each entry in ``flat["agent"]``)."""
+        population's: with its agents and each parameter's block size, ``flat["agents"]`` and
+        ``flat["blocks"]``)."""
         params = group["params"]
         if len({(p.dtype, p.device) for p in params}) > 1:
             raise ValueError("ObGD: the parameters of a group must share one dtype and device")
@@ -86,10 +106,8 @@ class ObGD(torch.optim.Optimizer):
         like = params[0]
         flat = {key: torch.zeros(total, dtype=like.dtype, device=like.device)
                 for key in ("param", "grad", *self.state_keys)}
-        if agents is not None:  # (zeros of the per-agent sums beside the index)
-            flat["agents"] = torch.zeros(agents, dtype=like.dtype, device=like.device)
-            flat["agent"] = torch.cat([torch.arange(agents, device=like.device).repeat_interleave(p.numel() // agents)
-                                       for p in params])
+        if agents is not None:  # each parameter's block: (K, n), agent-major within it
+            flat["agents"], flat["blocks"] = agents, [p.numel() for p in params]
         offset, views = 0, []
         for p in params:
             n = p.numel()
@@ -149,7 +167,7 @@ class ObGD(torch.optim.Optimizer):
         l1 = agent_sums(flat, direction.abs())  # ||u||_1; linalg.vector_norm(u, 1) is 3x slower on the AMD EPYC
         bound = l1 * delta.abs().clamp(min=1.0) * (lr * group["kappa"])
         alpha = torch.div(lr, bound.clamp(min=1.0))
-        flat["param"].addcmul_(direction, per_entry(flat, alpha * delta), value=-1.0)
+        agent_step_(flat, flat["param"], direction, alpha * delta)
         return alpha
 
     @lean_step
@@ -166,7 +184,7 @@ class ObGD(torch.optim.Optimizer):
                 self._gather_grads(index)
                 alpha = self.rule(group, flat, flat["grad"], delta, *self.prepare(group))
                 if isinstance(reset, torch.Tensor):
-                    flat["trace"].masked_fill_(per_entry(flat, reset), 0.0)
+                    agent_scaled(flat, flat["trace"], (~reset).to(flat["trace"].dtype), out=flat["trace"])
                 elif reset:
                     flat["trace"].zero_()
         run_post_hooks(self)
@@ -204,7 +222,7 @@ class AdaptiveObGD(ObGD):
 
     def _direction(self, group: dict, flat: dict, delta: torch.Tensor, correction=1.0) -> torch.Tensor:
         beta2, moment = group["beta2"], flat["second_moment"]
-        scaled = flat["trace"] * per_entry(flat, delta)
+        scaled = agent_scaled(flat, flat["trace"], delta)
         moment.mul_(beta2).addcmul_(scaled, scaled, value=1.0 - beta2)
         rms = (moment / correction).add_(group["eps"]).sqrt_()
         return flat["trace"] / rms
