@@ -22,7 +22,6 @@ from sparserl.cli import main
 from sparserl.config import resolve_config
 from sparserl.deploy import load_policy
 from sparserl.envs import EnvInfo
-from sparserl.errors import ConfigError
 from sparserl.population import member_view
 from sparserl.population.members import copy_member, member_state
 from sparserl.population.trainer import agent_config
@@ -178,8 +177,3 @@ def test_streaming_population_run_writes_single_runs_and_resumes_exactly_after_s
     subprocess.run(cli("train", "--resume", str(broken)), check=True, stdout=subprocess.DEVNULL)
     for name in names:
         assert rows(broken / name) == rows(full / name), f"agent {name}: resumed metrics differ"
-
-
-def test_streaming_population_refuses_a_compiled_step():
-    with pytest.raises(ConfigError, match="step_compile on: a population's streaming step runs eagerly"):
-        resolve_config(algo="stream-ac", population=2, step_compile="on")
