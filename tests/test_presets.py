@@ -4,6 +4,7 @@ short real training, and is refused, with the alternatives named, for a task it 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -140,6 +141,27 @@ def test_scaling_simba_builds_the_default_humanoid_networks_at_80_percent_of_all
     critic, target = agent.networks["critic"], agent.networks["critic_target"]
     for p, t in zip(critic.parameters(), target.parameters()):
         assert torch.equal(p == 0, t == 0) or p.dim() < 2  # the target shares the masks
+
+
+MA_ET_AL_ER = {  # per-layer sparsity of the released code's ER allocation on humanoid shapes (all parameters)
+    0.8: {"actor": {"embed": 0.641, "fc": 0.846, "head": 0.126}, "critic": {"embed": 0.0, "fc": 0.810, "head": 0.0}},
+    0.9: {"actor": {"embed": 0.829, "fc": 0.927, "head": 0.584}, "critic": {"embed": 0.489, "fc": 0.906, "head": 0.0}},
+}
+
+
+@pytest.mark.parametrize("level", list(MA_ET_AL_ER))
+def test_scaling_simba_layers_get_ma_et_als_er_sparsities(level):
+    """SimBa's SAC actor has a mean and a log-std head of its own (Lee et al. 2025, Ma et al. 2025), so ER
+    scores each head as a (128, 21) tensor: 0.126 at 80 %, where one fused (128, 42) head got 0.46."""
+    values = resolve_values("scaling-simba")
+    values["sparsity"] = replace(values["sparsity"], actor_sparsity=level, critic_sparsity=level)
+    _, report = built(Config(**values).validate())
+    heads = [line for line in report.layers if line.network == "actor" and ".head." in line.layer]
+    assert [line.shape for line in heads] == ["21x128", "21x128"]
+    for line in report.layers:
+        kind = "embed" if ".embed." in line.layer else "head" if ".head" in line.layer else "fc"
+        expected = MA_ET_AL_ER[level][line.network][kind]
+        assert 1 - line.kept / line.total == pytest.approx(expected, abs=0.002), f"{line.network} {line.layer}"
 
 
 @pytest.mark.parametrize("name", ["stream-ac", "stream-ac-dense", "stream-ac-static"])

@@ -156,3 +156,28 @@ def test_a_saved_simba_policy_with_observation_statistics_acts_like_the_trained_
         expected = actor(torch.as_tensor(obs)).numpy()
     for o, e in zip(obs, expected):
         np.testing.assert_allclose(policy.act(o), e, atol=1e-6)
+
+
+def test_gaussian_residual_actors_have_a_mean_and_a_log_std_head_of_their_own():
+    """As SimBa's SAC actor (Lee et al. 2025; Ma et al. 2025 scale it): two Dense(h -> |A|) heads, each
+    orthogonally initialised, their outputs side by side (means first); the same parameter count as
+    one fused head. A checkpoint of a fused head is refused by name."""
+    from sparserl.errors import CheckpointError
+
+    torch.manual_seed(0)
+    arch = Architecture("simba", 67, 2 * 21, width=128, blocks=1, heads=2)
+    actor = GaussianActor(arch, obs_norm=True)
+    heads = [actor.net.net.get_submodule(f"head.{j}") for j in (0, 1)]
+    assert [tuple(h.weight_oi[0].shape) for h in heads] == [(21, 128), (21, 128)]
+    for head in heads:  # orthogonal rows, each head on its own
+        rows = head.weight_oi[0]
+        torch.testing.assert_close(rows @ rows.T, torch.eye(21), atol=1e-5, rtol=0)
+    assert count(actor) == 146_346 == arch.parameters()
+    x = torch.randn(4, 67)
+    out = actor.net(x)
+    features = actor.net.net.trunk(actor.net.obs_norm(x))
+    assert out.shape == (4, 42)
+    torch.testing.assert_close(out, torch.cat([heads[0](features)[0], heads[1](features)[0]], -1))
+    fused = GaussianActor(Architecture("simba", 67, 2 * 21, width=128, blocks=1), obs_norm=True)
+    with pytest.raises(CheckpointError, match="one fused mean and log-std head"):
+        actor.load_state_dict(fused.state_dict())

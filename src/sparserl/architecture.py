@@ -11,8 +11,10 @@ Bodies (registered in `BODIES`):
   [x + Dense(4h -> h)(ReLU(Dense(h -> 4h)(LayerNorm(x))))] -> LayerNorm -> head.
 - bronet (Nauman et al., NeurIPS 2024): Dense(in -> h) -> LayerNorm -> ReLU -> blocks x
   [x + LayerNorm(Dense(ReLU(LayerNorm(Dense(x)))))] -> head.
-Residual layers are ``embed``, ``blocks.{i}.fc1`` / ``fc2``, ``head``; norms ``blocks.{i}.norm1`` (and
-``norm2`` for BroNet) and ``norm``. These are the training modules' own submodule paths.
+Residual layers are ``embed``, ``blocks.{i}.fc1`` / ``fc2``, ``head`` (or, for an output of several
+heads, ``head.{j}``: SimBa's SAC actor has a mean and a log-std head, Dense(h -> |A|) each, whose
+outputs are concatenated); norms ``blocks.{i}.norm1`` (and ``norm2`` for BroNet) and ``norm``. These
+are the training modules' own submodule paths.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ class Architecture:
     """Residual bodies: width."""
     blocks: int = 0
     """Residual bodies: residual blocks."""
+    heads: int = 1
+    """Residual bodies: the output as this many equal layers side by side (a Gaussian actor's mean
+    and log-std heads: 2), each its own weight (as its own tensor in sparsity budgets)."""
 
     @cached_property
     def spec(self) -> BodySpec:
@@ -84,6 +89,8 @@ class BodySpec:
     builder: str | Callable = ""
     layered = False
     """Sized by a list of hidden widths (`hidden`) rather than by a width and a block count."""
+    split_heads = False
+    """Builds an output of several heads as separate layers (Architecture.heads); otherwise one layer."""
 
     def linears(self, arch: Architecture) -> list[tuple[str, int, int]]:
         raise NotImplementedError
@@ -146,20 +153,28 @@ class ResidualSpec(BodySpec):
     builder = "sparserl.nets.bodies:build_residual"
     inner_scale = 1
     block_norms: tuple[str, ...] = ("norm1",)
+    split_heads = True
 
     def linears(self, arch):
         inner = self.inner_scale * arch.width
         out = [("embed", arch.in_dim, arch.width)]
         for i in range(arch.blocks):
             out += [(f"blocks.{i}.fc1", arch.width, inner), (f"blocks.{i}.fc2", inner, arch.width)]
-        return [*out, ("head", arch.width, arch.out_dim)]
+        if arch.heads == 1:
+            return [*out, ("head", arch.width, arch.out_dim)]
+        return [*out, *((f"head.{j}", arch.width, arch.out_dim // arch.heads) for j in range(arch.heads))]
 
     def norms(self, arch):
         out = [(f"blocks.{i}.{n}", arch.width) for i in range(arch.blocks) for n in self.block_norms]
         return [*out, ("norm", arch.width)]
 
     def forward(self, arch, x, linear, norm, relu, record, point):
-        return linear("head", self.trunk(arch, x, linear, norm, relu, record, point))
+        x = self.trunk(arch, x, linear, norm, relu, record, point)
+        if arch.heads == 1:
+            return linear("head", x)
+        import torch
+
+        return torch.cat([linear(f"head.{j}", x) for j in range(arch.heads)], dim=-1)
 
     def trunk(self, arch, x, linear, norm, relu, record, point):
         raise NotImplementedError

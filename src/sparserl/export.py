@@ -37,12 +37,15 @@ def actor_tensors(actor: nn.Module) -> tuple[dict, dict[str, torch.Tensor], int,
     if body.obs_norm is not None:
         dense["obs_norm.mean"], dense["obs_norm.var"] = body.obs_norm.mean, body.obs_norm.var
     for name, _, _ in arch.linears():
+        if name.startswith("head.") and name != "head.0":
+            continue  # a policy acts on the mean head alone (SimBa's log-std head is for training)
         layer = body.net.get_submodule(name)
-        dense[f"{name}.weight"], dense[f"{name}.bias"] = _canonical(layer), layer.bias.reshape(-1)
+        stored = "head" if name == "head.0" else name  # the file's body has one head
+        dense[f"{stored}.weight"], dense[f"{stored}.bias"] = _canonical(layer), layer.bias.reshape(-1)
     for name, _ in arch.norms():
         norm = body.net.get_submodule(name)
         dense[f"{name}.weight"], dense[f"{name}.bias"] = norm.weight.reshape(-1), norm.bias.reshape(-1)
-    last = arch.linears()[-1][0]  # keep the action-mean rows only (SAC's head also holds log-stds)
+    last = "head" if arch.heads > 1 else arch.linears()[-1][0]  # the action means only (a fused head's first rows)
     dense[f"{last}.weight"], dense[f"{last}.bias"] = dense[f"{last}.weight"][:act_dim], dense[f"{last}.bias"][:act_dim]
     return header_arch, {k: v.detach().float() for k, v in dense.items()}, arch.in_dim, act_dim
 

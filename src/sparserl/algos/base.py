@@ -52,13 +52,17 @@ def twin_mse(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(q, target.unsqueeze(-2).expand_as(q), reduction="none").sum((-2, -1)) / q.shape[-1]
 
 
-def architecture(config: Config, role: str, in_dim: int, out_dim: int) -> Architecture:
+def architecture(config: Config, role: str, in_dim: int, out_dim: int, heads: int = 1) -> Architecture:
     """The configured body of network `role` (actor or critic): an MLP body of `hidden` widths, or a
-    residual body of `<role>_width` and `<role>_blocks`."""
-    if BODIES.get(config.network).layered:
-        return Architecture(config.network, in_dim, out_dim, hidden=tuple(config.hidden))
+    residual body of `<role>_width` and `<role>_blocks`. `heads` splits the output into that many
+    equal layers where the body builds heads apart (SimBa's and BroNet's Gaussian actors, as Lee
+    et al. 2025 and Ma et al. 2025 have them: a mean and a log-std head); one layer elsewhere."""
+    spec = BODIES.get(config.network)
+    heads = heads if spec.split_heads else 1
+    if spec.layered:
+        return Architecture(config.network, in_dim, out_dim, hidden=tuple(config.hidden), heads=heads)
     return Architecture(config.network, in_dim, out_dim, width=getattr(config, f"{role}_width"),
-                        blocks=getattr(config, f"{role}_blocks"))
+                        blocks=getattr(config, f"{role}_blocks"), heads=heads)
 
 
 class Agent(ABC):
@@ -136,7 +140,8 @@ class Agent(ABC):
     @classmethod
     def actor_architecture(cls, info: EnvInfo, config: Config) -> Architecture:
         """The actor's body: the observation in, the head of `actor_for(info)` out."""
-        return architecture(config, "actor", info.obs_dim, info.act_dim * cls.actor_for(info).outputs_per_action)
+        outputs = cls.actor_for(info).outputs_per_action
+        return architecture(config, "actor", info.obs_dim, info.act_dim * outputs, heads=outputs)
 
     @classmethod
     def architectures(cls, info: EnvInfo, config: Config) -> dict[str, tuple[Architecture, int]]:

@@ -98,8 +98,8 @@ class DeterministicActor(Actor):
 
 
 class GaussianActor(Actor):
-    """SAC actor: tanh-squashed Gaussian with state-dependent mean and clamped log-std (one head of
-    2|A| outputs: means first)."""
+    """SAC actor: tanh-squashed Gaussian with state-dependent mean and clamped log-std: 2|A| outputs,
+    means first (an MLP's one layer; a residual body's two heads, sparserl.architecture)."""
 
     kind = "gaussian"
     outputs_per_action = 2

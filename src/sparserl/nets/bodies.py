@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from sparserl.architecture import Architecture, MLPSpec
+from sparserl.errors import CheckpointError
 from sparserl.nets.layers import EnsembleLayerNorm, EnsembleLinear, Linear, relu, runs_sparse
 
 
@@ -125,9 +126,19 @@ class ResidualBody(nn.Module):
                 block["norm2"] = EnsembleLayerNorm(arch.width, members)
             self.blocks.append(block)
         self.norm = EnsembleLayerNorm(arch.width, members)  # SimBa's final norm; BroNet's norm after the embedding
-        self.head = _init(EnsembleLinear(arch.width, arch.out_dim, members), "orthogonal", gain)
+        heads = [_init(EnsembleLinear(arch.width, arch.out_dim // arch.heads, members), "orthogonal", gain)
+                 for _ in range(arch.heads)]
+        self.head = heads[0] if arch.heads == 1 else nn.ModuleList(heads)  # (SimBa's mean and log-std heads)
         self._layers = {name: self.get_submodule(name) for name, _, _ in arch.linears()}
         self._norms = {name: self.get_submodule(name) for name, _ in arch.norms()}
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        if isinstance(self.head, nn.ModuleList) and f"{prefix}head.weight" in state_dict:
+            raise CheckpointError("this checkpoint's actor has one fused mean and log-std head, as sparserl built "
+                                  "residual actors before they got a head each (Lee et al. 2025); its masks and "
+                                  "optimiser state follow that layout: finish the run with the sparserl that "
+                                  "started it, or start it anew")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _run(self, x, detach=False, members=None, record=None, point="post", trunk=False):
         kw = {"detach": detach, "members": members}
