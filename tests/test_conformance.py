@@ -201,7 +201,15 @@ def test_masks_are_exact_after_every_update(method, algo, network):
 def test_resume_from_state_dicts_continues_exactly(method, algo, network):
     """States taken after a few updates (agent, sparsity engine, torch RNG, replay) and loaded into a
     freshly built agent give the next update's statistics, weights, masks and engine state exactly."""
-    config = make_config(method, algo, network)
+    check_resume(make_config(method, algo, network))
+
+
+def test_nm_shadow_mode_resumes_exactly():
+    """N:M's shadow mode keeps the pruned weights aside, in the engine's state: a resume carries them."""
+    check_resume(make_config("nm", sparsity={"nm_gradient": "shadow"}))
+
+
+def check_resume(config: Config) -> None:
     agent, sparsifier = build(config)
     buffer = filled_buffer()
     train(agent, buffer, 5)  # the next (6th) update is a mask update at update_interval 3

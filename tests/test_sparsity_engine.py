@@ -15,6 +15,7 @@ from sparserl.errors import ConfigError
 from sparserl.nets import MLP, QEnsemble
 from sparserl.optim import LeanAdam
 from sparserl.sparsity import Sparsifier, SparsityConfig
+from sparserl.sparsity.masks import nm_mask
 from sparserl.sparsity.methods import NM
 
 
@@ -51,7 +52,7 @@ def make_optimizer(kind: str, params):
 methods = st.one_of(
     st.sampled_from(["static", "rigl", "set", "gmp"]).map(lambda m: {"method": m}),
     st.tuples(st.sampled_from([(2, 4), (1, 4), (1, 8), (1, 2), (3, 5)]),
-              st.sampled_from(["masked", "ste", "srste"])).map(
+              st.sampled_from(["masked", "ste", "srste", "shadow"])).map(
         lambda t: {"method": f"nm:{t[0][0]}:{t[0][1]}", "nm_gradient": t[1]}),
 )
 
@@ -229,3 +230,32 @@ def test_rigl_update_grows_by_this_steps_dense_gradient_and_drops_smallest_weigh
     assert new.sum() == mask.sum()
     newly_on = (new > 0) & (mask == 0)
     assert (layer.weight[newly_on] == 0).all()  # grown weights start at zero
+
+
+@pytest.mark.parametrize("interval", [1, 4])
+def test_nm_shadow_mode_rechooses_its_mask_every_interval_from_the_shadows_magnitudes(interval):
+    """nm:2:4 with masked gradients on a dense shadow: between re-projections the mask stays, only
+    kept weights move (pruned ones wait in the shadow at their values, off the network), and every
+    ΔT steps the mask becomes the top 2 of 4 of the shadow's magnitudes, which changes it here."""
+    torch.manual_seed(3)
+    net = MLP(8, 4, (16,))
+    optimizer = LeanAdam(net.parameters(), lr=0.2)
+    sparsifier = Sparsifier(SparsityConfig(method="nm:2:4", nm_gradient="shadow", update_interval=interval), seed=0)
+    group = sparsifier.attach("actor", net, optimizer, total_steps=100)
+    shadow = group.state.latent
+    changes = 0
+    for step in range(1, 25):
+        masks, latents = [m.clone() for m in group.masks], [w.clone() for w in shadow]
+        optimizer.zero_grad()
+        (net(torch.randn(16, 8)) ** 2).mean().backward()
+        optimizer.step()
+        for layer, mask, old_mask, latent, old in zip(group.sparse_layers, group.masks, masks, shadow, latents):
+            pruned = old_mask == 0
+            assert torch.equal(latent[pruned], old[pruned])  # pruned weights did not learn
+            assert (layer.param[mask == 0] == 0).all() and torch.equal(layer.param[mask == 1], latent[mask == 1])
+            if step % interval:
+                assert torch.equal(mask, old_mask)
+            else:  # re-chosen: the 2 largest |W| of every 4 of the shadow
+                assert torch.equal(mask, nm_mask(latent.detach(), 2, 4, dim=-1).view_as(mask))
+                changes += int(not torch.equal(mask, old_mask))
+    assert changes > 0

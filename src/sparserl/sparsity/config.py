@@ -54,9 +54,11 @@ class SparsityConfig:
     """RigL/SET: skip the optimiser step of an update iteration, using its gradient only to grow (RLx2)."""
     reset_moments: bool = True
     """Zero the optimiser moments of dropped and grown weights (jaxpruner); RLx2 leaves Adam's as they are."""
-    nm_gradient: Literal["masked", "ste", "srste"] = "srste"
+    nm_gradient: Literal["masked", "ste", "srste", "shadow"] = "srste"
     """N:M gradient: masked (only kept weights learn; the mask never changes), ste (dense gradient to a
-    dense latent weight, forward uses its projection), srste (ste plus lambda * (1 - E) * W)."""
+    dense latent weight, forward uses its projection), srste (ste plus lambda * (1 - E) * W), shadow
+    (only kept weights learn; pruned ones keep their values in a dense shadow, from whose magnitudes
+    the mask is re-chosen every update_interval steps)."""
     srste_decay: float = 2e-4
     """SR-STE lambda_W (Zhou et al. 2021)."""
     nm_partial: Literal["ceil", "dense"] = "ceil"

@@ -12,6 +12,11 @@ fan-in. The projection is recomputed every `update_interval` (ΔT) optimiser ste
   gradient of the projected weight E ⊙ W, which the network's parameter holds between steps.
 - srste: ste plus λ_W (1 - E) ⊙ W added to the gradient (λ_W = 2e-4): weight decay on pruned
   weights only, which steadies the mask.
+- shadow: masked gradients on a dense shadow W: only kept weights learn, pruned ones keep the
+  values they had when pruned (set aside, not zeroed), and every ΔT steps the mask is re-chosen
+  from |W|, so a kept weight that shrinks below a pruned one gives up its place. The reading of
+  RNM-TD3's "gradients only for active weights" with its finding that less frequent mask updates
+  help; the optimiser moments of entries whose mask changed are zeroed (reset_moments).
 
 The number of mask entries that flip at each re-projection (SAD) is logged per layer.
 """
@@ -36,7 +41,7 @@ class NMState(State):
     previous: list = field(default_factory=list, metadata={"bool": True})
     """The masks before the latest re-projection (the projector's own tensors), for SAD."""
     latent: list = field(default_factory=list)
-    """The dense latent weights W (STE and SR-STE; empty with masked gradients)."""
+    """The dense latent weights W (STE, SR-STE and the shadow; empty with masked gradients)."""
     projector: NMProjector | None = transient(default=None)
     shadow: DenseShadow | None = transient(default=None)
     same_layout: bool = transient(default=True)
@@ -101,6 +106,12 @@ class NM(Method):
 
     @property
     def latent(self) -> bool:
+        """Dense latent weights are kept (STE, SR-STE and the shadow mode)."""
+        return self.config.nm_gradient in ("ste", "srste", "shadow")
+
+    @property
+    def straight_through(self) -> bool:
+        """The dense gradient trains the latent weights (STE and SR-STE; the shadow mode masks it)."""
         return self.config.nm_gradient in ("ste", "srste")
 
     def due(self, group) -> bool:
@@ -113,7 +124,7 @@ class NM(Method):
 
     def dense_gradient_needed(self, group) -> bool:
         """STE and SR-STE train dense latent weights with the dense gradient."""
-        return self.latent
+        return self.straight_through
 
     def setup(self, group) -> None:
         layers, state = group.sparse_layers, group.state
@@ -128,8 +139,9 @@ class NM(Method):
         state.same_layout = all(layer.flat(layer.param).shape == layer.param.shape for layer in layers)
 
     def pre_step(self, group) -> None:
-        if not self.latent:
+        if not self.straight_through:
             group.mask_gradients()
+        if not self.latent:
             return
         params, latents = group.params, group.state.latent
         if self.config.nm_gradient == "srste":  # + lambda (1 - E) * W, and (1 - E) * W = W - E * W exactly
@@ -145,8 +157,10 @@ class NM(Method):
 
     def post_step(self, group) -> None:
         state = group.state
-        if self.latent:
+        if self.straight_through:
             state.shadow.store(group.params)
+        elif self.latent:  # the shadow: only kept weights take the step (pruned ones keep their values)
+            state.shadow.store_kept(group.params, group.masks)
         if self.due(group):
             new = state.projector()
             state.previous = state.projector.previous
@@ -154,6 +168,9 @@ class NM(Method):
                 [mask.view_as(layer.param) for layer, mask in zip(group.sparse_layers, new)]
             state.updated = True
             group.targets_dirty = True
+            if not self.straight_through and self.config.reset_moments:
+                for i, (layer, old) in enumerate(zip(group.sparse_layers, state.previous)):
+                    group.reset_moments(i, (group.masks[i] != old.view_as(layer.param)).to(layer.param.dtype))
         if self.latent:  # the parameters go back to holding the projection E * W of the updated latents
             DenseShadow.project(group.params, group.masks)
 
@@ -178,4 +195,4 @@ class NM(Method):
 
     def training_flops(self, group, dense: float, sparse: float) -> float:
         """The weight gradient is dense under STE and SR-STE."""
-        return 2.0 * sparse + (dense if self.latent else sparse)
+        return 2.0 * sparse + (dense if self.straight_through else sparse)

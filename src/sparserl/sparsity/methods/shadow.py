@@ -1,5 +1,6 @@
 """Dense shadow weights: a dense latent copy W of masked parameters, for methods whose optimiser
-trains dense weights while the network computes with their projection E ⊙ W (STE, SR-STE).
+trains dense weights while the network computes with their projection E ⊙ W (STE, SR-STE), or
+trains only the kept ones while the pruned ones wait aside (N:M's shadow mode).
 
 Between steps the parameters hold E ⊙ W, so forward passes, targets and exports see exactly masked
 weights. Around the optimiser step: `load` puts W into the parameters (which the optimiser then
@@ -26,6 +27,13 @@ class DenseShadow:
     def store(self, params: list[torch.Tensor]) -> None:
         """W <- parameters (after the optimiser step)."""
         torch._foreach_copy_(self.latents, params)
+
+    def store_kept(self, params: list[torch.Tensor], masks: list[torch.Tensor]) -> None:
+        """W <- parameters where the mask keeps them; pruned entries keep their values (the shadow
+        of N:M's shadow mode, whose stale moments or weight decay must not move them)."""
+        steps = torch._foreach_sub(params, self.latents)
+        torch._foreach_mul_(steps, masks)
+        torch._foreach_add_(self.latents, steps)
 
     @staticmethod
     def project(params: list[torch.Tensor], masks: list[torch.Tensor]) -> None:
