@@ -181,3 +181,18 @@ def test_gaussian_residual_actors_have_a_mean_and_a_log_std_head_of_their_own():
     fused = GaussianActor(Architecture("simba", 67, 2 * 21, width=128, blocks=1), obs_norm=True)
     with pytest.raises(CheckpointError, match="one fused mean and log-std head"):
         actor.load_state_dict(fused.state_dict())
+
+
+def test_the_scaling_preset_squashes_the_log_std_as_simba():
+    """SimBa's log-std: -10 + 12 (1 + tanh(x)) / 2, smooth inside [-10, 2] (the clamp elsewhere)."""
+    from sparserl.config import resolve_values
+
+    config = Config(**resolve_values("scaling-simba"))
+    assert (config.log_std_bound, config.log_std_min, config.log_std_max) == ("tanh", -10.0, 2.0)
+    actor = GaussianActor(Architecture("simba", 3, 2, width=8, blocks=1, heads=2), log_std_min=-10.0,
+                          log_std_max=2.0, log_std_bound="tanh")
+    x = torch.tensor([-30.0, -1.0, 0.0, 0.5, 30.0])
+    torch.testing.assert_close(actor.bounded(x), -10.0 + 6.0 * (1.0 + torch.tanh(x)))
+    assert actor.bounded(torch.tensor([0.0])).item() == pytest.approx(-4.0)
+    clamped = GaussianActor(Architecture("simba", 3, 2, width=8, blocks=1, heads=2))
+    assert clamped.bounded(torch.tensor([-30.0, 0.5, 30.0])).tolist() == [-20.0, 0.5, 2.0]

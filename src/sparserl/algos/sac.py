@@ -39,13 +39,15 @@ class SAC(ReplayAgent):
 
     name = "sac"
     stat_names = ("critic_loss", "q", "actor_loss", "alpha_loss", "alpha", "entropy")
-    settings = ("alpha_lr", "init_alpha", "target_entropy", "target_entropy_scale", "log_std_min", "log_std_max")
+    settings = ("alpha_lr", "init_alpha", "target_entropy", "target_entropy_scale", "log_std_min", "log_std_max",
+                "log_std_bound")
     actor_class = GaussianActor
 
     def __init__(self, info, config):
         super().__init__(info, config)
         c = config
-        self.actor = self.add_network("actor", self.make_actor(log_std_min=c.log_std_min, log_std_max=c.log_std_max))
+        self.actor = self.add_network("actor", self.make_actor(log_std_min=c.log_std_min, log_std_max=c.log_std_max,
+                                                               log_std_bound=c.log_std_bound))
         self.critic = self.add_network("critic", self.make_critic(), target=True)
         self.critic_target = self.networks["critic_target"]
         self.temperature = self.add_network("temperature", Temperature(c.init_alpha, self.population))

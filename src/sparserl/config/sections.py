@@ -154,6 +154,9 @@ class MaximumEntropy:
     """SAC: lower clamp of the policy's log standard deviation."""
     log_std_max: float = 2.0
     """SAC: upper clamp of the policy's log standard deviation."""
+    log_std_bound: Literal["clamp", "tanh"] = "clamp"
+    """SAC: how the log standard deviation is kept in [log_std_min, log_std_max]: clamped (Haarnoja et
+    al.'s code), or squashed, min + (max - min) (1 + tanh(x)) / 2 (SimBa, Lee et al. 2025: [-10, 2])."""
 
     def problems(self) -> list[str]:
         out = positive_numbers(self, "alpha_lr", "init_alpha", "target_entropy_scale")

@@ -105,12 +105,20 @@ class GaussianActor(Actor):
     outputs_per_action = 2
 
     def __init__(self, arch: Architecture, obs_norm: bool | nn.Module = False, population: int | None = None,
-                 log_std_min: float = -20.0, log_std_max: float = 2.0):
+                 log_std_min: float = -20.0, log_std_max: float = 2.0, log_std_bound: str = "clamp"):
         super().__init__(arch, obs_norm, population)
-        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+        if log_std_bound not in ("clamp", "tanh"):
+            raise ValueError(f"log_std_bound must be clamp or tanh, got {log_std_bound!r}")
+        self.log_std_min, self.log_std_max, self.log_std_bound = log_std_min, log_std_max, log_std_bound
 
     def head_settings(self) -> dict:
-        return {"log_std_min": self.log_std_min, "log_std_max": self.log_std_max}
+        return {"log_std_min": self.log_std_min, "log_std_max": self.log_std_max, "log_std_bound": self.log_std_bound}
+
+    def bounded(self, log_std: torch.Tensor) -> torch.Tensor:
+        """The log-std head's output in [log_std_min, log_std_max]: clamped, or squashed by tanh (SimBa)."""
+        if self.log_std_bound == "tanh":
+            return self.log_std_min + (self.log_std_max - self.log_std_min) * 0.5 * (1.0 + torch.tanh(log_std))
+        return log_std.clamp(self.log_std_min, self.log_std_max)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """The deterministic (mean) action tanh(mu), used for evaluation."""
@@ -121,7 +129,7 @@ class GaussianActor(Actor):
         """Reparameterised action a = tanh(mu + sigma * eps) and its log-probability (B,); `eps`,
         the standard normal draw shaped like the action, is drawn here unless given."""
         mean, log_std = self.net(obs).chunk(2, dim=-1)
-        log_std = log_std.clamp(self.log_std_min, self.log_std_max)
+        log_std = self.bounded(log_std)
         eps = torch.randn_like(mean) if eps is None else eps
         u = mean + log_std.exp() * eps
         # log N(u; mean, std) minus the tanh Jacobian log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u))
