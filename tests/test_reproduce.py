@@ -36,6 +36,24 @@ def test_rnm_small_compares_dense_with_three_nm_ratios():
     assert all(p.config.sparsity.update_interval == 1 for p in plans if p.config.sparsity.kind == "nm")
 
 
+def test_the_ablations_vary_their_one_setting_at_the_medium_budget():
+    """RNM-TD3's interval ablation: 2:4 at four intervals, SR-STE and shadow, on both tasks; RLx2's
+    n-step ablation: n = 1 and 3, all else RLx2-TD3; the scaling study with diagnostics, 5 seeds."""
+    plans = expand(reproduction_spec("rnm-td3-interval", "medium"))
+    assert len(plans) == 2 * 4 * 2 * 5 and {p.config.env for p in plans} == {"HalfCheetah-v5", "Ant-v5"}
+    assert {p.config.sparsity.nm_gradient for p in plans} == {"srste", "shadow"}
+    # the intervals shrink with the schedule (1M steps into 200k), as every schedule of a budget does
+    one, small, mid, large = sorted({p.config.sparsity.update_interval for p in plans})
+    assert one == 1 and mid / small == pytest.approx(10, rel=0.02) and large / mid == pytest.approx(10, rel=0.02)
+    assert {p.config.sparsity.method for p in plans} == {"nm:2:4"}
+    assert {p.config.total_steps for p in plans} == {200_000}
+    nstep = expand(reproduction_spec("rlx2-td3-nstep", "medium"))
+    assert sorted({p.config.nstep for p in nstep}) == [1, 3] and len(nstep) == 2 * 2 * 5
+    assert {p.config.sparsity.method for p in nstep} == {"rigl"}
+    scaling = expand(reproduction_spec("scaling", "medium"))
+    assert len(scaling) == 3 * 4 * 5 and {p.config.diagnostics_every for p in scaling} == {10_000}
+
+
 def test_paper_budget_keeps_the_presets_schedule():
     plans = expand(reproduction_spec("rlx2-sac", "paper"))
     assert len(plans) == 3 * 4 * 8
