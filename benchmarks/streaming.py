@@ -186,32 +186,25 @@ class Sparserl:
 
 
 class SparserlPopulation:
-    """K agents in lockstep, as sparserl.population.trainer steps them (without its bookkeeping)."""
+    """K agents in lockstep, stepped by the population trainer's own loop (sparserl.population.trainer)."""
 
     def __init__(self, width, agents, threads):
-        from sparserl.config import resolve_config
-        from sparserl.runs.build import build_run
+        import tempfile
 
-        self.parts = build_run(resolve_config(algo="stream-ac", env=ENV, hidden=[width, width], seed=0,
-                                              threads=threads, population=agents))
-        self.obs = np.stack([env.reset(seed=k)[0] for k, env in enumerate(self.parts.envs)])
-        self.step = 0
+        from sparserl.config import resolve_config
+        from sparserl.runs.api import trainer_class
+
+        self.folder = tempfile.TemporaryDirectory()
+        config = resolve_config(algo="stream-ac", env=ENV, hidden=[width, width], seed=0, threads=threads,
+                                population=agents, total_steps=1, eval_every=10**9, checkpoint_every=10**9,
+                                progress=False, tensorboard=False, run_dir=self.folder.name)
+        self.trainer = trainer_class(config)(config, self.folder.name)
+        self.parts = self.trainer.parts
 
     def run(self, steps):
-        envs, learner, obs = self.parts.envs, self.parts.learner, self.obs
-        act, observe = learner.act, learner.observe
-        for _ in range(steps):
-            action, _ = act(obs, self.step)
-            outcomes = [env.step(a) for env, a in zip(envs, action)]
-            next_obs = np.stack([o[0] for o in outcomes])
-            reward = np.array([o[1] for o in outcomes])
-            done = np.array([o[2] or o[3] for o in outcomes])  # the time feature is on: a time limit is terminal
-            observe(obs, action, reward, next_obs, done, done, None, self.step)
-            obs = next_obs
-            for k in np.flatnonzero(done):
-                obs[k] = envs[k].reset()[0]
-            self.step += 1
-        self.obs = obs
+        trainer = self.trainer
+        trainer.config = trainer.config.replace(total_steps=trainer.step + steps)
+        trainer._train_loop()  # (each call starts every agent's episode anew)
 
 
 def env_rate(steps: int) -> float:
