@@ -22,8 +22,10 @@ def make_run(root, name, env, seed, sparsity=None, returns=None, score_window=3,
                  run_dir=str(run), **config)
     (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
     lines = ["step,wall_time,sps,episodes,train_return,train_length,eval_return,eval_return_std,eval_length"]
-    lines += [f"{s},0,,0,,,{r},0,200" for s, r in zip(STEPS, returns)]
+    # wall time: 36 s per 1000 steps, times (seed + 1)
+    lines += [f"{s},{0.036 * s * (seed + 1)},,0,,,{r},0,200" for s, r in zip(STEPS, returns)]
     (run / "metrics.csv").write_text("\n".join(lines) + "\n")
+    (run / "run.json").write_text(json.dumps({"status": "finished", "machines": ["CPU A", "CPU B"][:seed + 1]}))
     if sparsity is not None and sparsity.enabled:
         (run / "sparsity.json").write_text(json.dumps({"model_size": 0.5, "inference_flops": 0.4,
                                                        "training_flops": 0.6}))
@@ -69,6 +71,8 @@ def test_numbers_match_an_independent_computation(tmp_path):
             assert row["seeds"] == 3
             assert row["score_mean"] == pytest.approx(np.mean(scores))
             assert row["score_std"] == pytest.approx(np.std(scores))
+            assert min(scores) <= row["score_ci_low"] < row["score_mean"] < row["score_ci_high"] <= max(scores)
+            assert row["wall_time_h"] == pytest.approx(STEPS[-1] * 0.036 * 2 / 3600)  # median of seeds 0, 1, 2
             normalised = [(s - untrained) / (dense - untrained) for s in scores]
             assert row["normalised"] == pytest.approx(np.mean(normalised))
             pooled[method] += normalised
@@ -83,6 +87,18 @@ def test_numbers_match_an_independent_computation(tmp_path):
         assert r["runs"] == 6 and r["tasks"] == 2
         assert r["iqm"] == pytest.approx(trimmed_mean_quarter(pooled[method]))
         assert r["ci_low"] <= r["iqm"] <= r["ci_high"]
+    for r in report.improvement_rows:  # P(a run of the method beats a dense run), averaged over both tasks
+        method = {v: k for k, v in labels.items()}[r["label"]]
+        per_task = []
+        for env in ("Pendulum-v1", "Hopper-v5"):
+            ours = [truth[(env, method, s)][-3:].mean() for s in range(3)]
+            dense = [truth[(env, "dense", s)][-3:].mean() for s in range(3)]
+            per_task.append(np.mean([float(a > b) for a in ours for b in dense]))
+        assert r["baseline"] == "td3 dense" and r["tasks"] == 2
+        assert r["probability"] == pytest.approx(np.mean(per_task))
+        assert r["ci_low"] <= r["probability"] <= r["ci_high"]
+    assert sorted(r["label"] for r in report.improvement_rows) == ["td3 nm:2:4", "td3 rigl 0.9/0.9"]
+    assert "machines (runs): CPU A (18), CPU B (12)" in report.notes
     steps, mean, low, high = report.curves["Hopper-v5"]["td3 rigl 0.9/0.9"]
     assert steps.tolist() == STEPS
     expected = np.mean([truth[("Hopper-v5", "rigl", s)] for s in range(3)], axis=0)
@@ -97,7 +113,8 @@ def test_last_k_option_and_outputs(tmp_path):
     assert row["score_mean"] == pytest.approx(np.mean([truth[("Hopper-v5", "dense", s)][-1] for s in range(3)]))
     written = report.write(tmp_path / "out")
     names = sorted(p.name for p in written)
-    assert names == ["curves_Hopper-v5.png", "curves_Pendulum-v1.png", "iqm.csv", "iqm.png", "report.csv", "report.md"]
+    assert names == ["curves_Hopper-v5.png", "curves_Pendulum-v1.png", "improvement.csv", "improvement.png", "iqm.csv",
+                     "iqm.png", "report.csv", "report.md"]
     for png in (p for p in written if p.suffix == ".png"):
         data = png.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
@@ -133,3 +150,16 @@ def test_no_normalisation_while_dense_is_below_its_untrained_policy(tmp_path):
     assert all(row["normalised"] is None and row["pct_of_dense"] is None for row in report.rows)
     assert not report.iqm_rows
     assert any("has not improved on its untrained policy" in note for note in report.notes)
+
+
+def test_run_json_keeps_every_machine_a_resumed_run_trained_on(tmp_path, monkeypatch):
+    from sparserl import hardware
+    from sparserl.runs import files
+
+    for name in ("CPU A", "CPU A", "CPU B", "CPU A"):  # started, checkpointed, resumed elsewhere, back home
+        monkeypatch.setattr(hardware, "machine", lambda name=name: name)
+        files.write_status(tmp_path, "running", 0, {})
+    assert files.read_status(tmp_path)["machines"] == ["CPU A", "CPU B"]
+    (tmp_path / "run.json").write_text("{damaged")
+    files.write_status(tmp_path, "running", 0, {})  # a damaged file is replaced, not a reason to fail
+    assert files.read_status(tmp_path)["machines"] == ["CPU A"]

@@ -100,6 +100,11 @@ def precision_line(dtype: torch.dtype | None, precision: str) -> str:
     return "precision: bf16 autocast for the updates' products (float32 weights, gradients and optimiser state)"
 
 
+def machine() -> str:
+    """A short name of the machine a run trains on: the CPU, and the CUDA device if there is one."""
+    return f"{cpu_name()} + {torch.cuda.get_device_name(0)}" if cuda_available() else cpu_name()
+
+
 def describe() -> str:
     """One line naming the CPU, its extensions and any CUDA device (benchmarks print it)."""
     text = f"{cpu_name()} ({', '.join(cpu_extensions()) or 'none of ' + '/'.join(EXTENSIONS)}; " \

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import yaml
 
-from sparserl import __version__
+from sparserl import __version__, hardware
 from sparserl.config import Config, load_yaml
 from sparserl.errors import CheckpointError
 from sparserl.runs.checkpoint import atomic_write
@@ -94,10 +94,21 @@ def env_entry(info) -> dict:
 
 
 def write_status(run_dir: Path, status: str, step: int, env: dict, **extra) -> None:
-    """run.json: the run's status, step, environment sizes and versions, plus `extra` (score, error)."""
+    """run.json: the run's status, step, environment sizes and versions, every machine it has run on
+    (a resumed run may continue elsewhere), plus `extra` (score, error)."""
+    machines = _machines_so_far(run_dir)
+    here = hardware.machine()
     _write_json(Path(run_dir) / STATUS_FILE, {
         "status": status, "step": step, "updated": datetime.now(timezone.utc).isoformat(), "env": env,
-        "versions": {"sparserl": __version__, "torch": torch.__version__, "numpy": np.__version__}, **extra})
+        "versions": {"sparserl": __version__, "torch": torch.__version__, "numpy": np.__version__},
+        "machines": machines + [here] if here not in machines else machines, **extra})
+
+
+def _machines_so_far(run_dir: Path) -> list[str]:
+    try:
+        return list((read_status(run_dir) or {}).get("machines", []))
+    except CheckpointError:  # a damaged run.json is being replaced
+        return []
 
 
 def read_status(run_dir: Path) -> dict | None:

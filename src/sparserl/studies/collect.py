@@ -28,6 +28,10 @@ class RunData:
     steps: np.ndarray
     returns: np.ndarray
     sparsity: dict | None
+    wall_time: float = math.nan
+    """Seconds the run trained (its last row's wall_time; a population's agents share theirs)."""
+    machines: tuple[str, ...] = ()
+    """The machines run.json names (none for runs from before sparserl recorded them)."""
     label: str = ""
 
     @property
@@ -50,11 +54,14 @@ def collect_runs(dirs: list[str | Path]) -> list[RunData]:
         for path in candidates:
             config = files.read_run_config(path)
             measure = config.measure
-            rows = [r for r in read_metrics(path / "metrics.csv") if not math.isnan(r.get(measure, math.nan))]
+            every = read_metrics(path / "metrics.csv")
+            rows = [r for r in every if not math.isnan(r.get(measure, math.nan))]
             if not rows:
                 continue
+            status = files.read_status(path) or {}
             runs.append(RunData(path, config, np.array([r["step"] for r in rows]),
-                                np.array([r[measure] for r in rows]), files.read_sparsity(path)))
+                                np.array([r[measure] for r in rows]), files.read_sparsity(path),
+                                float(every[-1].get("wall_time", math.nan)), tuple(status.get("machines", ()))))
     if not runs:
         raise ConfigError(f"report: no runs with evaluations under {', '.join(map(str, dirs))}")
     return runs

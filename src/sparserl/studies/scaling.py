@@ -1,7 +1,8 @@
 """Scaling reports: final return and plasticity diagnostics against network size, per sparsity level.
 
 For every environment, sparsity level and network size (the dense parameter count of actor and
-critics): the score (mean of each run's last K evaluations, then mean ± std over seeds), the
+critics): the score (mean of each run's last K evaluations, then the mean over seeds with a 95 %
+bootstrap interval), the
 parameters left after pruning, and the mean over seeds of the last logged diagnostics (critic and
 actor srank, dormant ratio at tau = 0.1, critic parameter and gradient norms). Written as
 scaling.md, scaling.csv and one scaling_<env>.png with return, srank and dormant ratio against
@@ -23,6 +24,7 @@ from sparserl.runs.files import read_status
 from sparserl.runs.metrics import read_metrics
 from sparserl.studies.collect import RunData, collect_runs, describe
 from sparserl.studies.report import _slug
+from sparserl.studies.stats import mean_ci
 
 DIAGNOSTICS = ("diag_critic_srank", "diag_actor_srank", "diag_critic_dormant_0.1", "diag_actor_dormant_0.1",
                "diag_critic_param_norm", "diag_critic_grad_norm")
@@ -54,11 +56,12 @@ class ScalingReport:
     rows: list[dict]
 
     def markdown(self) -> str:
-        out = ["| env | network | parameters | after pruning | seeds | score (mean ± std) | critic srank | "
+        out = ["| env | network | parameters | after pruning | seeds | score: mean [95 % CI] | critic srank | "
                "critic dormant (τ 0.1) | actor srank | critic grad norm |", "|---|---|---|---|---|---|---|---|---|---|"]
         for r in self.rows:
             out.append(f"| {r['env']} | {r['variant']} | {r['parameters']:,} | {r['nonzero']:,} | {r['seeds']} | "
-                       f"{r['score_mean']:.1f} ± {r['score_std']:.1f} | {r['diag_critic_srank']:.1f} | "
+                       f"{r['score_mean']:.1f} [{r['score_ci_low']:.1f}, {r['score_ci_high']:.1f}] | "
+                       f"{r['diag_critic_srank']:.1f} | "
                        f"{r['diag_critic_dormant_0.1']:.3f} | {r['diag_actor_srank']:.1f} | "
                        f"{r['diag_critic_grad_norm']:.3g} |")
         return "\n".join(out) + "\n"
@@ -81,7 +84,7 @@ class ScalingReport:
         from matplotlib.ticker import NullFormatter
 
         paths = []
-        panels = (("score_mean", "score_std", "final return"), ("diag_critic_srank", None, "critic srank (δ 0.01)"),
+        panels = (("score_mean", "score_ci", "final return"), ("diag_critic_srank", None, "critic srank (δ 0.01)"),
                   ("diag_critic_dormant_0.1", None, "critic dormant ratio (τ 0.1)"))
         for env in sorted({r["env"] for r in self.rows}):
             fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), dpi=120)
@@ -91,7 +94,9 @@ class ScalingReport:
                               key=lambda r: r["parameters"])
                 x = [r["parameters"] for r in rows]
                 for ax, (key, err, title) in zip(axes, panels):
-                    ax.errorbar(x, [r[key] for r in rows], yerr=[r[err] for r in rows] if err else None,
+                    yerr = [[r[key] - r[f"{err}_low"] for r in rows], [r[f"{err}_high"] - r[key] for r in rows]] \
+                        if err else None
+                    ax.errorbar(x, [r[key] for r in rows], yerr=yerr,
                                 marker="o", capsize=3, label=name)
                     ax.set_title(title, fontsize=10)
             for ax in axes:
@@ -124,10 +129,12 @@ def build_scaling_report(dirs: list[str | Path], last_k: int | None = None) -> S
     rows = []
     for (env, level, name, total), members in sorted(groups.items()):
         scores = np.array([run.score(last_k) for run, _ in members])
+        low, high = mean_ci(scores)
         diagnostics = [last_diagnostics(run) for run, _ in members]
         row = {"env": env, "sparsity": level, "variant": name, "parameters": total,
                "nonzero": total - int(np.mean([p for _, p in members])), "seeds": len(members),
-               "score_mean": float(scores.mean()), "score_std": float(scores.std())}
+               "score_mean": float(scores.mean()), "score_ci_low": low, "score_ci_high": high,
+               "score_std": float(scores.std())}
         for name in DIAGNOSTICS:
             values = [d[name] for d in diagnostics if not math.isnan(d[name])]
             row[name] = float(np.mean(values)) if values else math.nan
