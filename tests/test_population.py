@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -16,8 +17,9 @@ from sparserl.envs import EnvInfo
 from sparserl.population import member_view
 from sparserl.population.members import copy_member, member_state
 from sparserl.population.trainer import agent_config
-from sparserl.replay import Batch
+from sparserl.replay import Batch, ReplayBuffer
 from sparserl.runs.build import build_agent
+from sparserl.runs.probe import DiagnosticsProbe
 
 INFO = EnvInfo("test", obs_dim=3, act_dim=2, max_episode_steps=None)
 AGENTS = 3
@@ -146,6 +148,54 @@ def test_sparse_populations_keep_each_agents_masks_and_their_evolution(method, d
     first, second = (member_view(masks[1], singles[0].sparsifier.groups["critic"].masks[1].shape, k, AGENTS)
                      for k in (0, 1))
     assert not torch.equal(first, second)  # each agent its own mask
+
+
+class _Replay:
+    """A learner's diagnostics sampling over a buffer (sparserl.runs.learner.OffPolicyLearner's rule)."""
+
+    def __init__(self, buffer: ReplayBuffer):
+        self.buffer = buffer
+
+    def sample_for_diagnostics(self, size, generator, agent=None):
+        return self.buffer.sample(size, generator=generator, agent=agent) if len(self.buffer) >= size else None
+
+
+@pytest.mark.parametrize("algo, sparsity", [("sac", SPARSE["static"]), ("td3", SPARSE["rigl-levels"])],
+                         ids=["sac-static", "td3-rigl-levels"])
+def test_population_diagnostics_equal_each_agents_own(algo, sparsity):
+    """Agent k's diagnostics (through its one-agent twin, its masks and its own replay ring) are those
+    its single run computes, on the same transitions drawn with the same generator."""
+    config = Config(algo=algo, hidden=(16, 16), population=AGENTS, seed=7, sparsity=sparsity, run_dir="unused")
+    torch.manual_seed(0)
+    population, singles = build(config, torch.float32)
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(30):  # the agents drift apart
+        batches = [random_batch(generator, 16, 1, torch.float32) for _ in singles]
+        population.update(stack(batches))
+        for single, batch in zip(singles, batches):
+            single.update(batch)
+    shared = ReplayBuffer(INFO.obs_dim, INFO.act_dim, 100, agents=AGENTS)
+    own = [ReplayBuffer(INFO.obs_dim, INFO.act_dim, 100) for _ in singles]
+    rng = np.random.default_rng(2)
+    for _ in range(130):  # wraps the rings
+        fields = [rng.normal(size=(AGENTS, d)).astype(np.float32) for d in (3, 2, 3, 2)]
+        reward, done = rng.normal(size=AGENTS), rng.random(AGENTS) < 0.05
+        shared.add(fields[0], fields[1], reward, fields[2], done, done, fields[3])
+        for k, buffer in enumerate(own):
+            buffer.add(fields[0][k], fields[1][k], reward[k], fields[2][k], done[k], done[k], fields[3][k])
+    probe = DiagnosticsProbe(config, INFO, population, population.sparsifier)
+    torch.manual_seed(5)  # each agent's noise draws start from the same global state (restored after each)
+    measured = probe.measure(_Replay(shared), 64)
+    assert probe.measure(_Replay(ReplayBuffer(INFO.obs_dim, INFO.act_dim, 100, agents=AGENTS)), 64) is None
+    for k, (single, buffer) in enumerate(zip(singles, own)):
+        single.draws = Draws()  # a single run draws from the global stream, as the twin does
+        alone = DiagnosticsProbe(agent_config(config, k, Path("unused")), INFO, single, single.sparsifier)
+        torch.manual_seed(5)
+        (expected,) = alone.measure(_Replay(buffer), 64)
+        assert measured[k].keys() == expected.keys()
+        for name, value in expected.items():
+            assert measured[k][name] == pytest.approx(value, rel=1e-4, abs=1e-6), f"agent {k}: {name}"
+    assert measured[0]["diag_critic_param_norm"] != pytest.approx(measured[1]["diag_critic_param_norm"])
 
 
 def test_population_acts_per_agent_with_its_own_noise():

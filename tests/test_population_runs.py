@@ -78,7 +78,8 @@ def population_config(tmp_path: Path, **changes) -> Config:
 
 
 def test_each_agent_writes_a_run_directory_that_reads_as_a_single_run(tmp_path):
-    config = population_config(tmp_path, sparsity={"method": "static", "actor_sparsity": 0.8, "critic_sparsity": 0.8})
+    config = population_config(tmp_path, sparsity={"method": "static", "actor_sparsity": 0.8, "critic_sparsity": 0.8},
+                               diagnostics_every=350, diagnostics_batch=64)
     result = train(config)
     assert [Path(r.run_dir).name for r in result.agents] == ["seed-4", "seed-5", "seed-6"]
     assert result.score == pytest.approx(np.mean([r.score for r in result.agents]))
@@ -86,6 +87,7 @@ def test_each_agent_writes_a_run_directory_that_reads_as_a_single_run(tmp_path):
         saved = yaml.safe_load((agent.run_dir / "config.yaml").read_text())
         assert saved["population"] == 1 and saved["seed"] == seed and saved["run_dir"] == str(agent.run_dir)
         assert [int(r["step"]) for r in rows(agent.run_dir)] == [0, 350, 700]
+        assert [r["diag_critic_srank"] != "" for r in rows(agent.run_dir)] == [False, True, True]  # its own diagnostics
         policy = load_policy(agent.run_dir)  # its own actor, 80 % sparse, as a single run's file
         assert policy.act(np.zeros(3, dtype=np.float32)).shape == (1,)
         assert main(["eval", str(agent.run_dir), "--episodes", "1"]) == 0
@@ -94,6 +96,7 @@ def test_each_agent_writes_a_run_directory_that_reads_as_a_single_run(tmp_path):
             resume(agent.run_dir)
     scores = [r.score for r in result.agents]
     assert len(set(scores)) == 3  # three different agents, not one trained three times
+    assert len({rows(r.run_dir)[-1]["diag_critic_param_norm"] for r in result.agents}) == 3
     assert sorted(run.path.name for run in collect_runs([config.run_dir])) == ["seed-4", "seed-5", "seed-6"]
     finished = resume(config.run_dir)  # already at total_steps: its result, read back
     assert [r.score for r in finished.agents] == pytest.approx(scores)
@@ -124,8 +127,10 @@ def test_agents_with_levels_of_their_own_each_train_and_report_at_their_level(tm
 @pytest.mark.slow
 def test_population_sigkill_and_resume_gives_identical_metrics_for_every_agent(tmp_path):
     """Checkpoints at 450 and 900 fall mid-episode (Pendulum's episodes are 200 steps): the resumed
-    population replays each agent's episode so far; RigL's topology updates continue per agent."""
-    values = population_config(tmp_path, total_steps=1350, eval_every=150, checkpoint_every=450,
+    population replays each agent's episode so far; RigL's topology updates continue per agent; each
+    agent's diagnostics (every 300 steps) resume with its replay generator."""
+    values = population_config(tmp_path, total_steps=1350, eval_every=150, checkpoint_every=450, diagnostics_every=300,
+                               diagnostics_batch=32,
                                sparsity={"method": "rigl", "actor_sparsity": 0.5, "critic_sparsity": 0.5,
                                          "update_interval": 100}).to_dict()
     values.pop("run_dir")

@@ -22,6 +22,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from sparserl.hardware import rng_untouched
+
 TAUS = (0.1, 0.2)
 
 
@@ -89,7 +91,7 @@ class Diagnostics:
     def compute(self, batch) -> dict[str, float]:
         agent = self.agent
         out: dict[str, float] = {}
-        with torch.random.fork_rng(devices=[]):
+        with rng_untouched(agent.device):
             obs = batch.obs
             with torch.no_grad():
                 hidden = {"actor": agent.policy.hidden(obs, self.point),

@@ -100,6 +100,13 @@ def precision_line(dtype: torch.dtype | None, precision: str) -> str:
     return "precision: bf16 autocast for the updates' products (float32 weights, gradients and optimiser state)"
 
 
+def rng_untouched(device: torch.device | str = "cpu"):
+    """A context whose random draws leave the global generators as they were: the CPU's, and the
+    CUDA device's when `device` is one (diagnostics and throw-away modules draw inside it)."""
+    device = torch.device(device)
+    return torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else [])
+
+
 def machine() -> str:
     """A short name of the machine a run trains on: the CPU, and the CUDA device if there is one."""
     return f"{cpu_name()} + {torch.cuda.get_device_name(0)}" if cuda_available() else cpu_name()

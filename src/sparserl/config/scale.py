@@ -4,14 +4,12 @@ precision of the updates' products."""
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Literal
 
 from sparserl.config import checks
 from sparserl.config.checks import require
 from sparserl.config.sparsity import LEVELS
-from sparserl.errors import ConfigWarning
 
 
 @dataclass
@@ -44,10 +42,6 @@ class Scale:
             out.append(f"seeds must differ from one another, got {list(self.seeds)}")
         if checks.positive_int(self.population) and self.population > 1:
             out += [f"population {self.population}: {what}" for what in self._unbatched()]
-            if self.diagnostics_every and not out:
-                warnings.warn(f"population {self.population}: the plasticity diagnostics measure one agent at a "
-                              f"time and are not computed for a population (diagnostics_every is ignored)",
-                              ConfigWarning, stacklevel=4)
         return out
 
     def _unbatched(self) -> list[str]:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparserl.architecture import Architecture
+from sparserl.hardware import rng_untouched
 from sparserl.nets.bodies import make_body
 from sparserl.nets.norms import RunningNorm
 
@@ -75,8 +76,9 @@ class Actor(nn.Module):
         from sparserl.population.members import copy_member
 
         norm = self.obs_norm
-        single = type(self)(self.architecture, obs_norm=False if norm is None else norm.single(),
-                            **self.head_settings())
+        with rng_untouched(torch.get_default_device()):  # weights overwritten below: no draw from the run's RNG
+            single = type(self)(self.architecture, obs_norm=False if norm is None else norm.single(),
+                                **self.head_settings())
         copy_member(self, single, k, self.population)
         return single
 

@@ -48,7 +48,7 @@ def agent_config(config: Config, k: int, run_dir: Path) -> Config:
                        **({"actor_sparsity": s.agent_level("actor", k), "critic_sparsity": s.agent_level("critic", k)}
                           if s.per_agent else {}))
     return config.replace(population=1, seeds=(), seed=config.agent_seeds[k], sparsity=sparsity,
-                          run_dir=str(run_dir), diagnostics_every=0)
+                          run_dir=str(run_dir))
 
 
 def agent_dirs(run_dir: Path, config: Config) -> list[Path]:

@@ -117,28 +117,31 @@ class ReplayBuffer:
             return logical
         return (logical + self._start) % self.capacity
 
-    def sample(self, batch_size: int, n: int = 1, generator: torch.Generator | None = None) -> Batch:
+    def sample(self, batch_size: int, n: int = 1, generator: torch.Generator | None = None,
+               agent: int | None = None) -> Batch:
         """Uniform minibatch of `batch_size` windows of `n` consecutive transitions.
 
         Window starts are uniform over the live window such that a window never runs past the
         newest transition (RLx2's rule). Windows may cross episode boundaries: the flags say where.
-        `generator` replaces the buffer's own (which then does not advance).
+        `generator` replaces the buffer's own (which then does not advance). With `agent` k, agent
+        k's minibatch alone, shaped and drawn as a one-agent buffer's (a population's diagnostics).
         """
         if self.size < n:
             raise ValueError(f"cannot sample windows of {n} from a buffer holding {self.size}")
-        agents = self._storage.shape[0]
+        agents = 1 if agent is not None else self._storage.shape[0]
         generator = generator or self.generator
         starts = torch.randint(0, self.size - n + 1, (agents, batch_size), generator=generator,
                                device=generator.device).to(self._storage.device)
         logical = starts if n == 1 else starts.unsqueeze(-1) + torch.arange(n, device=starts.device)
-        return self._fields(self._gather(logical))
+        return self._fields(self._gather(logical, agent))
 
-    def _gather(self, logical: torch.Tensor) -> torch.Tensor:
+    def _gather(self, logical: torch.Tensor, agent: int | None = None) -> torch.Tensor:
         """The rows at logical positions (agents, ...) of each agent's ring, in one gather; a single
-        agent's without the leading axis."""
+        agent's (or only agent `agent`'s) without the leading axis."""
         index = self._physical(logical)
-        if self.agents is None:
-            return self._storage[0].index_select(0, index.reshape(-1)).view(*index.shape[1:], self.row_width)
+        if self.agents is None or agent is not None:
+            ring = self._storage[agent or 0]
+            return ring.index_select(0, index.reshape(-1)).view(*index.shape[1:], self.row_width)
         index = index + self._offsets.view(-1, *[1] * (index.dim() - 1))
         rows = self._storage.view(-1, self.row_width).index_select(0, index.reshape(-1))
         return rows.view(*index.shape, self.row_width)

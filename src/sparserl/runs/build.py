@@ -21,9 +21,6 @@ from sparserl.hardware import update_dtype
 from sparserl.replay import DynamicCapacity, ReplayBuffer
 from sparserl.runs.learner import Learner, OffPolicyLearner
 
-DIAGNOSTICS_SEED_OFFSET = 7919
-"""Diagnostics draw their replay batches from a generator of their own, seeded seed + this."""
-
 
 @dataclass
 class Run:
@@ -37,7 +34,7 @@ class Run:
     sparsifier: object | None
     learner: Learner
     diagnostics: object | None
-    diagnostics_generator: torch.Generator | None
+    """The plasticity diagnostics' probe (sparserl.runs.probe), None when off or streaming."""
 
     @property
     def env(self) -> gym.Env:
@@ -137,14 +134,13 @@ def build_run(config: Config) -> Run:
     agents = agent.population
     if sparsifier is not None:
         sparsifier.execute_sparse(c.execution, 2 if agent.streaming else c.batch_size)
-    diagnostics = generator = None
     if agent.streaming:
         from sparserl.streaming.capture import wants_compiled
         from sparserl.streaming.learner import StreamingLearner
 
         learner = StreamingLearner(agent, reward_scaling=c.reward_scaling,
                                    compiled=wants_compiled(c, parameter_count(c, info)))
-        return Run(c, envs, eval_envs, info, agent, sparsifier, learner, diagnostics, generator)
+        return Run(c, envs, eval_envs, info, agent, sparsifier, learner, None)
     buffer = ReplayBuffer(info.obs_dim, info.act_dim, c.buffer_size, seed=c.seed, agents=agents, device=agent.device)
     capacity = None
     if c.dynamic_buffer:
@@ -155,9 +151,9 @@ def build_run(config: Config) -> Run:
     learner = OffPolicyLearner(agent, buffer, capacity, seed=c.seed, start_steps=c.start_steps,
                                batch_size=c.batch_size, updates_per_step=c.updates_per_step,
                                autocast=update_dtype(c.precision, agent.device.type))
-    if c.diagnostics_every and agents is None:  # (not computed for a population: config.scale)
-        from sparserl.diagnostics import Diagnostics
+    diagnostics = None
+    if c.diagnostics_every:
+        from sparserl.runs.probe import DiagnosticsProbe
 
-        diagnostics = Diagnostics(agent, sparsifier, c.dormant_point, c.interference_samples)
-        generator = torch.Generator().manual_seed(c.seed + DIAGNOSTICS_SEED_OFFSET)
-    return Run(c, envs, eval_envs, info, agent, sparsifier, learner, diagnostics, generator)
+        diagnostics = DiagnosticsProbe(c, info, agent, sparsifier)
+    return Run(c, envs, eval_envs, info, agent, sparsifier, learner, diagnostics)

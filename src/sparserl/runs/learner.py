@@ -49,9 +49,9 @@ class Learner(Protocol):
     def finite(self) -> bool:
         """No parameter and no statistic since the last row is NaN or infinite (checked before checkpoints)."""
 
-    def sample_for_diagnostics(self, size: int, generator: torch.Generator) -> Batch | None:
-        """`size` transitions the learner has seen, drawn with `generator` (plasticity diagnostics),
-        or None while it holds fewer."""
+    def sample_for_diagnostics(self, size: int, generator: torch.Generator, agent: int | None = None) -> Batch | None:
+        """`size` transitions the learner (or a population's agent `agent`) has seen, drawn with
+        `generator` (plasticity diagnostics), or None while it holds fewer."""
 
     def state_dict(self) -> dict:
         """Everything needed to continue exactly (checkpoint sections)."""
@@ -118,8 +118,8 @@ class OffPolicyLearner:
             self.capacity.load_state_dict(state["replay_capacity"])
         self.rng.bit_generator.state = state["warmup_rng"]
 
-    def sample_for_diagnostics(self, size: int, generator: torch.Generator) -> Batch | None:
-        return self.buffer.sample(size, generator=generator) if len(self.buffer) >= size else None
+    def sample_for_diagnostics(self, size: int, generator: torch.Generator, agent: int | None = None) -> Batch | None:
+        return self.buffer.sample(size, generator=generator, agent=agent) if len(self.buffer) >= size else None
 
     @torch.no_grad()
     def finite(self) -> bool:

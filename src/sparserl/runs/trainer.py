@@ -84,13 +84,13 @@ class Trainer:
     _COUNTERS = ("step", "wall_time", "row_step", "next_checkpoint", "next_diagnostics")
 
     def _payload(self) -> dict:
-        generator = self.parts.diagnostics_generator
+        probe = self.parts.diagnostics
         return {
             "format": CHECKPOINT_FORMAT, "config": self.config.to_dict(),
             "learner": self.learner.state_dict(),
             "sparsity": None if self.sparsifier is None else self.sparsifier.state_dict(),
             "trainer": {**{k: getattr(self, k) for k in self._COUNTERS}, **self._agents_state(),
-                        "diagnostics_generator": None if generator is None else generator.get_state()},
+                        "diagnostics_generator": None if probe is None else probe.state_dict()},
             "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
                     **({"cuda": torch.cuda.get_rng_state_all()} if self.agent.device.type == "cuda" else {})},
         }
@@ -114,9 +114,9 @@ class Trainer:
         self.wall_time, self.next_checkpoint = float(t["wall_time"]), int(t["next_checkpoint"])
         self.next_diagnostics = int(t.get("next_diagnostics", self.next_diagnostics))
         self._load_agents_state(t)
-        generator = self.parts.diagnostics_generator
-        if generator is not None and t.get("diagnostics_generator") is not None:
-            generator.set_state(t["diagnostics_generator"])
+        probe = self.parts.diagnostics
+        if probe is not None and t.get("diagnostics_generator") is not None:
+            probe.load_state_dict(t["diagnostics_generator"])
         while self.next_checkpoint <= self.step:
             self.next_checkpoint += self.config.checkpoint_every
         torch.set_rng_state(payload["rng"]["torch"])
@@ -245,16 +245,15 @@ class Trainer:
         sps = (self.step - self.row_step) / train_time if self.step > self.row_step and train_time > 0 else math.nan
         self.wall_time = self._wall_offset + now
         masks = self.sparsifier.pop_agent_stats() if self.sparsifier is not None else [{} for _ in self.logs]
-        diagnostics, parts = {}, self.parts
-        batch = None
-        if parts.diagnostics is not None and self.step >= self.next_diagnostics:
-            batch = self.learner.sample_for_diagnostics(c.diagnostics_batch, parts.diagnostics_generator)
-        if batch is not None:
-            diagnostics = parts.diagnostics.compute(batch)
+        diagnostics = None
+        if self.parts.diagnostics is not None and self.step >= self.next_diagnostics:
+            diagnostics = self.parts.diagnostics.measure(self.learner, c.diagnostics_batch)
+        if diagnostics is not None:
             self.next_diagnostics = (self.step // c.diagnostics_every + 1) * c.diagnostics_every
+        diagnostics = diagnostics or [{} for _ in self.logs]
         stats = [{**agent, **sparsity} for agent, sparsity in zip(self._agent_stats(), masks, strict=True)]
-        rows = [log.write_row(self.step, self.wall_time, sps, {**agent, **diagnostics}, result)
-                for log, agent, result in zip(self.logs, stats, results)]
+        rows = [log.write_row(self.step, self.wall_time, sps, {**agent, **measured}, result)
+                for log, agent, measured, result in zip(self.logs, stats, diagnostics, results, strict=True)]
         self.row_step = self.step
         self._row_clock = time.perf_counter()
         measures = [row[c.measure] for row in rows if not math.isnan(row[c.measure])]

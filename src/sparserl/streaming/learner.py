@@ -96,7 +96,7 @@ class StreamingLearner:
         self.agent.reset_traces()  # runs resume at an episode's start (traces are zero there already,
         self._first = True         # unless an extended run's last checkpoint fell inside an episode)
 
-    def sample_for_diagnostics(self, size: int, generator: torch.Generator) -> Batch | None:
+    def sample_for_diagnostics(self, size: int, generator: torch.Generator, agent: int | None = None) -> Batch | None:
         return None  # nothing is stored
 
     @torch.no_grad()
