@@ -18,6 +18,7 @@ from typing import NamedTuple
 import torch
 
 from sparserl.replay import Batch
+from sparserl.replay.windows import alive_mask
 
 
 class TDWindow(NamedTuple):
@@ -56,9 +57,7 @@ def td_window(batch: Batch, gamma: float, population: bool = False) -> TDWindow:
         return TDWindow(batch.obs, batch.action, batch.reward, batch.next_obs, discount,
                         batch.next_obs.unsqueeze(-2), discount.unsqueeze(-1), None)
     n = batch.reward.shape[-1]
-    ended = torch.maximum(batch.terminated, batch.truncated)
-    # alive[..., k] = 1 while transitions 0..k-1 have not ended the episode
-    alive = torch.cat((torch.ones_like(ended[..., :1]), torch.cumprod(1.0 - ended[..., :-1], dim=-1)), dim=-1)
+    alive = alive_mask(batch.terminated, batch.truncated)
     powers = gamma ** torch.arange(n + 1, dtype=batch.reward.dtype, device=batch.reward.device)
     reward_sum = (alive * powers[:n] * batch.reward).sum(dim=-1)
     last = alive.sum(dim=-1).long() - 1
