@@ -13,7 +13,7 @@ import torch
 from sparserl.config import Config
 from sparserl.registry import load_plugins
 
-os.environ.setdefault("MUJOCO_GL", "disable")
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless: state runs never render, pixel runs need it
 torch.set_num_threads(1)
 load_plugins([p for p in os.environ.get("SPARSERL_TEST_PLUGINS", "").split(os.pathsep) if p])
 

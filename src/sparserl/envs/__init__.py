@@ -33,9 +33,14 @@ class EnvInfo:
     """The actions are integers in [0, act_dim) instead of vectors in [-1, 1]."""
 
 
-def _register_dmc() -> None:
-    if not os.environ.get("DISPLAY"):  # no screen: skip dm_control's GLFW probe (training never renders)
-        os.environ.setdefault("MUJOCO_GL", "disable")
+def _register_dmc(pixels: bool = False) -> None:
+    if pixels:
+        from sparserl.envs.pixels import require_offscreen_gl
+
+        require_offscreen_gl()
+    elif not os.environ.get("DISPLAY") and "MUJOCO_GL" not in os.environ:
+        os.environ["MUJOCO_GL"] = "disable"  # no screen: skip dm_control's GLFW probe (state runs never render)
+        os.environ["SPARSERL_SET_MUJOCO_GL"] = "1"
     try:
         import shimmy
     except ImportError:
@@ -43,11 +48,15 @@ def _register_dmc() -> None:
     gym.register_envs(shimmy)
 
 
-def check_env_id(env_id: str) -> None:
+def check_env_id(env_id: str, pixels: bool = False) -> None:
     """Raise EnvError (with close names) unless Gymnasium knows env_id. Like gym.make, an id of the
-    form "package.module:Name-v0" first imports the module that registers it."""
+    form "package.module:Name-v0" first imports the module that registers it. `pixels`: the task is
+    to be rendered (DeepMind Control only)."""
+    if pixels and not env_id.startswith(DMC_PREFIX):
+        raise EnvError(f"pixel observations are rendered from DeepMind Control tasks ({DMC_PREFIX}<domain>-<task>-v0); "
+                       f"{env_id!r} is not one: drop the pixel option or choose a {DMC_PREFIX} task")
     if env_id.startswith(DMC_PREFIX):
-        _register_dmc()
+        _register_dmc(pixels)
     if ":" in env_id and not env_id.startswith(DMC_PREFIX):
         module, _, name = env_id.partition(":")
         try:
@@ -112,22 +121,59 @@ class TimeFeature(gym.ObservationWrapper):
 
 
 def make_env(env_id: str, seed: int | None = None, action_repeat: int = 1, time_feature: bool = False,
-             **kwargs) -> gym.Env:
+             pixels=None, **kwargs) -> gym.Env:
     """Build `env_id` with flat float32 observations and, for a Box action space, actions rescaled to
     [-1, 1] (a Discrete one is kept as it is), each action repeated `action_repeat` times, and with
-    the time feature appended to observations if `time_feature`.
+    the time feature appended to observations if `time_feature`. With `pixels` (PixelSettings, a
+    DeepMind Control task) the observation is instead the stack of its last rendered frames, uint8
+    (3 * frame_stack, size, size), rendered once per decision (sparserl.envs.pixels).
 
     If `seed` is given the environment is reset once with it and its action space is seeded.
     """
     if action_repeat < 1:
         raise EnvError(f"action_repeat must be >= 1, got {action_repeat}")
-    check_env_id(env_id)
+    if pixels is not None and (problems := pixels.problems()):
+        raise EnvError("; ".join(problems))
+    if pixels is not None and time_feature:
+        raise EnvError("the time feature is appended to state vectors; a pixel observation has none: drop one of them")
+    check_env_id(env_id, pixels is not None)
     env = gym.make(env_id, **kwargs)
+    if pixels is None:
+        env = _flat_float_observations(env, env_id)
+    env = _unit_actions(env, env_id)
+    if action_repeat > 1:
+        env = ActionRepeat(env, action_repeat)
+    if pixels is not None:
+        from sparserl.envs.pixels import pixel_observations
+
+        env = pixel_observations(env, env_id, pixels)
+    if time_feature:
+        limit = env.spec.max_episode_steps if env.spec is not None else None
+        if not limit:
+            env.close()
+            raise EnvError(f"{env_id}: the time feature needs an episode time limit, and this environment has none")
+        env = TimeFeature(env, -(-limit // action_repeat))
+    if seed is not None:
+        env.reset(seed=seed)
+        env.action_space.seed(seed)
+    return env
+
+
+def _flat_float_observations(env: gym.Env, env_id: str) -> gym.Env:
     if isinstance(env.observation_space, gym.spaces.Dict):
         env = gym.wrappers.FlattenObservation(env)
     if not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
         env.close()
         raise EnvError(f"{env_id}: sparserl needs a flat Box observation space, got {env.observation_space}")
+    if env.observation_space.dtype != np.float32:
+        box = env.observation_space
+        space = gym.spaces.Box(box.low.astype(np.float32), box.high.astype(np.float32), dtype=np.float32)
+        env = gym.wrappers.TransformObservation(env, lambda obs: np.asarray(obs, dtype=np.float32), space)
+    return env
+
+
+def _unit_actions(env: gym.Env, env_id: str) -> gym.Env:
+    """A Box action space rescaled to [-1, 1]; a Discrete one as it is."""
     space = env.action_space
     discrete = isinstance(space, gym.spaces.Discrete)
     if not discrete and (not isinstance(space, gym.spaces.Box) or len(space.shape) != 1):
@@ -139,21 +185,6 @@ def make_env(env_id: str, seed: int | None = None, action_repeat: int = 1, time_
     if not discrete and not (np.all(space.low == -1.0) and np.all(space.high == 1.0)):
         ones = np.ones(space.shape, dtype=space.dtype)
         env = gym.wrappers.RescaleAction(env, -ones, ones)
-    if env.observation_space.dtype != np.float32:
-        box = env.observation_space
-        space = gym.spaces.Box(box.low.astype(np.float32), box.high.astype(np.float32), dtype=np.float32)
-        env = gym.wrappers.TransformObservation(env, lambda obs: np.asarray(obs, dtype=np.float32), space)
-    if action_repeat > 1:
-        env = ActionRepeat(env, action_repeat)
-    if time_feature:
-        limit = env.spec.max_episode_steps if env.spec is not None else None
-        if not limit:
-            env.close()
-            raise EnvError(f"{env_id}: the time feature needs an episode time limit, and this environment has none")
-        env = TimeFeature(env, -(-limit // action_repeat))
-    if seed is not None:
-        env.reset(seed=seed)
-        env.action_space.seed(seed)
     return env
 
 
