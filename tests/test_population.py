@@ -16,7 +16,6 @@ from sparserl.config import Config
 from sparserl.envs import EnvInfo
 from sparserl.population import member_view
 from sparserl.population.members import copy_member, member_state
-from sparserl.population.trainer import agent_config
 from sparserl.replay import Batch, ReplayBuffer
 from sparserl.runs.build import build_agent
 from sparserl.runs.probe import DiagnosticsProbe
@@ -50,7 +49,7 @@ def build(config: Config, dtype: torch.dtype):
     torch.set_default_dtype(dtype)
     try:
         population = build_agent(config, INFO)[0]
-        singles = [build_agent(agent_config(config, k, Path("unused")), INFO)[0] for k in range(config.population)]
+        singles = [build_agent(config.agent_config(k, Path("unused")), INFO)[0] for k in range(config.population)]
     finally:
         torch.set_default_dtype(default)
     for k, (single, seed) in enumerate(zip(singles, config.agent_seeds)):
@@ -189,7 +188,7 @@ def test_population_diagnostics_equal_each_agents_own(algo, sparsity):
     assert probe.measure(_Replay(ReplayBuffer(INFO.obs_dim, INFO.act_dim, 100, agents=AGENTS)), 64) is None
     for k, (single, buffer) in enumerate(zip(singles, own)):
         single.draws = Draws()  # a single run draws from the global stream, as the twin does
-        alone = DiagnosticsProbe(agent_config(config, k, Path("unused")), INFO, single, single.sparsifier)
+        alone = DiagnosticsProbe(config.agent_config(k, Path("unused")), INFO, single, single.sparsifier)
         torch.manual_seed(5)
         (expected,) = alone.measure(_Replay(buffer), 64)
         assert measured[k].keys() == expected.keys()

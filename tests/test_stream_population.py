@@ -24,7 +24,6 @@ from sparserl.deploy import load_policy
 from sparserl.envs import EnvInfo
 from sparserl.population import member_view
 from sparserl.population.members import copy_member, member_state
-from sparserl.population.trainer import agent_config
 from sparserl.runs.build import build_agent
 from sparserl.streaming.learner import StreamingLearner
 from tests.test_resume import checkpoint_steps, cli, kill_after_checkpoint, rows
@@ -49,7 +48,7 @@ def build(config, info: EnvInfo, dtype: torch.dtype):
     try:
         torch.manual_seed(0)
         population = build_agent(config, info)[0]
-        singles = [build_agent(agent_config(config, k, Path("unused")), info)[0] for k in range(AGENTS)]
+        singles = [build_agent(config.agent_config(k, Path("unused")), info)[0] for k in range(AGENTS)]
     finally:
         torch.set_default_dtype(default)
     for k, (single, seed) in enumerate(zip(singles, config.agent_seeds)):

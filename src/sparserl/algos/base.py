@@ -87,6 +87,8 @@ class Agent(ABC):
     """Learns from each transition once, as it arrives (sparserl.streaming), instead of from replay."""
     discrete_actions: ClassVar[bool] = False
     """Also acts in environments with a discrete action space."""
+    pixels: ClassVar[bool] = False
+    """Learns from rendered frames (config.pixels) instead of state vectors."""
     defaults: ClassVar[dict] = {}
     """Config values the algorithm starts from instead of the dataclass defaults (a layer below any
     preset, config file or flag; sparserl.config.resolve)."""

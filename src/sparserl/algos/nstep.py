@@ -56,13 +56,20 @@ def td_window(batch: Batch, gamma: float, population: bool = False) -> TDWindow:
         discount = gamma * (1.0 - batch.terminated)
         return TDWindow(batch.obs, batch.action, batch.reward, batch.next_obs, discount,
                         batch.next_obs.unsqueeze(-2), discount.unsqueeze(-1), None)
-    n = batch.reward.shape[-1]
-    alive = alive_mask(batch.terminated, batch.truncated)
-    powers = gamma ** torch.arange(n + 1, dtype=batch.reward.dtype, device=batch.reward.device)
-    reward_sum = (alive * powers[:n] * batch.reward).sum(dim=-1)
-    last = alive.sum(dim=-1).long() - 1
-    next_discount = alive * powers[1:] * (1.0 - batch.terminated)
+    reward_sum, next_discount, last = window_sums(batch.reward, batch.terminated, batch.truncated, gamma)
     return TDWindow(batch.obs[..., 0, :], batch.action[..., 0, :], reward_sum,
                     batch.next_obs.take_along_dim(last[..., None, None], dim=-2).squeeze(-2),
                     next_discount.take_along_dim(last[..., None], dim=-1).squeeze(-1), batch.next_obs,
                     next_discount, last)
+
+
+def window_sums(reward: torch.Tensor, terminated: torch.Tensor, truncated: torch.Tensor,
+                gamma: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For windows of n transitions (last axis): the discounted reward sum up to transition m, the
+    discount gamma^(k+1) (0 where terminal) of every next state the window reaches (0 past m), and m."""
+    n = reward.shape[-1]
+    alive = alive_mask(terminated, truncated)
+    powers = gamma ** torch.arange(n + 1, dtype=reward.dtype, device=reward.device)
+    reward_sum = (alive * powers[:n] * reward).sum(dim=-1)
+    next_discount = alive * powers[1:] * (1.0 - terminated)
+    return reward_sum, next_discount, alive.sum(dim=-1).long() - 1

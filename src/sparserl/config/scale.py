@@ -49,6 +49,8 @@ class Scale:
         from sparserl.algos import ALGORITHMS
 
         out = []
+        if self.pixels:
+            out.append("pixels: a pixel run trains one agent (its frame replay and encoder are not batched)")
         if self.algo in ALGORITHMS and ALGORITHMS.get(self.algo).streaming and self.step_compile == "on":
             out.append("step_compile on: a population's streaming step runs eagerly (its batched products "
                        "already share the per-step overhead); use step_compile auto or off")
@@ -96,3 +98,12 @@ class Scale:
     def agent_seeds(self) -> list[int]:
         """Each agent's seed: `seeds`, or seed, seed + 1, ... for the population's size."""
         return list(self.seeds) if self.seeds else [self.seed + k for k in range(self.population)]
+
+    def agent_config(self, k: int, run_dir):
+        """The configuration of the one-agent run that agent k of this population is equivalent to."""
+        from dataclasses import replace
+
+        s = self.sparsity
+        levels = {"actor_sparsity": s.agent_level("actor", k), "critic_sparsity": s.agent_level("critic", k)}
+        sparsity = replace(s, actor_levels=(), critic_levels=(), **(levels if s.per_agent else {}))
+        return self.replace(population=1, seeds=(), seed=self.agent_seeds[k], sparsity=sparsity, run_dir=str(run_dir))

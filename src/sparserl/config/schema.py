@@ -34,6 +34,7 @@ from sparserl.config.sections import (
     ValueLearning,
 )
 from sparserl.config.streaming import Streaming
+from sparserl.config.visual import PixelLearning, Pixels
 from sparserl.errors import ConfigError, ConfigWarning
 from sparserl.registry import load_plugins
 
@@ -42,7 +43,7 @@ def _warn_unread_settings(config: Config) -> None:
     """A ConfigWarning for each algorithm-specific setting the run's algorithm does not read but the
     config sets away from its default (e.g. policy_noise on a SAC run)."""
     reads = ALGORITHMS.get(config.algo).settings
-    for section in (DeterministicPolicy, MaximumEntropy, Streaming):
+    for section in (DeterministicPolicy, MaximumEntropy, Streaming, PixelLearning):
         for f in dataclasses.fields(section):
             if f.name not in reads and getattr(config, f.name) != f.default:
                 readers = [n for n, cls in ALGORITHMS.items() if f.name in cls.settings]
@@ -51,8 +52,8 @@ def _warn_unread_settings(config: Config) -> None:
 
 
 @dataclass
-class Config(Output, Scale, Diagnostics, Evaluation, Sparsity, Streaming, ValueLearning, MaximumEntropy,
-             DeterministicPolicy, Networks, Training):
+class Config(Output, Scale, Diagnostics, Evaluation, Sparsity, PixelLearning, Pixels, Streaming, ValueLearning,
+             MaximumEntropy, DeterministicPolicy, Networks, Training):
     """Training settings: each is a flag here and a key in YAML config files and presets."""
 
     # --- checking ------------------------------------------------------------------------------
@@ -79,8 +80,9 @@ class Config(Output, Scale, Diagnostics, Evaluation, Sparsity, Streaming, ValueL
     # --- quantities derived from the settings (each written once) -------------------------------
     @property
     def learning_updates(self) -> int:
-        """Gradient updates of the whole run: updates_per_step for every step after start_steps."""
-        return max(0, self.total_steps - self.start_steps) * self.updates_per_step
+        """Gradient updates of the whole run: updates_per_step at every update_every-th step after
+        start_steps."""
+        return -(-max(0, self.total_steps - self.start_steps) // self.update_every) * self.updates_per_step
 
     @property
     def measure(self) -> str:

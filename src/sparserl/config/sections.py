@@ -36,6 +36,9 @@ class Training:
     """Uniform-random actions for this many steps before learning starts (TD3 paper, RLx2: 25 000)."""
     updates_per_step: int = 1
     """Gradient updates per environment step once learning has started (update-to-data ratio)."""
+    update_every: int = 1
+    """Steps between learning steps (each of updates_per_step updates) once learning has started
+    (DrQ-v2: 2)."""
     batch_size: int = 256
     """Minibatch size."""
     buffer_size: int = 1_000_000
@@ -50,7 +53,7 @@ class Training:
     methods or network bodies; kept in the run's config, so resume and sweeps import them too."""
 
     def problems(self) -> list[str]:
-        out = positive_ints(self, "total_steps", "batch_size", "buffer_size", "updates_per_step")
+        out = positive_ints(self, "total_steps", "batch_size", "buffer_size", "updates_per_step", "update_every")
         if not out and self.total_steps > MAX_STEPS:
             out.append(f"total_steps ({self.total_steps:.3g}) is more than a run can take; at most {MAX_STEPS:,}")
         out += require(self, ("action_repeat",), checks.positive_int, "an integer >= 1")

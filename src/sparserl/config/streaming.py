@@ -60,8 +60,8 @@ class Streaming:
 
 REPLAY_SECTIONS = ("ValueLearning",)
 """Sections whose every setting belongs to replay-based learning."""
-REPLAY_SETTINGS = ("updates_per_step", "batch_size", "buffer_size", "tau", "critics", "actor_lr", "critic_lr",
-                   "weight_decay", "optimizer")
+REPLAY_SETTINGS = ("updates_per_step", "update_every", "batch_size", "buffer_size", "tau", "critics", "actor_lr",
+                   "critic_lr", "weight_decay", "optimizer")
 """Settings of other sections that only the replay-based learners (and their Adam) read."""
 
 

@@ -31,6 +31,8 @@ class EnvInfo:
     max_episode_steps: int | None
     discrete: bool = False
     """The actions are integers in [0, act_dim) instead of vectors in [-1, 1]."""
+    obs_shape: tuple[int, ...] = ()
+    """The observation's shape where it is not a vector: (3 * frame_stack, size, size) for pixels."""
 
 
 def _register_dmc(pixels: bool = False) -> None:
@@ -193,10 +195,11 @@ def env_info(env: gym.Env) -> EnvInfo:
     discrete = isinstance(space, gym.spaces.Discrete)
     return EnvInfo(
         env_id=spec.id if spec is not None else type(env.unwrapped).__name__,
-        obs_dim=int(env.observation_space.shape[0]),
+        obs_dim=int(np.prod(env.observation_space.shape)),
         act_dim=int(space.n) if discrete else int(space.shape[0]),
         max_episode_steps=spec.max_episode_steps if spec is not None else None,
         discrete=discrete,
+        obs_shape=tuple(env.observation_space.shape) if len(env.observation_space.shape) > 1 else (),
     )
 
 

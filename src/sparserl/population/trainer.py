@@ -22,7 +22,6 @@ checkpoint's), and continues as if it had never stopped.
 from __future__ import annotations
 
 from contextlib import ExitStack
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,16 +38,6 @@ from sparserl.runs.lock import run_lock
 from sparserl.runs.publish import save_policy
 from sparserl.runs.record import AgentLog
 from sparserl.runs.trainer import Trainer
-
-
-def agent_config(config: Config, k: int, run_dir: Path) -> Config:
-    """The configuration of the one-agent run that agent k of a population is equivalent to."""
-    s = config.sparsity
-    sparsity = replace(s, actor_levels=(), critic_levels=(),
-                       **({"actor_sparsity": s.agent_level("actor", k), "critic_sparsity": s.agent_level("critic", k)}
-                          if s.per_agent else {}))
-    return config.replace(population=1, seeds=(), seed=config.agent_seeds[k], sparsity=sparsity,
-                          run_dir=str(run_dir))
 
 
 def agent_dirs(run_dir: Path, config: Config) -> list[Path]:
@@ -73,7 +62,7 @@ class PopulationTrainer(Trainer):
         logs = []
         for k, path in enumerate(agent_dirs(self.run_dir, self.config)):
             path.mkdir(exist_ok=True)
-            config = agent_config(self.config, k, path)
+            config = self.config.agent_config(k, path)
             files.write_config(path, config)
             logs.append(AgentLog(path, config, self.info, status={"population": str(self.run_dir)}))
         return logs

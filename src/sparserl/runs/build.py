@@ -150,6 +150,7 @@ def build_run(config: Config) -> Run:
             until_below=c.buffer_shrink == "until_below")
     learner = OffPolicyLearner(agent, buffer, capacity, seed=c.seed, start_steps=c.start_steps,
                                batch_size=c.batch_size, updates_per_step=c.updates_per_step,
+                               update_every=c.update_every,
                                autocast=update_dtype(c.precision, agent.device.type))
     diagnostics = None
     if c.diagnostics_every:

@@ -64,13 +64,15 @@ class OffPolicyLearner:
     """An agent with its replay buffer (and dynamic capacity), warm-up and update schedule."""
 
     def __init__(self, agent: Agent, buffer: ReplayBuffer, capacity: DynamicCapacity | None, *, seed: int,
-                 start_steps: int, batch_size: int, updates_per_step: int, autocast: torch.dtype | None = None):
+                 start_steps: int, batch_size: int, updates_per_step: int, update_every: int = 1,
+                 autocast: torch.dtype | None = None):
         self.agent, self.buffer, self.capacity = agent, buffer, capacity
         self.autocast_dtype = autocast
         self._precision = torch.autocast(agent.device.type, dtype=autocast) if autocast is not None \
             else contextlib.nullcontext()
         """Around every update: bf16 autocast (sparserl.hardware.update_dtype), or nothing."""
         self.start_steps, self.batch_size, self.updates_per_step = start_steps, batch_size, updates_per_step
+        self.update_every = update_every
         self.rng = np.random.default_rng(seed)  # warm-up actions
         self.action_shape = (*(() if agent.population is None else (agent.population,)), agent.info.act_dim)
         self.stat_names = agent.stat_names + (("buffer_size", "policy_distance") if capacity is not None else ())
@@ -88,7 +90,7 @@ class OffPolicyLearner:
     def observe(self, obs, action, reward, next_obs, terminated, truncated, policy_action, step: int) -> None:
         buffer, agent = self.buffer, self.agent
         buffer.add(obs, action, reward, next_obs, terminated, truncated, policy_action)
-        if step >= self.start_steps:
+        if step >= self.start_steps and (step - self.start_steps) % self.update_every == 0:
             with self._precision:
                 for _ in range(self.updates_per_step):
                     agent.update(buffer.sample(self.batch_size, min(agent.horizon, len(buffer))))

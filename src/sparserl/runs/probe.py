@@ -49,10 +49,9 @@ class DiagnosticsProbe:
             self.diagnostics = Diagnostics(agent, sparsifier, config.dormant_point, config.interference_samples)
             return
         from sparserl.algos import make_agent
-        from sparserl.population.trainer import agent_config
 
         with rng_untouched(agent.device):  # the twin's initialisation draws nothing from training's streams
-            self.twin = make_agent(info, agent_config(config, 0, config.run_dir))
+            self.twin = make_agent(info, config.agent_config(0, config.run_dir))
         if sparsifier is not None:
             self.masks = _MemberMasks(sparsifier, agent, self.twin, self.agents)
         self.diagnostics = Diagnostics(self.twin, self.masks, config.dormant_point, config.interference_samples)
