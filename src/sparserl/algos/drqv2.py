@@ -123,9 +123,6 @@ class DrQV2(ReplayAgent):
         decisions = c.start_steps + self.updates // c.updates_per_step * c.update_every
         return linear_schedule(c.std_start, c.std_end, c.std_duration, decisions)
 
-    def as_input(self, obs) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(obs), device=self.device)
-
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mean = self.policy(self.as_input(obs).unsqueeze(0))

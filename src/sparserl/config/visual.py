@@ -71,7 +71,7 @@ class PixelLearning:
 
 
 PIXEL_SETTINGS = ("pixel_size", "camera", "frame_stack", "render_quality")
-"""The Visual settings that only a run observing pixels reads."""
+"""The Pixels settings that only a run observing pixels reads (`pixels` itself aside)."""
 
 
 def _state_run_problems(config) -> list[str]:

@@ -76,10 +76,6 @@ class FrameReplay:
     def __len__(self) -> int:
         return self.transitions_written - self.first
 
-    @property
-    def size(self) -> int:
-        return len(self)
-
     @staticmethod
     def bytes_needed(frame_shape: tuple[int, int, int], capacity: int, act_dim: int, stack: int) -> int:
         """Bytes this buffer allocates (frames as uint8, plus each transition's fields)."""
