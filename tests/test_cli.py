@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from sparserl.algos import ALGORITHMS
 from sparserl.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +30,7 @@ BAD_INPUTS = [
     (["--eval-every", "-5"], r"eval_every must be a positive integer, got -5"),
     (["--checkpoint-every", "0"], r"checkpoint_every must be a positive integer, got 0"),
     (["--batch-size", "512", "--buffer-size", "100"], r"batch_size \(512\) must not exceed buffer_size \(100\)"),
-    (["--algo", "ppo"], r"algo must be one of td3, sac, ddpg, stream-ac; got 'ppo'"),
+    (["--algo", "ppo"], rf"algo must be one of {re.escape(', '.join(ALGORITHMS.names()))}; got 'ppo'"),
     (["--preset", "quikstart"], r"unknown preset 'quikstart'. Did you mean quickstart"),
     (["--total-steps", "many"], r"--total-steps"),
     (["--preset", "rlx2-td3", "--env", "Humanoid-v5"],

@@ -28,7 +28,7 @@ from sparserl.config import Config, NetworkSparsity
 from sparserl.envs import EnvInfo
 from sparserl.errors import ConfigError
 from sparserl.export import export_actor
-from sparserl.replay import ReplayBuffer
+from sparserl.replay import FrameReplay, ReplayBuffer
 from sparserl.runs.build import build_agent
 from sparserl.sparsity import SparsityConfig, sparsity_report
 from sparserl.sparsity.budget import kept_per_member
@@ -36,6 +36,14 @@ from sparserl.sparsity.methods import METHODS, Static, allowed, make_method, met
 from sparserl.storage import STORAGES
 
 INFO = EnvInfo("conformance", obs_dim=6, act_dim=2, max_episode_steps=None)
+FRAME, STACK = (3, 16, 16), 2
+"""A pixel algorithm's frames here: small enough for the encoder to reduce to one position."""
+PIXEL_INFO = EnvInfo("conformance-pixels", obs_dim=STACK * 3 * 16 * 16, act_dim=2, max_episode_steps=None,
+                     obs_shape=(STACK * 3, 16, 16))
+
+
+def info_for(algo: str) -> EnvInfo:
+    return PIXEL_INFO if ALGORITHMS.get(algo).pixels else INFO
 UPDATES = 12
 """Gradient updates per run: with update_interval 3 every mask-changing method updates several times."""
 
@@ -72,6 +80,8 @@ def make_config(method: str, algo: str = "td3", network: str = "mlp", **changes)
                   total_steps=60, seed=0, threads=1, sparsity=sparsity_section(method, **changes.pop("sparsity", {})))
     if not cls.streaming:  # a streaming algorithm has no replay settings
         values.update(batch_size=16, buffer_size=256, start_steps=0)
+    if cls.pixels:
+        values.update(pixel_size=FRAME[-1], frame_stack=STACK)
     values = {**cls.defaults, **values, **changes}  # the algorithm's defaults, as the resolution applies them
     return Config.from_dict(values).validate()
 
@@ -79,30 +89,40 @@ def make_config(method: str, algo: str = "td3", network: str = "mlp", **changes)
 def build(config: Config, torch_seed: int | None = None):
     """(agent, sparsifier), networks initialised from the global torch seed (config.seed by default)."""
     torch.manual_seed(config.seed if torch_seed is None else torch_seed)
-    agent, sparsifier = build_agent(config, INFO)
+    agent, sparsifier = build_agent(config, info_for(config.algo))
     assert sparsifier is not None and set(sparsifier.groups) == set(agent.sparse_networks)
     return agent, sparsifier
 
 
-def filled_buffer(seed: int = 0, transitions: int = 64) -> ReplayBuffer:
+def empty_buffer(algo: str = "td3", seed: int = 0) -> ReplayBuffer | FrameReplay:
+    if ALGORITHMS.get(algo).pixels:
+        return FrameReplay(FRAME, STACK, PIXEL_INFO.act_dim, 256, seed=seed)
+    return ReplayBuffer(INFO.obs_dim, INFO.act_dim, 256, seed=seed)
+
+
+def filled_buffer(algo: str = "td3", seed: int = 0, transitions: int = 64) -> ReplayBuffer | FrameReplay:
     rng = np.random.default_rng(seed)
-    buffer = ReplayBuffer(INFO.obs_dim, INFO.act_dim, 256, seed=seed)
+    buffer = empty_buffer(algo, seed)
     for i in range(transitions):
         action = rng.uniform(-1, 1, INFO.act_dim).astype(np.float32)
-        buffer.add(rng.standard_normal(INFO.obs_dim).astype(np.float32), action, float(rng.standard_normal()),
-                   rng.standard_normal(INFO.obs_dim).astype(np.float32), i % 17 == 16, i % 23 == 22, action)
+        obs, next_obs = observations(algo, 2, rng)
+        buffer.add(obs, action, float(rng.standard_normal()), next_obs, i % 17 == 16, i % 23 == 22, action)
     return buffer
 
 
-def observations(count: int = 5, seed: int = 1) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((count, INFO.obs_dim)).astype(np.float32)
+def observations(algo: str = "td3", count: int = 5, seed: int | np.random.Generator = 1) -> np.ndarray:
+    """`count` observations the algorithm's agent takes: state vectors, or uint8 frame stacks."""
+    rng = np.random.default_rng(seed)
+    if ALGORITHMS.get(algo).pixels:
+        return rng.integers(0, 256, (count, *PIXEL_INFO.obs_shape), dtype=np.uint8)
+    return rng.standard_normal((count, INFO.obs_dim)).astype(np.float32)
 
 
 def update(agent, buffer: ReplayBuffer):
     """One update of `agent` on data from `buffer`: a batch of 16 for a replay agent; for a streaming
     agent one transition, acted on and learned from; returns what was drawn."""
     if not agent.streaming:
-        batch = buffer.sample(16)
+        batch = buffer.sample(16, agent.horizon)
         agent.update(batch)
         return batch
     t = buffer.sample(1)
@@ -188,7 +208,7 @@ def test_masks_are_exact_after_every_update(method, algo, network):
         checked.append(agent.updates)
 
     check()
-    train(agent, filled_buffer(), UPDATES, check)
+    train(agent, filled_buffer(algo), UPDATES, check)
     assert checked == list(range(UPDATES + 1))
     for name, group in groups.items():
         if dense_start[name]:  # a method that starts dense (GMP) has pruned on this schedule
@@ -211,13 +231,13 @@ def test_nm_shadow_mode_resumes_exactly():
 
 def check_resume(config: Config) -> None:
     agent, sparsifier = build(config)
-    buffer = filled_buffer()
+    buffer = filled_buffer(config.algo)
     train(agent, buffer, 5)  # the next (6th) update is a mask update at update_interval 3
     saved = copy.deepcopy({"agent": agent.state_dict(), "sparsity": sparsifier.state_dict(),
                            "rng": torch.get_rng_state(), "replay": buffer.state_dict()})
 
     resumed, resumed_sparsifier = build(config, torch_seed=config.seed + 1)  # other initial weights
-    resumed_buffer = ReplayBuffer(INFO.obs_dim, INFO.act_dim, 256, seed=config.seed + 1)
+    resumed_buffer = empty_buffer(config.algo, seed=config.seed + 1)
     resumed.load_state_dict(copy.deepcopy(saved["agent"]))  # the trainer's order: learner, then engine
     resumed_sparsifier.load_state_dict(copy.deepcopy(saved["sparsity"]))
     resumed_buffer.load_state_dict(copy.deepcopy(saved["replay"]))
@@ -232,7 +252,7 @@ def check_resume(config: Config) -> None:
                      "optimizers": {k: o.state_dict()["state"] for k, o in run_agent.optimizers.items()},
                      "masks": {k: list(g.masks) for k, g in run_sparsifier.groups.items()},
                      "sparsity": run_sparsifier.state_dict(), "rng": torch.get_rng_state(),
-                     "action": run_agent.policy(torch.as_tensor(observations())).detach()})
+                     "action": run_agent.policy(torch.as_tensor(observations(config.algo))).detach()})
     (first, second) = runs
     assert first["stats"] and first["stats"].keys() == second["stats"].keys()
     for key in first:
@@ -245,13 +265,14 @@ def test_exported_policy_acts_as_the_trained_actor(method, algo, network, tmp_pa
     automatically chosen kernels), and stores no weight the actor's masks do not keep."""
     config = make_config(method, algo, network)
     agent, sparsifier = build(config)
-    train(agent, filled_buffer(), 6)
-    obs = observations(7)
+    train(agent, filled_buffer(algo), 6)
+    obs = observations(algo, 7)
     with torch.no_grad():
         expected = agent.policy(torch.as_tensor(obs)).numpy()
-    actor = sparsifier.groups["actor"]
-    kept = sum(int(m.sum()) for m in actor.masks) + sum(actor.layers[i].shape.numel for i in range(len(actor.layers))
-                                                       if i not in actor.sparse)
+    kept = 0
+    for group in (sparsifier.groups[name] for name in agent.policy_networks):
+        kept += sum(int(m.sum()) for m in group.masks) + sum(layer.shape.numel for i, layer in enumerate(group.layers)
+                                                             if i not in group.sparse)
     pattern = sparsifier.method.pattern()
     for storage in ("auto", *STORAGES.names()):  # a storage that cannot hold a layer falls back
         path = tmp_path / f"{storage}.safetensors"
@@ -303,8 +324,8 @@ def test_csr_execution_trains_as_dense(method, network):
 def test_accounting_is_sane_and_matches_the_masks(method, algo):
     config = make_config(method, algo)
     agent, sparsifier = build(config)
-    train(agent, filled_buffer(), 6)
-    report = sparsity_report(sparsifier, inference="actor")
+    train(agent, filled_buffer(algo), 6)
+    report = sparsity_report(sparsifier, inference=agent.policy_networks)
     assert 0.0 < report.model_size <= 1.0
     assert 0.0 < report.inference_flops <= 1.0
     assert 0.0 < report.training_flops <= 1.1  # N:M's dense STE weight gradient costs more than its density
@@ -325,7 +346,30 @@ def test_accounting_is_sane_and_matches_the_masks(method, algo):
         for i, weight in enumerate(online):
             assert int(weight.count_nonzero()) <= kept[group.sparse[i]]
     assert report.model_size == pytest.approx(size_kept / size_total, abs=1e-12)
-    assert report.inference_flops == pytest.approx(report.density["actor"], abs=1e-12)  # MAC-weighted = numel
+    positions = output_positions(agent.policy, observations(algo, 1))
+    macs = []
+    for name in agent.policy_networks:
+        lines = [line for line in report.layers if line.network == name]
+        for layer, line in zip(sparsifier.groups[name].layers, lines):
+            uses = positions.get(id(layer.param), 1)
+            macs.append((line.kept * uses, line.total * uses))
+    assert report.inference_flops == pytest.approx(sum(k for k, _ in macs) / sum(t for _, t in macs), abs=1e-12)
+
+
+def output_positions(policy: torch.nn.Module, obs: np.ndarray) -> dict[int, int]:
+    """Per convolution weight (by id): its output's height x width for one observation, measured by
+    running the policy (every other layer applies its weights once per sample)."""
+    found, hooks = {}, []
+    for module in policy.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            def record(m, _inputs, out):
+                found[id(m.weight)] = out.shape[-2] * out.shape[-1]
+            hooks.append(module.register_forward_hook(record))
+    with torch.no_grad():
+        policy(torch.as_tensor(obs))
+    for hook in hooks:
+        hook.remove()
+    return found
 
 
 def test_a_step_called_plain_is_a_masked_gradient_step_and_nothing_else(method):

@@ -255,7 +255,7 @@ def test_export_and_eval_from_the_command_line(make_config, tmp_path, capsys):
     assert main(["export", str(trainer.run_dir), "--out", str(trainer.run_dir / pf.POLICY_FILE)]) == 2
     assert "run's own policy file" in capsys.readouterr().err
     assert main(["eval", "--policy", str(out), "--env", "Hopper-v5"]) == 2
-    assert "maps 3 observations to 1 actions" in " ".join(capsys.readouterr().err.split())
+    assert "maps observations of shape (3,) to 1 actions" in " ".join(capsys.readouterr().err.split())
 
 
 def test_a_run_policy_records_spaces_and_maps_actions_to_the_environment_bounds(make_config):

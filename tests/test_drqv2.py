@@ -98,3 +98,32 @@ def test_the_std_follows_the_decisions_behind_the_updates():
     assert agent.std() == pytest.approx(linear_schedule(1.0, 0.1, 1000, 160))
     action, mean = agent.act(np.zeros(INFO.obs_shape, dtype=np.uint8))
     assert action.shape == mean.shape == (1,) and np.all(np.abs(action) < 1)
+
+
+def test_a_pixel_policy_file_holds_the_encoder_and_refuses_other_shapes(tmp_path):
+    """The exported policy runs frames through its own convolutions and trunk as the agent does
+    (uint8 or float frames, one or a batch), stores a 90 %-sparse encoder and trunk compactly, and
+    refuses an observation of another shape by naming the one it takes."""
+    from sparserl import load_policy
+    from sparserl.errors import PolicyError
+    from sparserl.export import export_actor
+    from sparserl.runs.build import build_agent
+
+    config = Config(algo="drqv2", pixels=True, pixel_size=SIZE, frame_stack=STACK, hidden=(32, 32), feature_dim=8,
+                    diagnostics_every=0, sparsity={"method": "static", "actor_sparsity": 0.9, "critic_sparsity": 0.9,
+                              "distribution": "uniform"}).validate()
+    torch.manual_seed(0)
+    agent, _ = build_agent(config, INFO)
+    frames = np.random.default_rng(1).integers(0, 256, (5, *INFO.obs_shape), dtype=np.uint8)
+    with torch.no_grad():
+        expected = agent.policy(torch.as_tensor(frames)).numpy()
+    header = export_actor(agent.policy, tmp_path / "policy.safetensors", source={"algo": "drqv2"})
+    assert header["obs_shape"] == list(INFO.obs_shape) and header["architecture"]["encoder"]["strides"] == [2, 1, 1, 1]
+    assert {"encoder.0", "encoder.3", "trunk"} <= header["layers"].keys()
+    assert all(header["layers"][n]["storage"] != "dense" for n in ("encoder.1", "trunk"))  # 10 % kept: CSR or N:M
+    policy = load_policy(tmp_path / "policy.safetensors")
+    np.testing.assert_allclose(policy.act(frames), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(policy.act(frames[0].astype(np.float32)), expected[0], rtol=1e-5, atol=1e-5)
+    for wrong in (frames[0, :3], frames.reshape(5, -1)):
+        with pytest.raises(PolicyError, match=r"observation must have shape \(9, 16, 16\) or \(batch, 9, 16, 16\)"):
+            policy.act(wrong)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from sparserl import kernels
 from sparserl.errors import PolicyError
-from sparserl.policy_file import KINDS, architecture, linear_names, norm_names, read
+from sparserl.policy_file import KINDS, architecture, encoder_names, linear_names, norm_names, read
 from sparserl.storage import STORAGES, decode_dense
 
 BACKENDS = ("auto", *kernels.KERNELS, "semi_structured")
@@ -55,8 +55,17 @@ class Policy:
         self.header, self.arch = header, header["architecture"]
         self.obs_dim, self.act_dim, self.kind = int(header["obs_dim"]), int(header["act_dim"]), header["kind"]
         layers = header["layers"]
-        self.body = architecture(self.arch, self.obs_dim, self.act_dim)
-        self.linears = {n: _kernel(n, layers[n], tensors, backend, batch) for n in linear_names(self.arch)}
+        self.encoder = self.arch.get("encoder")
+        convs = encoder_names(self.arch)[:-1]  # (the trunk's linear layer runs as a linear kernel)
+        self.convs = [(decode_dense(n, layers[n], tensors).reshape(self.encoder["filters"], -1, self.encoder["kernel"],
+                                                                   self.encoder["kernel"]),
+                       tensors[f"{n}.bias"], stride) for n, stride in zip(convs, self.encoder["strides"])] \
+            if self.encoder else []
+        self.obs_shape = tuple(header["obs_shape"]) if self.encoder else (self.obs_dim,)
+        body_in = self.encoder["trunk"] if self.encoder else self.obs_dim
+        self.body = architecture(self.arch, body_in, self.act_dim)
+        self.linears = {n: _kernel(n, layers[n], tensors, backend, batch) for n in linear_names(self.arch)
+                        if n not in convs}
         self.norms = {n: (tensors[f"{n}.weight"], tensors[f"{n}.bias"]) for n in norm_names(self.arch)}
         self.obs_stats = None
         if self.arch["obs_norm"]:
@@ -65,6 +74,7 @@ class Policy:
         self.device = "cuda" if backend == "semi_structured" else "cpu"
         if self.device != "cpu":
             self.norms = {n: (w.to(self.device), b.to(self.device)) for n, (w, b) in self.norms.items()}
+            self.convs = [(w.to(self.device), b.to(self.device), s) for w, b, s in self.convs]
             if self.obs_stats is not None:
                 self.obs_stats = tuple(t.to(self.device) for t in self.obs_stats)
 
@@ -96,9 +106,18 @@ class Policy:
         weight, bias = self.norms[name]
         return F.layer_norm(x, x.shape[-1:]) * weight + bias
 
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """A pixel policy's trunk features of frame stacks (B, C, H, W) in [0, 255]: the frames scaled
+        to [-0.5, 0.5], each convolution and a ReLU, then the trunk's Linear, LayerNorm and tanh."""
+        x = frames / 255.0 - 0.5
+        for weight, bias, stride in self.convs:
+            x = torch.relu_(F.conv2d(x, weight, bias, stride=stride))
+        return torch.tanh(self._norm("trunk.norm", self.linears["trunk"](x.flatten(1))))
+
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """Actions (B, act_dim) in [-1, 1] for observations (B, obs_dim) (float32 tensors)."""
-        x = obs
+        """Actions (B, act_dim) in [-1, 1] for observations (B, obs_dim), or for a pixel policy
+        frame stacks (B, C, H, W) (float32 tensors)."""
+        x = self.encode(obs) if self.encoder else obs
         if self.obs_stats is not None:
             x = (x - self.obs_stats[0]) / self.obs_stats[1]
         lin = self.linears
@@ -106,7 +125,7 @@ class Policy:
         return self._output(x)  # (SAC and Stream AC exports keep only the mean rows of their heads)
 
     def _as_batch(self, obs) -> tuple[torch.Tensor, bool]:
-        if type(obs) is np.ndarray and obs.dtype == np.float32 and obs.shape == (self.obs_dim,):
+        if type(obs) is np.ndarray and obs.dtype == np.float32 and obs.shape == self.obs_shape:
             return torch.from_numpy(obs).unsqueeze(0), True  # the common case, without copies
         if isinstance(obs, torch.Tensor):
             x = obs.detach().cpu()
@@ -120,9 +139,11 @@ class Policy:
             x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         if x.dtype.is_complex or x.dtype == torch.bool:
             raise PolicyError(f"observation must be real numbers (float or int), got dtype {x.dtype}")
-        single = x.dim() == 1
-        if x.dim() not in (1, 2) or x.shape[-1] != self.obs_dim:
-            raise PolicyError(f"observation must have shape ({self.obs_dim},) or (batch, {self.obs_dim}), "
+        rank = len(self.obs_shape)
+        single = x.dim() == rank
+        if x.dim() not in (rank, rank + 1) or tuple(x.shape[-rank:]) != self.obs_shape:
+            shape = ", ".join(map(str, self.obs_shape))
+            raise PolicyError(f"observation must have shape ({shape}{',' if rank == 1 else ''}) or (batch, {shape}), "
                               f"got {tuple(x.shape)}")
         return (x.unsqueeze(0) if single else x).to(torch.float32), single
 
@@ -144,7 +165,8 @@ class Policy:
 
     def __repr__(self) -> str:
         kinds = ", ".join(f"{n}: {k}" for n, k in self.backends.items())
-        return f"Policy({self.kind}, {self.arch['network']}, obs {self.obs_dim} -> act {self.act_dim}; {kinds})"
+        obs = "x".join(map(str, self.obs_shape)) + (" frames, conv encoder" if self.encoder else "")
+        return f"Policy({self.kind}, {self.arch['network']}, obs {obs} -> act {self.act_dim}; {kinds})"
 
 
 def load_policy(path: str | Path, backend: str = "auto", batch: int = 1) -> Policy:

@@ -50,6 +50,23 @@ def actor_tensors(actor: nn.Module) -> tuple[dict, dict[str, torch.Tensor], int,
     return header_arch, {k: v.detach().float() for k, v in dense.items()}, arch.in_dim, act_dim
 
 
+def pixel_policy_tensors(policy: nn.Module) -> tuple[dict, dict[str, torch.Tensor], int, int]:
+    """`actor_tensors` of a pixel policy (sparserl.algos.drqv2.PixelPolicy): its actor head's, with the
+    encoder's convolutions (as (out, in * k * k) matrices) and the actor's trunk before them."""
+    arch, dense, _, act_dim = actor_tensors(policy.actor.head)
+    convs = [m for m in policy.encoder.modules() if isinstance(m, nn.Conv2d)]
+    trunk = policy.actor.trunk
+    arch["encoder"] = {"channels": convs[0].in_channels, "size": policy.encoder.size,
+                       "filters": convs[0].out_channels, "kernel": convs[0].kernel_size[0],
+                       "strides": [conv.stride[0] for conv in convs], "trunk": trunk.linear.out_features}
+    for i, conv in enumerate(convs):
+        dense[f"encoder.{i}.weight"], dense[f"encoder.{i}.bias"] = conv.weight.flatten(1), conv.bias
+    dense["trunk.weight"], dense["trunk.bias"] = trunk.linear.weight, trunk.linear.bias
+    dense["trunk.norm.weight"], dense["trunk.norm.bias"] = trunk.norm.weight, trunk.norm.bias
+    obs_dim = convs[0].in_channels * policy.encoder.size ** 2
+    return arch, {k: v.detach().float() for k, v in dense.items()}, obs_dim, act_dim
+
+
 def check_output_path(out: Path) -> None:
     """Refuse an output path that is a directory or lies in a folder that does not exist or is read-only."""
     if out.is_dir():
@@ -67,13 +84,17 @@ def export_actor(actor: nn.Module, path: str | Path, source: dict, storage: str 
 
     `source` describes the run (env, algo, step, ...); `nm` is the run's N:M pattern, if any, so
     N:M layers can be stored packed; `spaces` the environment's observation and action spaces."""
-    arch, dense, obs_dim, act_dim = actor_tensors(actor)
+    pixels = hasattr(actor, "encoder")
+    arch, dense, obs_dim, act_dim = (pixel_policy_tensors if pixels else actor_tensors)(actor)
     tensors, layers = policy_file.encode(arch, dense, storage, nm)
     weights = sum(e["shape"][0] * e["shape"][1] for e in layers.values())
     extra: dict = {"sparsity": {"density": sum(e["kept"] for e in layers.values()) / weights, "weights": weights}}
     if arch["obs_norm"]:  # for readers of the header; the loader uses the float32 tensors
         extra["observation_normalisation"] = {"mean": dense["obs_norm.mean"].tolist(),
                                               "var": dense["obs_norm.var"].tolist()}
+    if pixels:
+        encoder = arch["encoder"]
+        extra["obs_shape"] = [encoder["channels"], encoder["size"], encoder["size"]]
     if spaces:
         extra["spaces"] = spaces
     header = {"kind": actor.kind,

@@ -4,7 +4,9 @@ sparserl.export and read by sparserl.deploy. This module imports nothing of spar
 File format 1: safetensors tensors plus one metadata entry ``sparserl_policy`` (JSON):
 
     {"format": 1, "kind": one of KINDS, "obs_dim", "act_dim",
-     "architecture": {"network": "mlp" | "simba" | "bronet", "hidden", "width", "blocks", "obs_norm"},
+     "architecture": {"network": "mlp" | "simba" | "bronet", "hidden", "width", "blocks", "obs_norm",
+                      "encoder"?: {"channels", "size", "filters", "kernel", "strides", "trunk"}},
+     "obs_shape"?: [channels, size, size]                                      (pixel policies)
      "layers": {name: {"storage", "shape": [out, in], "kept", "nm"?}},
      "sparsity": {"density", "weights"}, "observation_normalisation": {"mean", "var"} (a copy),
      "spaces": {"observation": {"shape"}, "action": {"shape", "low", "high"}},   (runs' exports)
@@ -12,7 +14,9 @@ File format 1: safetensors tensors plus one metadata entry ``sparserl_policy`` (
 
 Layers and norms are named as sparserl.architecture names them (``layers.{i}`` for an MLP;
 ``embed``, ``blocks.{i}.fc1``/``fc2``, ``head`` and norms ``blocks.{i}.norm1``/``norm2``, ``norm`` for
-SimBa and BroNet); observation statistics ``obs_norm.mean``/``var``. Each linear weight W (out, in)
+SimBa and BroNet); observation statistics ``obs_norm.mean``/``var``. A pixel policy (DrQ-v2) has an
+encoder before the body: convolutions ``encoder.{i}`` (weights stored as (out, in * k * k) matrices)
+and the trunk's linear layer ``trunk`` with its LayerNorm ``trunk.norm``. Each linear weight W (out, in)
 is stored in the smallest registered storage of sparserl.storage (dense, CSR or packed N:M), with
 ``{name}.bias`` float32 (out) beside it. A 1:8 layer costs 5/32 of its dense bytes.
 
@@ -57,13 +61,26 @@ def architecture(arch: dict, obs_dim: int = 0, act_dim: int = 0) -> Architecture
                         int(arch["blocks"]))
 
 
+def encoder_names(arch: dict) -> list[str]:
+    """A pixel policy's convolutions and trunk (nothing for a policy on state vectors)."""
+    encoder = arch.get("encoder")
+    return [f"encoder.{i}" for i in range(len(encoder["strides"]))] + ["trunk"] if encoder else []
+
+
 def linear_names(arch: dict) -> list[str]:
-    """The linear layers of an exported actor, input first."""
-    return [name for name, _, _ in architecture(arch).linears()]
+    """The weight layers of an exported actor, input first (a pixel policy's encoder first)."""
+    return encoder_names(arch) + [name for name, _, _ in architecture(arch).linears()]
 
 
 def norm_names(arch: dict) -> list[str]:
-    return [name for name, _ in architecture(arch).norms()]
+    return (["trunk.norm"] if arch.get("encoder") else []) + [name for name, _ in architecture(arch).norms()]
+
+
+def input_width(header: dict) -> int:
+    """The width of the first stored layer's input: the observation size, or for a pixel policy
+    one convolution window (channels * k * k)."""
+    encoder = header["architecture"].get("encoder")
+    return int(header["obs_dim"]) if not encoder else int(encoder["channels"]) * int(encoder["kernel"]) ** 2
 
 
 def encode(arch: dict, dense: dict[str, torch.Tensor], storage: str = "auto",
@@ -198,7 +215,7 @@ def _check(path: Path, header: dict, tensors: dict) -> None:
     for name in linear_names(arch):
         _check_layer(path, name, layers[name], tensors)
     first, last = layers[linear_names(arch)[0]]["shape"], layers[linear_names(arch)[-1]]["shape"]
-    if first[1] != int(header["obs_dim"]) or last[0] != int(header["act_dim"]):
+    if first[1] != input_width(header) or last[0] != int(header["act_dim"]):
         raise PolicyError(f"{path}: layer sizes {first} ... {last} do not fit obs_dim {header['obs_dim']} and "
                           f"act_dim {header['act_dim']}")
 

@@ -61,12 +61,13 @@ def make_agent(info, config) -> Agent:
 
 
 from sparserl.algos.ddpg import DDPG  # noqa: E402  (the built-ins register after the registry exists)
+from sparserl.algos.drqv2 import DrQV2  # noqa: E402
 from sparserl.algos.sac import SAC  # noqa: E402
 from sparserl.algos.stream_ac import StreamAC  # noqa: E402
 from sparserl.algos.td3 import TD3  # noqa: E402
 
-for _builtin in (TD3, SAC, DDPG, StreamAC):
+for _builtin in (TD3, SAC, DDPG, StreamAC, DrQV2):
     register_algorithm(_builtin)
 
-__all__ = ["ALGORITHMS", "DDPG", "SAC", "TD3", "Agent", "ReplayAgent", "StreamAC", "check_action_space", "make_agent",
-           "register_algorithm"]
+__all__ = ["ALGORITHMS", "DDPG", "SAC", "TD3", "Agent", "DrQV2", "ReplayAgent", "StreamAC", "check_action_space",
+           "make_agent", "register_algorithm"]

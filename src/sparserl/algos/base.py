@@ -186,6 +186,8 @@ class Agent(ABC):
     # --- sparsity -----------------------------------------------------------------------------
     sparse_networks: tuple[str, ...] = ("actor", "critic")
     """Networks the sparsity engine manages (each with its optimiser and any `<name>_target`)."""
+    policy_networks: ClassVar[tuple[str, ...]] = ("actor",)
+    """The networks the deployed policy runs (its inference FLOPs): the actor, and a pixel agent's encoder."""
 
     def optimizer_steps(self, name: str, updates: int) -> int:
         """Optimiser steps network `name` takes in `updates` gradient updates."""
@@ -201,7 +203,12 @@ class Agent(ABC):
             sparsifier.attach(name, self.networks[name], self.optimizers[name],
                               targets=[target] if target is not None else [],
                               sparsity=self.config.sparsity.level(name),
-                              total_steps=max(1, self.optimizer_steps(name, updates)))
+                              total_steps=max(1, self.optimizer_steps(name, updates)), uses=self.weight_uses(name))
+
+    def weight_uses(self, name: str) -> dict[str, int] | None:
+        """Times network `name`'s weights are applied per sample where that is not once (a
+        convolution's output positions, by weight name), for the FLOPs accounting."""
+        return None
 
     def record(self, first: int, values: torch.Tensor) -> None:
         """Accumulate detached scalar statistics stat_names[first:first+len(values)] (no host sync);

@@ -65,6 +65,10 @@ class PixelPolicy(nn.Module):
         super().__init__()
         self.encoder, self.actor = encoder, actor
 
+    @property
+    def kind(self) -> str:
+        return self.actor.head.kind
+
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.actor(self.encoder(obs))
 
@@ -78,6 +82,7 @@ class DrQV2(ReplayAgent):
     settings = ("feature_dim", "std_start", "std_end", "std_duration", "std_clip", "augment_pad")
     pixels = True
     sparse_networks = ("encoder", "actor", "critic")
+    policy_networks = ("encoder", "actor")
     defaults = {"pixels": True, "hidden": (1024, 1024), "actor_lr": 1e-4, "critic_lr": 1e-4, "batch_size": 256,
                 "nstep": 3, "tau": 0.01, "update_every": 2, "action_repeat": 2, "start_steps": 2_000,
                 "diagnostics_every": 0}
@@ -111,6 +116,9 @@ class DrQV2(ReplayAgent):
         self._targets = self.target_pairs("critic")
         self._policy = PixelPolicy(self.encoder, self.actor)
         self.gamma, self.tau, self.pad, self.clip = c.gamma, c.tau, c.augment_pad, c.std_clip
+
+    def weight_uses(self, name: str) -> dict[str, int] | None:
+        return self.encoder.weight_uses() if name == "encoder" else None
 
     @property
     def policy(self) -> PixelPolicy:

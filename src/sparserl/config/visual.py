@@ -38,6 +38,9 @@ class Pixels:
         from sparserl.algos import ALGORITHMS
 
         out = self.pixel_settings().problems() if self.pixels else _state_run_problems(self)
+        if self.pixels and self.diagnostics_every:
+            out.append(f"diagnostics_every must be 0 for a pixel run, got {self.diagnostics_every}: the plasticity "
+                       "diagnostics probe state-vector networks")
         if self.algo in ALGORITHMS and ALGORITHMS.get(self.algo).pixels != self.pixels:
             able = [name for name, cls in ALGORITHMS.items() if cls.pixels]
             out.append(f"pixels: {self.algo} learns from state vectors; algorithms that learn from pixels: "

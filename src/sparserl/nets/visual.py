@@ -23,12 +23,17 @@ from sparserl.errors import ConfigError
 CHANNELS, KERNEL, STRIDES = 32, 3, (2, 1, 1, 1)
 
 
+def feature_map_sides(size: int) -> list[int]:
+    """The side of each convolution's output for `size` x `size` frames (41, 39, 37, 35 for 84)."""
+    sides = [size]
+    for stride in STRIDES:
+        sides.append((sides[-1] - KERNEL) // stride + 1)
+    return sides[1:]
+
+
 def encoder_output_side(size: int) -> int:
     """The side of the encoder's last feature map for `size` x `size` frames (35 for 84)."""
-    side = size
-    for stride in STRIDES:
-        side = (side - KERNEL) // stride + 1
-    return side
+    return feature_map_sides(size)[-1]
 
 
 def orthogonal_init(module: nn.Module) -> None:
@@ -53,9 +58,14 @@ class Encoder(nn.Module):
         for stride in STRIDES:
             layers += [nn.Conv2d(channels, CHANNELS, KERNEL, stride=stride), nn.ReLU()]
             channels = CHANNELS
-        self.convs = nn.Sequential(*layers)
+        self.convs, self.size = nn.Sequential(*layers), size
         self.features = CHANNELS * side * side
         orthogonal_init(self)
+
+    def weight_uses(self) -> dict[str, int]:
+        """Each convolution's output positions: the times its weights are applied per frame stack."""
+        convs = [name for name, m in self.named_modules() if isinstance(m, nn.Conv2d)]
+        return {f"{name}.weight": side * side for name, side in zip(convs, feature_map_sides(self.size))}
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         x = obs.float() / 255.0 - 0.5

@@ -119,8 +119,12 @@ class FrameReplay:
         frames = self.frames[frame_numbers % self.capacity]  # (B, k, C, H, W)
         return frames.flatten(1, 2)
 
-    def sample(self, batch_size: int, n: int = 1, generator: torch.Generator | None = None) -> FrameBatch:
-        """`batch_size` windows of `n` consecutive transitions (see the module docstring)."""
+    def sample(self, batch_size: int, n: int = 1, generator: torch.Generator | None = None,
+               agent: int | None = None) -> FrameBatch:
+        """`batch_size` windows of `n` consecutive transitions (see the module docstring). A frame
+        replay serves one agent; `agent` (a population's) is refused."""
+        if agent is not None:
+            raise ValueError("a frame replay holds one agent's frames; pixel agents are not trained as populations")
         if len(self) < n:
             raise ValueError(f"cannot sample windows of {n} from a frame replay holding {len(self)} transitions")
         generator = generator or self.generator

@@ -18,7 +18,7 @@ from sparserl.config import Config
 from sparserl.envs import EnvInfo, env_info, make_env
 from sparserl.errors import ConfigError
 from sparserl.hardware import update_dtype
-from sparserl.replay import DynamicCapacity, ReplayBuffer
+from sparserl.replay import DynamicCapacity, FrameReplay, ReplayBuffer
 from sparserl.runs.learner import Learner, OffPolicyLearner
 
 
@@ -73,8 +73,9 @@ def build_agent(config: Config, info: EnvInfo):
 
 
 def make_run_env(config: Config) -> gym.Env:
-    """An environment of the run: its id, action repeat and time feature."""
-    return make_env(config.env, action_repeat=config.action_repeat, time_feature=config.time_feature)
+    """An environment of the run: its id, action repeat, time feature and pixel observations."""
+    return make_env(config.env, action_repeat=config.action_repeat, time_feature=config.time_feature,
+                    pixels=config.pixel_settings())
 
 
 def probe_info(config: Config) -> EnvInfo:
@@ -98,16 +99,26 @@ def available_memory() -> int | None:
     return None
 
 
+def frame_shape(config: Config, info: EnvInfo) -> tuple[int, int, int]:
+    """One rendered frame's (channels, height, width): the observed stack holds frame_stack of them."""
+    return (info.obs_shape[0] // config.frame_stack, *info.obs_shape[1:])
+
+
 def check_memory(config: Config, info: EnvInfo) -> None:
     """Refuse a replay buffer the machine cannot hold, before anything is written."""
     if ALGORITHMS.get(config.algo).streaming:
         return  # no replay buffer
-    needed = ReplayBuffer.bytes_needed(info.obs_dim, info.act_dim, config.buffer_size, config.population)
+    if config.pixels:
+        frame = frame_shape(config, info)
+        needed = FrameReplay.bytes_needed(frame, config.buffer_size, info.act_dim, config.frame_stack)
+        what = f"{'x'.join(map(str, frame))} uint8 frames, buffer_size counts frames"
+    else:
+        needed = ReplayBuffer.bytes_needed(info.obs_dim, info.act_dim, config.buffer_size, config.population)
+        what = f"{info.obs_dim} observations, {info.act_dim} actions per transition"
     available = available_memory()
     if available is not None and needed > available:
         raise ConfigError(f"buffer_size {config.buffer_size:,} needs {needed / 2**30:.1f} GiB for the replay buffer "
-                          f"({info.obs_dim} observations, {info.act_dim} actions per transition), but "
-                          f"{available / 2**30:.1f} GiB of memory is available; lower --buffer-size")
+                          f"({what}), but {available / 2**30:.1f} GiB of memory is available; lower --buffer-size")
 
 
 def check_sparsity(config: Config, info: EnvInfo | None = None) -> None:
@@ -122,6 +133,15 @@ def parameter_count(config: Config, info: EnvInfo, networks: tuple[str, ...] = (
     return sum(arch.parameters(members) for name, (arch, members) in shapes.items() if name in networks)
 
 
+def make_replay(config: Config, info: EnvInfo, agent: Agent) -> ReplayBuffer | FrameReplay:
+    """The replay of a replay-based run: frames stored once for a pixel agent, else transitions."""
+    if agent.pixels:
+        return FrameReplay(frame_shape(config, info), config.frame_stack, info.act_dim, config.buffer_size,
+                           seed=config.seed, device=agent.device)
+    return ReplayBuffer(info.obs_dim, info.act_dim, config.buffer_size, seed=config.seed, agents=agent.population,
+                        device=agent.device)
+
+
 def build_run(config: Config) -> Run:
     """Every part of a run, seeded: torch, Python and the environments from config.seed."""
     c = config
@@ -131,7 +151,6 @@ def build_run(config: Config) -> Run:
     envs, eval_envs = [make_run_env(c) for _ in range(c.population)], [make_run_env(c) for _ in range(c.population)]
     info = env_info(envs[0])
     agent, sparsifier = build_agent(c, info)
-    agents = agent.population
     if sparsifier is not None:
         sparsifier.execute_sparse(c.execution, 2 if agent.streaming else c.batch_size)
     if agent.streaming:
@@ -141,7 +160,7 @@ def build_run(config: Config) -> Run:
         learner = StreamingLearner(agent, reward_scaling=c.reward_scaling,
                                    compiled=wants_compiled(c, parameter_count(c, info)))
         return Run(c, envs, eval_envs, info, agent, sparsifier, learner, None)
-    buffer = ReplayBuffer(info.obs_dim, info.act_dim, c.buffer_size, seed=c.seed, agents=agents, device=agent.device)
+    buffer = make_replay(c, info, agent)
     capacity = None
     if c.dynamic_buffer:
         capacity = DynamicCapacity(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sparserl.deploy import load_policy
 from sparserl.envs import env_info, make_env
+from sparserl.envs.pixels import PixelSettings
 from sparserl.errors import ConfigError
 from sparserl.runs.build import make_run_env
 from sparserl.runs.evaluate import EvalResult, evaluate
@@ -51,14 +52,15 @@ def evaluate_policy_file(path: str | Path, env_id: str | None = None, episodes: 
     env_id = env_id or source.get("env")
     if not env_id:
         raise ConfigError(f"{path} does not name its environment: pass --env")
+    pixels = PixelSettings(**source["pixels"]) if source.get("pixels") else None  # how a pixel run rendered
     env = make_env(env_id, action_repeat=int(source.get("action_repeat", 1)),
-                   time_feature=bool(source.get("time_feature", False)))
+                   time_feature=bool(source.get("time_feature", False)), pixels=pixels)
     try:
         info = env_info(env)
-        obs_dim, act_dim = info.obs_dim, info.act_dim
-        if (obs_dim, act_dim) != (policy.obs_dim, policy.act_dim):
-            raise ConfigError(f"{path} maps {policy.obs_dim} observations to {policy.act_dim} actions, but "
-                              f"{env_id} has {obs_dim} and {act_dim}")
+        observed = info.obs_shape or (info.obs_dim,)
+        if (observed, info.act_dim) != (policy.obs_shape, policy.act_dim):
+            raise ConfigError(f"{path} maps observations of shape {policy.obs_shape} to {policy.act_dim} actions, "
+                              f"but {env_id} has {observed} and {info.act_dim}")
         return evaluate(policy.act, env, episodes, seed), source
     finally:
         env.close()

@@ -3,6 +3,7 @@ sparsity accounting (sparsity.json and the console, at start and end)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import gymnasium as gym
@@ -38,7 +39,8 @@ def save_policy(trainer, path: Path, storage: str = "auto", policy=None, config=
     source = {"env": c.env, "algo": c.algo, "step": trainer.step, "action_repeat": c.action_repeat,
               "time_feature": c.time_feature, "sparsity": c.sparsity.method, "eval_seed": c.evaluation_seed,
               "eval_episodes": c.reevaluation_episodes,
-              **({"nm": list(pattern)} if pattern else {})}
+              **({"nm": list(pattern)} if pattern else {}),
+              **({"pixels": dataclasses.asdict(c.pixel_settings())} if c.pixels else {})}
     return export_actor(policy or trainer.agent.policy, path, source, storage, pattern, writer=_write_atomic,
                         spaces=spaces(trainer.env))
 
@@ -51,8 +53,8 @@ def report_sparsity(trainer, final: bool = False):
     from sparserl.sparsity import sparsity_report
 
     agents = len(trainer.logs)
-    reports = [sparsity_report(trainer.sparsifier, inference="actor", agent=k if agents > 1 else None)
-               for k in range(agents)]
+    reports = [sparsity_report(trainer.sparsifier, inference=trainer.agent.policy_networks,
+                               agent=k if agents > 1 else None) for k in range(agents)]
     for log, report in zip(trainer.logs, reports):
         policy = log.run_dir / POLICY_FILE
         if final and policy.is_file():

@@ -3,8 +3,9 @@ RLx2, Tan et al. 2023 §5, and RigL, Evci et al. 2020 Appendix H, report).
 
 - Model size (RLx2 convention): non-zero weight-matrix entries of the networks and their targets,
   divided by the dense count (biases and norms excluded).
-- Inference FLOPs: multiply-adds of one actor forward pass relative to dense (= its weight density
-  for an MLP).
+- Inference FLOPs: multiply-adds of one forward pass of the policy's networks (the actor; a pixel
+  agent's encoder too) relative to dense: each layer's kept weights times the times they are applied
+  per sample (a convolution's output positions, 1 for a linear layer), so an MLP's is its density.
 - Training FLOPs (RigL convention): each optimiser step costs a forward, an input-gradient and a
   weight-gradient pass, each scaled by the layer densities, as the method's `training_flops` rule
   says (dense weight gradients under STE and SR-STE, RigL's dense gradient at each topology update,
@@ -59,10 +60,12 @@ class SparsityReport:
 
     def lines(self) -> list[str]:
         """A plain-text table: one line per layer, then the totals."""
+        name = max([22, *(len(line.layer) for line in self.layers)])
+        shape = max([14, *(len(line.label) for line in self.layers)])
         out = [f"sparsity: {self.method}",
-               f"  {'network':<8} {'layer':<22} {'shape':<14} {'density':>8} {'kept':>9}"]
+               f"  {'network':<8} {'layer':<{name}} {'shape':<{shape}} {'density':>8} {'kept':>9}"]
         for line in self.layers:
-            out.append(f"  {line.network:<8} {line.layer:<22} {line.label:<14} {line.density:>8.3f} "
+            out.append(f"  {line.network:<8} {line.layer:<{name}} {line.label:<{shape}} {line.density:>8.3f} "
                        f"{line.kept:>9,d}")
         out.append("  " + ", ".join(f"{name} density {value:.3f}" for name, value in self.density.items()))
         out.append(f"  model size {self.model_size:.3f}x dense (networks and targets), inference FLOPs "
@@ -91,16 +94,18 @@ def _for_agent(group: Group, agent: int | None) -> Group:
     return replace(group, levels=(group.levels[agent],), budgets=[group.budgets[agent]])
 
 
-def sparsity_report(sparsifier: Sparsifier, inference: str | None = None, agent: int | None = None) -> SparsityReport:
-    """The accounting of every attached network; inference FLOPs are those of network `inference`
-    (default: the first attached). `agent`: that agent's share of networks that hold a population
-    (its members only, at its own level)."""
+def sparsity_report(sparsifier: Sparsifier, inference: str | tuple[str, ...] | None = None,
+                    agent: int | None = None) -> SparsityReport:
+    """The accounting of every attached network; inference FLOPs are those of the networks
+    `inference` (default: the first attached). `agent`: that agent's share of networks that hold a
+    population (its members only, at its own level)."""
     config, method = sparsifier.config, sparsifier.method
     lines, density = [], {}
     size_kept = size_total = 0.0
     train_sparse = train_dense = 0.0
     inference = inference or next(iter(sparsifier.groups), None)
-    inference_ratio = 1.0
+    inference = (inference,) if isinstance(inference, str) else tuple(inference or ())
+    inference_sparse = inference_dense = 0.0
     for group in sparsifier.groups.values():
         share = 1 if agent is None else group.agents
         kept = _kept(group, agent)
@@ -113,12 +118,14 @@ def sparsity_report(sparsifier: Sparsifier, inference: str | None = None, agent:
         size_kept += copies * sum(kept)
         size_total += copies * sum(totals)
 
-        dense_f = float(sum(totals))
-        sparse_f = float(sum(kept))
-        if group.name == inference:
-            inference_ratio = sparse_f / dense_f
+        uses = group.uses or [1] * len(group.layers)
+        dense_f = float(sum(t * u for t, u in zip(totals, uses)))
+        sparse_f = float(sum(k * u for k, u in zip(kept, uses)))
+        if group.name in inference:
+            inference_sparse, inference_dense = inference_sparse + sparse_f, inference_dense + dense_f
         steps = float(group.total_steps or 1)
         train_sparse += steps * method.training_flops(_for_agent(group, agent), dense_f, sparse_f)
         train_dense += steps * 3 * dense_f
+    inference_ratio = inference_sparse / inference_dense if inference_dense else 1.0
     return SparsityReport(config.method, lines, density, size_kept / size_total, inference_ratio,
                           train_sparse / train_dense)

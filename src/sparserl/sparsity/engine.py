@@ -42,12 +42,13 @@ class Sparsifier:
     # --- attaching ----------------------------------------------------------------------------
     def attach(self, name: str, module: nn.Module, optimizer: torch.optim.Optimizer,
                targets: list[nn.Module] | tuple = (), sparsity: float | tuple[float, ...] | None = None,
-               total_steps: int | None = None) -> Group:
+               total_steps: int | None = None, uses: dict[str, int] | None = None) -> Group:
         """Put `module` (trained by `optimizer`, with Polyak copies `targets`) under the engine.
 
         `sparsity` is the network's global sparsity (None: the method's default level; N:M fixes it),
         or one level per agent; `total_steps` the optimiser steps it will take, which scheduled
-        methods (RigL, SET, GMP) need.
+        methods (RigL, SET, GMP) need; `uses` the times a layer's weights are applied per sample where
+        that is not once (a convolution's output positions, by weight name), for the FLOPs accounting.
         """
         if name in self.groups:
             raise ConfigError(f"a network named {name!r} is already attached")
@@ -60,7 +61,11 @@ class Sparsifier:
                 raise ConfigError(f"{name}: {layer.name} is not trained by the optimiser given to attach()")
         levels = self._levels(name, layers, sparsity)
         budgets = [self.method.densities(name, module, layers, level) for level in levels]
-        group = Group(name, module, optimizer, list(targets), layers, budgets, total_steps, levels, self.agents,
+        unknown = sorted(set(uses or {}) - {layer.name for layer in layers})
+        if unknown:
+            raise ConfigError(f"{name}: uses given for {', '.join(unknown)}, which are not sparsifiable layers of it")
+        group = Group(name, module, optimizer, list(targets), layers, budgets, total_steps,
+                      [int((uses or {}).get(layer.name, 1)) for layer in layers], levels, self.agents,
                       state=self.method.State())
         group.sparse = [i for i in range(len(layers)) if min(budget[i] for budget in budgets) < 1.0]
         group.params = [layers[i].param for i in group.sparse]

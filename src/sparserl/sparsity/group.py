@@ -26,6 +26,9 @@ class Group:
     budgets: list[list[float]]
     """Target density of each of `layers` (1.0 = dense), one list per level (see `levels`)."""
     total_steps: int | None
+    uses: list[int] = field(default_factory=list)
+    """Times each of `layers`' weights is applied per sample (a convolution's output positions; 1 for
+    a linear layer): the FLOPs weights of the accounting. Empty: 1 for every layer."""
     levels: tuple[float, ...] = (0.0,)
     """The network's sparsity (the budget's global level): one level, or one per agent when the
     network holds a population whose agents have levels of their own."""

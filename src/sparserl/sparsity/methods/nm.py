@@ -164,8 +164,7 @@ class NM(Method):
         if self.due(group):
             new = state.projector()
             state.previous = state.projector.previous
-            group.masks[:] = new if state.same_layout else \
-                [mask.view_as(layer.param) for layer, mask in zip(group.sparse_layers, new)]
+            group.masks[:] = self._param_masks(group, new)
             state.updated = True
             group.targets_dirty = True
             if not self.straight_through and self.config.reset_moments:
@@ -173,6 +172,13 @@ class NM(Method):
                     group.reset_moments(i, (group.masks[i] != old.view_as(layer.param)).to(layer.param.dtype))
         if self.latent:  # the parameters go back to holding the projection E * W of the updated latents
             DenseShadow.project(group.params, group.masks)
+
+    @staticmethod
+    def _param_masks(group, masks: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The projector's masks in the parameters' layout (views where the layouts differ)."""
+        if group.state.same_layout:
+            return list(masks)
+        return [mask.view_as(layer.param) for layer, mask in zip(group.sparse_layers, masks)]
 
     def pop_flips(self, group) -> torch.Tensor:
         """SAD per layer and agent: mask entries changed by the latest re-projection, computed only
@@ -187,9 +193,9 @@ class NM(Method):
     def after_load(self, group) -> None:
         """The projector's current masks become the restored ones, and the parameters E ⊙ W."""
         projector = group.state.projector
-        for current, mask in zip(projector.masks[projector.current], group.masks):
-            current.copy_(mask)
-        group.masks[:] = projector.masks[projector.current]
+        for layer, current, mask in zip(group.sparse_layers, projector.masks[projector.current], group.masks):
+            current.copy_(layer.flat(mask))  # the projector's layout: (out, fan_in) rows (a conv's kernel flattened)
+        group.masks[:] = self._param_masks(group, projector.masks[projector.current])
         if self.latent:
             group.state.shadow.restore(group.params, group.masks)
 
