@@ -203,3 +203,21 @@ def test_the_readme_presets_table_names_every_preset():
             else:
                 named.add(name)
     assert set(list_presets()) <= named, sorted(set(list_presets()) - named)
+
+
+def test_the_sparse_drqv2_preset_prunes_every_module_to_its_level():
+    """Encoder convolutions, trunks (39 200 -> 50 at 84 x 84) and heads each at 10 % density, the
+    first convolution (81 inputs per unit) denser under ERK than the 288-input ones."""
+    from sparserl.envs import EnvInfo
+
+    config = Config(**resolve_values("drqv2-sparse")).validate()
+    info = EnvInfo(config.env, 9 * 84 * 84, 4, 1000, obs_shape=(9, 84, 84))
+    agent = make_agent(info, config)
+    sparsifier = Sparsifier(config.sparsity, seed=0)
+    agent.attach_sparsity(sparsifier, 1000)
+    report = sparsity_report(sparsifier)
+    assert {n: round(d, 3) for n, d in report.density.items()} == {"encoder": 0.1, "actor": 0.1, "critic": 0.1}
+    lines = {(line.network, line.layer): line for line in report.layers}
+    assert lines["actor", "trunk.linear.weight"].shape == "50x39200"
+    first, second = lines["encoder", "convs.0.weight"], lines["encoder", "convs.2.weight"]
+    assert first.kept / first.total > 2 * second.kept / second.total

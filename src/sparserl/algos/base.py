@@ -204,6 +204,7 @@ class Agent(ABC):
                               targets=[target] if target is not None else [],
                               sparsity=self.config.sparsity.level(name),
                               total_steps=max(1, self.optimizer_steps(name, updates)), uses=self.weight_uses(name))
+        sparsifier.check_dense_layers()
 
     def weight_uses(self, name: str) -> dict[str, int] | None:
         """Times network `name`'s weights are applied per sample where that is not once (a

@@ -104,6 +104,7 @@ class Scale:
         from dataclasses import replace
 
         s = self.sparsity
-        levels = {"actor_sparsity": s.agent_level("actor", k), "critic_sparsity": s.agent_level("critic", k)}
-        sparsity = replace(s, actor_levels=(), critic_levels=(), **(levels if s.per_agent else {}))
+        levels = {f"{network}_sparsity": s.agent_level(network, k) for network in LEVELS
+                  if getattr(s, f"{network}_levels")}
+        sparsity = replace(s, **{f"{network}_levels": () for network in LEVELS}, **levels)
         return self.replace(population=1, seeds=(), seed=self.agent_seeds[k], sparsity=sparsity, run_dir=str(run_dir))

@@ -35,6 +35,9 @@ class SparsityConfig:
     """Keep each network's first layer dense."""
     keep_last_dense: bool = False
     """Keep each network's output layer dense."""
+    dense_layers: tuple[str, ...] = ()
+    """Layers kept dense, as shell-style patterns over NETWORK.WEIGHT names (e.g. ``encoder.*`` for a
+    dense encoder under sparse heads, ``*.trunk.*`` for dense trunks); each must match some layer."""
     budget_scope: Literal["weights", "all"] = "weights"
     """What the sparsity is a fraction of: weight matrices only (RLx2) or all parameters,
     dense biases and norms included (Ma et al. 2025)."""
@@ -98,6 +101,10 @@ class SparsityConfig:
                               f"got {self.gmp_start!r} and {self.gmp_end!r}")
         if not (math.isfinite(self.srste_decay) and self.srste_decay >= 0):
             raise ConfigError(f"srste_decay must be >= 0, got {self.srste_decay!r}")
+        bad = [p for p in self.dense_layers if not isinstance(p, str) or not p.strip()]
+        if bad:
+            raise ConfigError(f"dense_layers must be patterns over NETWORK.WEIGHT names such as 'encoder.*', "
+                              f"got {bad!r}")
         if self.layer_lambdas is not None and any(not (x > 0) for x in self.layer_lambdas):
             raise ConfigError(f"layer_lambdas must be positive, got {self.layer_lambdas!r}")
         return self

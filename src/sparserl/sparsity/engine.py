@@ -17,6 +17,8 @@ RNG, in `state_dict`, so a checkpointed run resumes exactly.
 
 from __future__ import annotations
 
+import fnmatch
+
 import torch
 from torch import nn
 
@@ -75,7 +77,8 @@ class Sparsifier:
         self.method.check(group)
         with torch.no_grad():
             group.masks = [self.method.initial_mask(group, k) for k in range(len(group.sparse))]
-            self.method.setup(group)
+            if group.sparse:  # a network kept wholly dense takes no part in the method's hooks
+                self.method.setup(group)
             for layer, mask in zip(group.sparse_layers, group.masks):
                 layer.param.mul_(mask)
             for weights in group.target_weights:
@@ -86,6 +89,15 @@ class Sparsifier:
                            optimizer.register_step_post_hook(lambda *_: self._post_step(group))]
         self.groups[name] = group
         return group
+
+    def check_dense_layers(self) -> None:
+        """Once every network is attached: refuse a `dense_layers` pattern that matched no layer (a
+        typo would otherwise leave the layers it meant sparse)."""
+        names = [f"{group.name}.{layer.name}" for group in self.groups.values() for layer in group.layers]
+        unmatched = [p for p in self.config.dense_layers if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+        if unmatched:
+            raise ConfigError(f"dense_layers: {', '.join(map(repr, unmatched))} matches no layer; "
+                              f"the sparsifiable layers are {', '.join(names)}")
 
     def _levels(self, name: str, layers: list[SparseLayer], sparsity) -> tuple[float, ...]:
         """The network's level, or its agents' levels (one level when they are all the same)."""
@@ -144,7 +156,8 @@ class Sparsifier:
         """Call after each Polyak update. With shared masks nothing is needed (averaging keeps the
         zeros); DS-TD3's magnitude-pruned target masks are recomputed here."""
         for group in self.groups.values():
-            self.method.target_update(group)
+            if group.sparse:
+                self.method.target_update(group)
 
     # --- sparse execution -----------------------------------------------------------------------
     def execute_sparse(self, mode: str = "auto", batch: int = 256) -> int:
@@ -202,7 +215,7 @@ class Sparsifier:
         for group in self.groups.values():
             for row, value in zip(rows, self.agent_densities(group)):
                 row[f"density_{group.name}"] = value
-            if self.method.changes_masks:
+            if self.method.changes_masks and group.sparse:
                 flips = self.method.pop_flips(group).reshape(len(group.sparse), self.agents).T.tolist()
                 for row, values in zip(rows, flips):
                     row.update({f"sad_{group.name}_{i}": value for i, value in enumerate(values)})
@@ -252,4 +265,5 @@ class Sparsifier:
                 mask.copy_(loaded)
             group.mask_version += 1
             load_state(group.state, saved["state"] if "state" in saved else saved["extra"])  # "extra": format 2
-            self.method.after_load(group)
+            if group.sparse:
+                self.method.after_load(group)

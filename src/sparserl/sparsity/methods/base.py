@@ -18,6 +18,7 @@ A method class states, for the registry (sparserl.sparsity.methods):
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -148,8 +149,11 @@ class Method:
         return None
 
     # --- budgets and initial masks ------------------------------------------------------------
-    def forced_dense(self, layers: list[SparseLayer]) -> set[int]:
-        dense = set()
+    def forced_dense(self, name: str, layers: list[SparseLayer]) -> set[int]:
+        """Indices of network `name`'s layers kept dense: first and last where asked, and every
+        layer whose NETWORK.WEIGHT name matches a `dense_layers` pattern."""
+        dense = {i for i, layer in enumerate(layers)
+                 if any(fnmatch.fnmatchcase(f"{name}.{layer.name}", p) for p in self.config.dense_layers)}
         if self.config.keep_first_dense:
             dense.add(0)
         if self.config.keep_last_dense:
@@ -160,12 +164,15 @@ class Method:
         """Target density of every layer, from the configured budget at the network's `sparsity`."""
         if not 0.0 <= sparsity < 1.0:
             raise ConfigError(f"{name}: sparsity must be in [0, 1), got {sparsity!r}")
+        forced = self.forced_dense(name, layers)
+        if len(forced) == len(layers):  # every layer named dense: the network is, whatever its level
+            return [1.0] * len(layers)
         extra = 0
         if self.config.budget_scope == "all":
             weights = {id(layer.param) for layer in layers}
             extra = sum(p.numel() for p in module.parameters() if id(p) not in weights)
         return layer_densities([layer.shape for layer in layers], sparsity, self.config.distribution,
-                               frozenset(self.forced_dense(layers)), extra, self.config.layer_lambdas, owner=name)
+                               frozenset(forced), extra, self.config.layer_lambdas, owner=name)
 
     def check(self, group) -> None:
         """Refuse settings this method cannot run with (before any work)."""

@@ -85,7 +85,7 @@ class NM(Method):
 
     def densities(self, name, module, layers, sparsity):
         n, m = self.nm
-        dense = self.forced_dense(layers)
+        dense = self.forced_dense(name, layers)
         out = []
         for i, layer in enumerate(layers):
             fan_in = layer.view(layer.param.detach()).shape[-1]
@@ -96,7 +96,7 @@ class NM(Method):
         return out
 
     def check(self, group) -> None:
-        if not group.sparse:
+        if not group.sparse and len(self.forced_dense(group.name, group.layers)) < len(group.layers):
             raise ConfigError(f"{group.name}: {self.config.method} leaves no layer sparse (all are kept dense)")
 
     def initial_mask(self, group, index: int) -> torch.Tensor:
