@@ -90,8 +90,14 @@ CASES = {
     "td3-set-dstd3": {"algo": "td3", "sparsity": {"method": "set", "actor_sparsity": 0.5, "critic_sparsity": 0.5,
                                                   "update_interval": 100, "drop_fraction": 0.2,
                                                   "target_mask": "magnitude"}},
-    "td3-gmp": {"algo": "td3", "sparsity": {"method": "gmp", "actor_sparsity": 0.8, "critic_sparsity": 0.8,
-                                            "update_interval": 100}},
+    # pixels: the frame replay (uint8 frames, stacked when sampled), the random shifts' draws, the std
+    # schedule, GMP pruning encoder convolutions, trunks and heads on its schedule; episodes of 125
+    # decisions, so several end on each side of the checkpoint
+    "drqv2-pixels-gmp": {"algo": "drqv2", "env": "dm_control/cartpole-swingup-v0", "pixels": True, "pixel_size": 16,
+                         "action_repeat": 8,
+                         "feature_dim": 8, "eval_episodes": 1,
+                         "sparsity": {"method": "gmp", "actor_sparsity": 0.8, "critic_sparsity": 0.8,
+                                      "encoder_sparsity": 0.8, "update_interval": 100}},
     # streaming: eligibility traces and adaptive ObGD's second moments, the Welford observation
     # statistics, the reward scaler's trace, the time feature, SparseInit under a RigL mask, rows and
     # score on training returns (no evaluation episodes); the compiled step, with RigL's mask

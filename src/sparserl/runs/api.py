@@ -41,7 +41,7 @@ __all__ = ["RunResult", "load_run_config", "read_result", "resume", "train"]
 def _prepare(config: Config) -> Config:
     """Validate everything that can be refused before a run directory exists."""
     config.validate()
-    check_env_id(config.env)
+    check_env_id(config.env, config.pixels)
     info = probe_info(config)
     check_action_space(config.algo, info)
     resolve_device(config.device, ALGORITHMS.get(config.algo).streaming)  # a device that is not there
@@ -115,7 +115,7 @@ def resume(run_dir: str | Path, checkpoint: str | Path | None = None, total_step
                           f"`sparserl train --resume {population}`")
     if total_steps is not None:
         config = config.replace(total_steps=total_steps).validate()
-    check_env_id(config.env)
+    check_env_id(config.env, config.pixels)
     with run_lock(run_dir):
         return _resume_locked(run_dir, config, checkpoint, console, redo_uncheckpointed)
 

@@ -177,8 +177,8 @@ def expand(spec: SweepSpec) -> list[RunPlan]:
         except ConfigError as exc:
             raise ConfigError(f"sweep {spec.name!r}, run {run_id}: {exc}") from None
         plans.append(RunPlan(run_id, values, config))
-    for env in sorted({plan.config.env for plan in plans}):
-        check_env_id(env)
+    for env, pixels in sorted({(plan.config.env, plan.config.pixels) for plan in plans}):
+        check_env_id(env, pixels)
     return pack_runs(plans, spec) if spec.pack else plans
 
 
