@@ -76,8 +76,8 @@ def test_sac_simba_with_80_percent_static_sparsity_solves_pendulum(tmp_path):
     keep the suite within its time): calibrated at seed 0, it scored -173 after 3 000 decisions (an
     untrained policy scores about -1 200)."""
     config = Config(**resolve_values("scaling-simba")).replace(
-        env="Pendulum-v1", actor_width=64, critic_width=128, critic_blocks=1, batch_size=128, total_steps=6_000, start_steps=1_000,
-        eval_every=1_000, eval_episodes=5, stop_at_return=-300.0, checkpoint_every=10**9, threads=1, progress=False,
+        env="Pendulum-v1", actor_width=64, critic_width=128, critic_blocks=1, batch_size=128, total_steps=6_000,
+        start_steps=1_000, eval_every=1_000, eval_episodes=5, stop_at_return=-300.0, checkpoint_every=10**9, threads=1, progress=False,
         tensorboard=False, run_dir=str(tmp_path / "simba"))
     result = train(config)
     assert result.evaluations[0][1] < -900
