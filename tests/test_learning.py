@@ -77,8 +77,8 @@ def test_sac_simba_with_80_percent_static_sparsity_solves_pendulum(tmp_path):
     untrained policy scores about -1 200)."""
     config = Config(**resolve_values("scaling-simba")).replace(
         env="Pendulum-v1", actor_width=64, critic_width=128, critic_blocks=1, batch_size=128, total_steps=6_000,
-        start_steps=1_000, eval_every=1_000, eval_episodes=5, stop_at_return=-300.0, checkpoint_every=10**9, threads=1, progress=False,
-        tensorboard=False, run_dir=str(tmp_path / "simba"))
+        start_steps=1_000, eval_every=1_000, eval_episodes=5, stop_at_return=-300.0, checkpoint_every=10**9,
+        threads=1, progress=False, tensorboard=False, run_dir=str(tmp_path / "simba"))
     result = train(config)
     assert result.evaluations[0][1] < -900
     best = max(m for _, m in result.evaluations)
