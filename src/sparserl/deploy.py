@@ -29,6 +29,13 @@ OUTPUTS = {"tanh": torch.tanh, "clip": lambda x: x.clamp(-1.0, 1.0), "argmax": l
 """The output rules of policy_file.KINDS."""
 
 
+def _conv_layers(encoder: dict, names: list[str], layers: dict, tensors: dict) -> list[tuple]:
+    """(weight, bias, stride) of each convolution, its (out, in * k * k) storage back in conv shape."""
+    k = encoder["kernel"]
+    return [(decode_dense(n, layers[n], tensors).reshape(encoder["filters"], -1, k, k), tensors[f"{n}.bias"], stride)
+            for n, stride in zip(names, encoder["strides"])]
+
+
 def _kernel(name: str, entry: dict, tensors: dict, backend: str, batch: int) -> kernels.Kernel:
     """The kernel of one layer. A forced backend applies where the layer's storage allows it (csr
     for any sparse storage, nm for packed N:M layers); elsewhere the layer runs in its stored form
@@ -57,10 +64,7 @@ class Policy:
         layers = header["layers"]
         self.encoder = self.arch.get("encoder")
         convs = encoder_names(self.arch)[:-1]  # (the trunk's linear layer runs as a linear kernel)
-        self.convs = [(decode_dense(n, layers[n], tensors).reshape(self.encoder["filters"], -1, self.encoder["kernel"],
-                                                                   self.encoder["kernel"]),
-                       tensors[f"{n}.bias"], stride) for n, stride in zip(convs, self.encoder["strides"])] \
-            if self.encoder else []
+        self.convs = _conv_layers(self.encoder, convs, layers, tensors) if self.encoder else []
         self.obs_shape = tuple(header["obs_shape"]) if self.encoder else (self.obs_dim,)
         body_in = self.encoder["trunk"] if self.encoder else self.obs_dim
         self.body = architecture(self.arch, body_in, self.act_dim)

@@ -118,9 +118,8 @@ def sparsity_report(sparsifier: Sparsifier, inference: str | tuple[str, ...] | N
         size_kept += copies * sum(kept)
         size_total += copies * sum(totals)
 
-        uses = group.uses or [1] * len(group.layers)
-        dense_f = float(sum(t * u for t, u in zip(totals, uses)))
-        sparse_f = float(sum(k * u for k, u in zip(kept, uses)))
+        dense_f = float(sum(t * u for t, u in zip(totals, group.uses)))
+        sparse_f = float(sum(k * u for k, u in zip(kept, group.uses)))
         if group.name in inference:
             inference_sparse, inference_dense = inference_sparse + sparse_f, inference_dense + dense_f
         steps = float(group.total_steps or 1)
