@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparserl.errors import ConfigError
+from sparserl.nets.layers import Linear
 
 CHANNELS, KERNEL, STRIDES = 32, 3, (2, 1, 1, 1)
 
@@ -77,7 +78,7 @@ class Trunk(nn.Module):
 
     def __init__(self, features: int, dim: int):
         super().__init__()
-        self.linear, self.norm = nn.Linear(features, dim), nn.LayerNorm(dim)
+        self.linear, self.norm = Linear(features, dim), nn.LayerNorm(dim)  # CSR-executable (--execution)
         orthogonal_init(self)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
