@@ -127,3 +127,27 @@ def test_a_pixel_policy_file_holds_the_encoder_and_refuses_other_shapes(tmp_path
     for wrong in (frames[0, :3], frames.reshape(5, -1)):
         with pytest.raises(PolicyError, match=r"observation must have shape \(9, 16, 16\) or \(batch, 9, 16, 16\)"):
             policy.act(wrong)
+
+
+def test_a_pixel_run_and_its_policy_file_evaluate_alike(tmp_path):
+    """`eval RUN` and `eval --policy RUN/policy.safetensors` rebuild the pixel environment the run
+    trained on (task, frame size, stack, action repeat) and score the same episodes; the exported
+    copy is the same policy."""
+    from sparserl import load_policy
+    from sparserl.cli import main
+    from sparserl.config import resolve_config
+    from sparserl.runs.api import train
+    from sparserl.runs.eval_run import evaluate_policy_file, evaluate_run
+
+    config = resolve_config(algo="drqv2", env="dm_control/cartpole-swingup-v0", pixels=True, pixel_size=SIZE,
+                            action_repeat=8, hidden=(32, 32), feature_dim=8, batch_size=16, total_steps=300,
+                            start_steps=200, buffer_size=300, eval_every=300, eval_episodes=1, progress=False,
+                            tensorboard=False, sparsity={"method": "static", "encoder_sparsity": 0.5},
+                            run_dir=str(tmp_path / "run"))
+    run_dir = train(config).run_dir
+    by_run, _ = evaluate_run(run_dir, backend="dense")
+    by_file, source = evaluate_policy_file(run_dir / "policy.safetensors", backend="auto")
+    assert source["pixels"]["size"] == SIZE and by_file.returns == pytest.approx(by_run.returns, rel=1e-4)
+    assert main(["export", str(run_dir), "--out", str(tmp_path / "copy.safetensors")]) == 0
+    assert load_policy(tmp_path / "copy.safetensors").obs_shape == (9, SIZE, SIZE)
+    assert main(["eval", "--policy", str(tmp_path / "copy.safetensors"), "--episodes", "1"]) == 0

@@ -120,3 +120,22 @@ def test_bad_sizes_are_refused():
         FrameReplay(SHAPE, 3, 2, capacity=4)
     with pytest.raises(ValueError, match="stack must be >= 1"):
         FrameReplay(SHAPE, 0, 2, capacity=10)
+
+
+def test_a_replay_too_big_for_the_gpu_stays_in_host_memory_and_hands_batches_over():
+    """A GPU agent's frame replay lives on the GPU where it takes at most half the free memory there,
+    else in host memory with each batch copied to the agent's device (here the meta device stands
+    in for the GPU: the copy's code path, with no GPU)."""
+    from sparserl.runs.build import replay_home
+
+    gpu = torch.device("cuda")
+    assert replay_home(gpu, needed=10 * 2**30, free=40 * 2**30) == gpu
+    assert replay_home(gpu, needed=30 * 2**30, free=40 * 2**30) == torch.device("cpu")
+    assert replay_home(torch.device("cpu"), needed=10**15) == torch.device("cpu")
+    replay = FrameReplay((3, 8, 8), 2, 1, 50, device="cpu", batch_device="meta")
+    obs = np.zeros((6, 8, 8), dtype=np.uint8)
+    for t in range(10):
+        replay.add(obs, np.zeros(1, np.float32), 1.0, obs, False, t == 9, np.zeros(1, np.float32))
+    batch = replay.sample(4, 2)
+    assert replay.frames.device.type == "cpu" and all(field.device.type == "meta" for field in batch)
+    assert batch.obs.shape == (4, 6, 8, 8) and batch.obs.dtype == torch.uint8

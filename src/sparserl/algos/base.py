@@ -194,9 +194,8 @@ class Agent(ABC):
         return updates
 
     def attach_sparsity(self, sparsifier, updates: int) -> None:
-        """Put the actor and critics (with their targets) under `sparsifier` for a run of `updates`
-        gradient updates, each network as a group at its configured level. The algorithm itself
-        stays unaware of the method."""
+        """Put the sparse networks (with their targets) under `sparsifier` for a run of `updates` gradient
+        updates, each as a group at its configured level; the algorithm stays unaware of the method."""
         self.sparsifier = sparsifier
         for name in self.sparse_networks:
             target = self.networks.get(f"{name}_target")

@@ -241,10 +241,6 @@ class Sparsity:
             return [f"sparsity must be a NetworkSparsity (or, through Config.from_dict or YAML, a method name or a "
                     f"mapping), got {self.sparsity!r}"]
         out = checks.choice_problems(self.sparsity) + self.sparsity.problems()
-        from sparserl.algos import ALGORITHMS
-
-        if self.algo in ALGORITHMS:
-            out += self.sparsity.unused_levels(self.algo, dict(ALGORITHMS.items()))
         if self.execution == "semi_structured":
             from sparserl.sparsity.semi_structured import problems
 

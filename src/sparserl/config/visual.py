@@ -9,6 +9,7 @@ from typing import Literal
 
 from sparserl.config import checks
 from sparserl.config.checks import positive_ints, require
+from sparserl.config.sparsity import NetworkSparsity
 
 
 @dataclass
@@ -41,6 +42,8 @@ class Pixels:
         if self.pixels and self.diagnostics_every:
             out.append(f"diagnostics_every must be 0 for a pixel run, got {self.diagnostics_every}: the plasticity "
                        "diagnostics probe state-vector networks")
+        if self.algo in ALGORITHMS and isinstance(self.sparsity, NetworkSparsity) and not self.sparsity.problems():
+            out += self.sparsity.unused_levels(self.algo, dict(ALGORITHMS.items()))  # an encoder level on state
         if self.algo in ALGORITHMS and ALGORITHMS.get(self.algo).pixels != self.pixels:
             able = [name for name, cls in ALGORITHMS.items() if cls.pixels]
             out.append(f"pixels: {self.algo} learns from state vectors; algorithms that learn from pixels: "

@@ -16,6 +16,10 @@ capacity * L / (L + 1) transitions are live).
 window never runs past the newest (as sparserl.replay.ReplayBuffer does), and gathers only two
 stacks per window: the first transition's observation, and the next observation of its last
 transition still in the first one's episode (`last`, the one an n-step target bootstraps from).
+
+The buffer lives on `device` and samples there; with a `batch_device` of its own (a GPU agent whose
+buffer does not fit beside it: sparserl.runs.build.replay_home) it stays in host memory and each
+batch is copied over.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ class FrameReplay:
     """Uniform replay over stored frames (see the module docstring)."""
 
     def __init__(self, frame_shape: tuple[int, int, int], stack: int, act_dim: int, capacity: int, seed: int = 0,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", batch_device: torch.device | str | None = None):
         channels, height, width = frame_shape
         if stack < 1:
             raise ValueError(f"stack must be >= 1, got {stack}")
@@ -56,6 +60,7 @@ class FrameReplay:
             raise ValueError(f"a frame replay needs room for more than one stack ({stack + 2} frames), got {capacity}")
         self.frame_shape, self.stack, self.act_dim, self.capacity = (channels, height, width), stack, act_dim, capacity
         device = torch.device(device)
+        self.batch_device = device if batch_device is None else torch.device(batch_device)
         self.frames = torch.zeros(capacity, channels, height, width, dtype=torch.uint8, device=device)
         self.obs_frames = torch.zeros(capacity, stack, dtype=torch.int64, device=device)
         """Each transition's observation, as the sequence numbers of its k frames (oldest first)."""
@@ -139,8 +144,11 @@ class FrameReplay:
         if n == 1:
             fields = [f.squeeze(1) for f in fields]
         action, reward, policy_action, terminated, truncated = fields
-        return FrameBatch(self._stacks(self.obs_frames[slots[:, 0]]), action, reward, self._stacks(next_frames),
-                          policy_action, terminated, truncated, last)
+        batch = FrameBatch(self._stacks(self.obs_frames[slots[:, 0]]), action, reward, self._stacks(next_frames),
+                           policy_action, terminated, truncated, last)
+        if self.batch_device != self.frames.device:
+            batch = FrameBatch(*(field.to(self.batch_device, non_blocking=True) for field in batch))
+        return batch
 
     # --- checkpointing ---------------------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -17,7 +17,7 @@ from sparserl.algos import ALGORITHMS, Agent, make_agent
 from sparserl.config import Config
 from sparserl.envs import EnvInfo, env_info, make_env
 from sparserl.errors import ConfigError
-from sparserl.hardware import update_dtype
+from sparserl.hardware import resolve_device, update_dtype
 from sparserl.replay import DynamicCapacity, FrameReplay, ReplayBuffer
 from sparserl.runs.learner import Learner, OffPolicyLearner
 
@@ -111,6 +111,9 @@ def check_memory(config: Config, info: EnvInfo) -> None:
     if config.pixels:
         frame = frame_shape(config, info)
         needed = FrameReplay.bytes_needed(frame, config.buffer_size, info.act_dim, config.frame_stack)
+        device = resolve_device(config.device)
+        if replay_home(device, needed).type == "cuda":
+            return  # it fits on the GPU
         what = f"{'x'.join(map(str, frame))} uint8 frames, buffer_size counts frames"
     else:
         needed = ReplayBuffer.bytes_needed(info.obs_dim, info.act_dim, config.buffer_size, config.population)
@@ -133,11 +136,24 @@ def parameter_count(config: Config, info: EnvInfo, networks: tuple[str, ...] = (
     return sum(arch.parameters(members) for name, (arch, members) in shapes.items() if name in networks)
 
 
+def replay_home(device: torch.device, needed: int, free: int | None = None) -> torch.device:
+    """Where a frame replay of `needed` bytes lives for an agent on `device`: on its GPU where the
+    buffer takes at most half of the memory free there (`free`, read from the GPU if not given; the
+    rest is for the networks and activations), so batches are sampled on the device; else in host
+    memory, each batch copied over."""
+    if device.type != "cuda":
+        return device
+    free = torch.cuda.mem_get_info(device)[0] if free is None else free
+    return device if needed <= free // 2 else torch.device("cpu")
+
+
 def make_replay(config: Config, info: EnvInfo, agent: Agent) -> ReplayBuffer | FrameReplay:
     """The replay of a replay-based run: frames stored once for a pixel agent, else transitions."""
     if agent.pixels:
-        return FrameReplay(frame_shape(config, info), config.frame_stack, info.act_dim, config.buffer_size,
-                           seed=config.seed, device=agent.device)
+        frame = frame_shape(config, info)
+        needed = FrameReplay.bytes_needed(frame, config.buffer_size, info.act_dim, config.frame_stack)
+        return FrameReplay(frame, config.frame_stack, info.act_dim, config.buffer_size, seed=config.seed,
+                           device=replay_home(agent.device, needed), batch_device=agent.device)
     return ReplayBuffer(info.obs_dim, info.act_dim, config.buffer_size, seed=config.seed, agents=agent.population,
                         device=agent.device)
 
