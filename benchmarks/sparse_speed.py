@@ -113,7 +113,7 @@ def export_variant(folder: Path, width: int, name: str, sparsity: NetworkSparsit
     """(sparse or dense export, dense export of the same weights) of a trained-shape actor."""
     agent, _ = make(width, sparsity, execution="dense")
     actor = agent.policy
-    nm = sparsity.nm if sparsity is not None and sparsity.method.startswith("nm") else None
+    nm = agent.sparsifier.method.pattern() if agent.sparsifier is not None else None
     compact, dense = folder / f"{name}-{width}.safetensors", folder / f"{name}-{width}-dense.safetensors"
     export_actor(actor, compact, {"bench": name}, "auto", nm)
     export_actor(actor, dense, {"bench": name}, "dense")

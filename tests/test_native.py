@@ -103,3 +103,57 @@ def test_gather_and_scatter_equal_index_select_and_index_put(size, kept, seed):
     values, order = torch.randn(kept, generator=g), torch.randperm(kept, generator=g)
     expected = torch.zeros(size).index_put_((index,), values[order])
     assert torch.equal(native.scatter(torch.zeros(size), index, values, order), expected)
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        line = next(x for x in open("/proc/cpuinfo").read().splitlines() if x.startswith("flags"))
+    except (OSError, StopIteration):
+        return set()
+    return set(line.split(":", 1)[1].split())
+
+
+BUILD_PRODUCTS = """
+import sys, torch
+from sparserl import native
+from sparserl.kernels import csr_from_dense
+assert native.available(), native.status()
+g = torch.Generator().manual_seed(0)
+weight = torch.randn(48, 300, generator=g) * (torch.rand(48, 300, generator=g) < 0.1)
+a = csr_from_dense(weight)
+crow, col, values = a.crow_indices(), a.col_indices(), a.values()
+dense, bias = torch.randn(300, 200, generator=g), torch.randn(48, generator=g)
+product = native.csr_mm(crow, col, values, dense, bias, torch.empty(48, 200))
+sampled = native.sddmm(crow, col, torch.randn(48, 333, generator=g), torch.randn(300, 333, generator=g),
+                       torch.empty(values.shape[0]))
+torch.save({"lanes": native.lanes(), "product": product, "sampled": sampled}, sys.argv[1])
+"""
+
+
+def test_each_vector_width_builds_and_gives_the_same_products(tmp_path):
+    """The kernels compile to the widest vectors the CPU has, and narrower builds of the same source
+    (forced by SPARSERL_NATIVE_FLAGS) agree with it: the CSR product to the bit wherever fused
+    multiply-adds exist, the sampled product to float rounding."""
+    flags = _cpu_flags()
+    builds = {"native": ""}
+    if "avx512f" in flags:
+        builds["avx2"] = "-mno-avx512f"
+    if "avx2" in flags:
+        builds["portable"] = "-mno-avx"
+    results = {}
+    for name, extra in builds.items():
+        out = tmp_path / f"{name}.pt"
+        subprocess.run([sys.executable, "-c", BUILD_PRODUCTS, str(out)], check=True, capture_output=True,
+                       env={**os.environ, "SPARSERL_CACHE_DIR": str(tmp_path / name), "SPARSERL_NATIVE_FLAGS": extra})
+        results[name] = torch.load(out)
+    widest = 16 if "avx512f" in flags else 8 if "avx2" in flags else None
+    if widest is not None:
+        assert results["native"]["lanes"] == widest
+    if "avx2" in builds:
+        assert results["avx2"]["lanes"] == 8
+        assert torch.equal(results["avx2"]["product"], results["native"]["product"])
+    if "portable" in builds:
+        assert results["portable"]["lanes"] == 4
+    for result in results.values():
+        torch.testing.assert_close(result["product"], results["native"]["product"], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(result["sampled"], results["native"]["sampled"], rtol=1e-5, atol=1e-4)

@@ -4,12 +4,15 @@ CSR copies, in C (spmm.c), compiled on first use with the machine's C compiler.
 
 Why: PyTorch's CPU CSR product runs at ≈ 30 GFLOP/s on the 2-core machine against ≈ 150 for dense
 GEMM, so at 90 % sparsity an 11x cut in multiply-adds became only ≈ 2x per product. The kernel here
-keeps a 64-column tile of the result in AVX2 registers while a row's kept weights stream past; for
-a 2048 x 2048 layer at 9.3 % density and batch 256 it takes ≈ 2.6 ms against 5.8 ms for
-PyTorch's CSR and 11 ms for the dense product (BENCHMARKS.md).
+keeps a tile of 8 vectors of the result in registers while a row's kept weights stream past, on
+the widest vectors the CPU has (AVX-512's 16 floats, AVX2's 8; `lanes()`); for a 2048 x 2048 layer
+at 9.3 % density and batch 256 it took ≈ 2.6 ms on AVX2 against 5.8 ms for PyTorch's CSR and 11 ms
+for the dense product (BENCHMARKS.md).
 
-The library is built once per source, compiler flags and CPU (``-O3 -march=native``, or without
-``-march=native`` where the compiler refuses it; OpenMP when PyTorch runs on GNU OpenMP, whose
+The library is built once per source, compiler flags and CPU (``-O3 -march=native
+-ffp-contract=fast``, or without ``-march=native`` where the compiler refuses it;
+``$SPARSERL_NATIVE_FLAGS`` adds flags, e.g. ``-mno-avx512f`` for the AVX2 build on an AVX-512 CPU;
+OpenMP when PyTorch runs on GNU OpenMP, whose
 thread pool and thread count it then shares) into ``$SPARSERL_CACHE_DIR`` (default
 ``~/.cache/sparserl``), written atomically so parallel runs may race to build it. Where no
 compiler works, or with ``SPARSERL_NATIVE=0``, `available()` is False and callers use PyTorch's
@@ -60,7 +63,8 @@ def _build() -> tuple[ctypes.CDLL | None, str]:
     if compiler is None:
         return None, "no C compiler found (set CC)"
     openmp = _uses_gnu_openmp()
-    common = ["-O3", "-std=c99", "-shared", "-fPIC"] + (["-fopenmp"] if openmp else [])
+    common = ["-O3", "-std=c99", "-ffp-contract=fast", "-shared", "-fPIC"] + (["-fopenmp"] if openmp else []) \
+        + os.environ.get("SPARSERL_NATIVE_FLAGS", "").split()
     source = SOURCE.read_bytes()
     cache = Path(os.environ.get("SPARSERL_CACHE_DIR", Path.home() / ".cache" / "sparserl"))
     failure = ""
@@ -94,7 +98,9 @@ def _build() -> tuple[ctypes.CDLL | None, str]:
     lib.sparserl_scatter.argtypes = [pointer] * 4 + [size]
     for kernel in (lib.sparserl_csr_mm, lib.sparserl_sddmm, lib.sparserl_gather, lib.sparserl_scatter):
         kernel.restype = None
-    return lib, f"native kernels ({target}{', OpenMP' if openmp else ', one thread'})"
+    lib.sparserl_lanes.restype = ctypes.c_int
+    lanes = lib.sparserl_lanes()
+    return lib, f"native kernels ({lanes}-float vectors, {target}{', OpenMP' if openmp else ', one thread'})"
 
 
 def _library() -> ctypes.CDLL | None:
@@ -110,6 +116,12 @@ def _library() -> ctypes.CDLL | None:
 def available() -> bool:
     """Whether the native kernels are built, loaded and enabled."""
     return _library() is not None
+
+
+def lanes() -> int:
+    """Floats per vector in the loaded kernels (16: AVX-512, 8: AVX2, 4: portable); 0 if not loaded."""
+    lib = _library()
+    return lib.sparserl_lanes() if lib is not None else 0
 
 
 def status() -> str:

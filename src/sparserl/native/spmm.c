@@ -6,51 +6,60 @@
  *   sparserl_csr_mm:  out[r, :] = bias[r] + sum_k val[k] * dense[col[k], :]    (out = A @ dense + b)
  *   sparserl_sddmm:   out[k]    = dot(left[r, :], right[col[k], :])             for each kept (r, col[k])
  *
- * csr_mm works on column tiles of 64 floats held in eight AVX2 registers while the row's kept
- * entries stream past, tile by tile, so each tile of `dense` is reused from cache by every row;
- * rows are split across OpenMP threads (the caller's OpenMP runtime, i.e. PyTorch's). Without AVX2
- * and FMA the same loops are written in plain C.
+ * The loops are written once, on the compiler's generic vectors of LANES floats: the widest the
+ * build targets (16 with AVX-512, 8 with AVX2, 4 on plain x86-64 or other CPUs), so one source
+ * compiles to each CPU's own instructions under -march=native. csr_mm keeps a column tile of
+ * 8 vectors of the result in registers while the row's kept entries stream past, tile by tile, so
+ * each tile of `dense` is reused from cache by every row; rows are split across OpenMP threads (the
+ * caller's OpenMP runtime, i.e. PyTorch's). Each output element is accumulated in the order of the
+ * row's kept entries whatever the vector width, so csr_mm gives the same bits on every build with
+ * fused multiply-adds; dot's partial sums depend on the width (float rounding only).
  */
 #include <stdint.h>
 #include <string.h>
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#define SPARSERL_AVX2 1
-#endif
 
-#define TILE 64
+#if defined(__AVX512F__)
+#define LANES 16
+#elif defined(__AVX__)
+#define LANES 8
+#else
+#define LANES 4
+#endif
+#define TILE (8 * LANES)
+
+typedef float vec __attribute__((vector_size(LANES * sizeof(float))));
+
+static inline vec load(const float *p) { vec v; memcpy(&v, p, sizeof v); return v; }
+static inline void store(float *p, vec v) { memcpy(p, &v, sizeof v); }
+static inline vec splat(float x) {
+    vec v;
+    for (int i = 0; i < LANES; ++i) v[i] = x;
+    return v;
+}
+
+/* The vector width this build uses (the status line reports it; tests check it). */
+int sparserl_lanes(void) { return LANES; }
 
 static void row_tile(const int32_t *crow, const int32_t *col, const float *val, const float *dense,
                      float b, float *o, int64_t r, int64_t j0, int64_t width) {
-#ifdef SPARSERL_AVX2
-    __m256 a0 = _mm256_set1_ps(b), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    vec a0 = splat(b), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
     for (int32_t k = crow[r]; k < crow[r + 1]; ++k) {
-        const __m256 v = _mm256_set1_ps(val[k]);
+        const vec v = splat(val[k]);
         const float *x = dense + (int64_t)col[k] * width + j0;
-        a0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x), a0);
-        a1 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 8), a1);
-        a2 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 16), a2);
-        a3 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 24), a3);
-        a4 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 32), a4);
-        a5 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 40), a5);
-        a6 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 48), a6);
-        a7 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 56), a7);
+        a0 += v * load(x);
+        a1 += v * load(x + LANES);
+        a2 += v * load(x + 2 * LANES);
+        a3 += v * load(x + 3 * LANES);
+        a4 += v * load(x + 4 * LANES);
+        a5 += v * load(x + 5 * LANES);
+        a6 += v * load(x + 6 * LANES);
+        a7 += v * load(x + 7 * LANES);
     }
     float *y = o + j0;
-    _mm256_storeu_ps(y, a0);      _mm256_storeu_ps(y + 8, a1);
-    _mm256_storeu_ps(y + 16, a2); _mm256_storeu_ps(y + 24, a3);
-    _mm256_storeu_ps(y + 32, a4); _mm256_storeu_ps(y + 40, a5);
-    _mm256_storeu_ps(y + 48, a6); _mm256_storeu_ps(y + 56, a7);
-#else
-    float acc[TILE];
-    for (int j = 0; j < TILE; ++j) acc[j] = b;
-    for (int32_t k = crow[r]; k < crow[r + 1]; ++k) {
-        const float v = val[k];
-        const float *x = dense + (int64_t)col[k] * width + j0;
-        for (int j = 0; j < TILE; ++j) acc[j] += v * x[j];
-    }
-    memcpy(o + j0, acc, sizeof acc);
-#endif
+    store(y, a0);             store(y + LANES, a1);
+    store(y + 2 * LANES, a2); store(y + 3 * LANES, a3);
+    store(y + 4 * LANES, a4); store(y + 5 * LANES, a5);
+    store(y + 6 * LANES, a6); store(y + 7 * LANES, a7);
 }
 
 void sparserl_csr_mm(const int32_t *crow, const int32_t *col, const float *val, const float *dense,
@@ -80,22 +89,17 @@ void sparserl_csr_mm(const int32_t *crow, const int32_t *col, const float *val, 
 }
 
 static float dot(const float *a, const float *b, int64_t n) {
+    vec s0 = splat(0.0f), s1 = s0, s2 = s0, s3 = s0;
     int64_t j = 0;
-    float s = 0.0f;
-#ifdef SPARSERL_AVX2
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    for (; j + 32 <= n; j += 32) {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j + 8), _mm256_loadu_ps(b + j + 8), s1);
-        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j + 16), _mm256_loadu_ps(b + j + 16), s2);
-        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j + 24), _mm256_loadu_ps(b + j + 24), s3);
+    for (; j + 4 * LANES <= n; j += 4 * LANES) {
+        s0 += load(a + j) * load(b + j);
+        s1 += load(a + j + LANES) * load(b + j + LANES);
+        s2 += load(a + j + 2 * LANES) * load(b + j + 2 * LANES);
+        s3 += load(a + j + 3 * LANES) * load(b + j + 3 * LANES);
     }
-    __m256 t = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    s = _mm_cvtss_f32(h);
-#endif
+    const vec t = (s0 + s1) + (s2 + s3);
+    float s = 0.0f;
+    for (int i = 0; i < LANES; ++i) s += t[i];
     for (; j < n; ++j) s += a[j] * b[j];
     return s;
 }
