@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
 from hypothesis import given, settings
@@ -107,7 +108,7 @@ def test_gather_and_scatter_equal_index_select_and_index_put(size, kept, seed):
 
 def _cpu_flags() -> set[str]:
     try:
-        line = next(x for x in open("/proc/cpuinfo").read().splitlines() if x.startswith("flags"))
+        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
     except (OSError, StopIteration):
         return set()
     return set(line.split(":", 1)[1].split())
