@@ -75,7 +75,8 @@ def test_bf16_is_refused_for_a_streaming_algorithm():
 
 def test_the_machine_line_names_the_cpu_and_its_extensions():
     line = hardware.describe()
-    assert hardware.cpu_name() in line and "bf16 matrix units" in line
+    assert hardware.cpu_name() in line and f"bf16 products: {hardware.bf16_hardware()}" in line
+    assert (hardware.bf16_hardware() != "emulated") == hardware.cpu_has_bf16_matrix_units()
     assert set(hardware.cpu_extensions()) <= set(hardware.EXTENSIONS)
 
 
