@@ -44,3 +44,15 @@ def test_sparse_init_is_its_own_series_beside_dense_and_masked_runs():
     assert variant(resolve_config(preset="stream-ac-static")) == "static 0.9/0.9"
     assert variant(resolve_config(algo="stream-ac", sparsity={"method": "static", "critic_sparsity": 0.5,
                                                              "actor_sparsity": 0.5})) == "static 0.5/0.5 on SparseInit"
+
+
+def test_diagnostics_no_run_logged_are_left_out_of_the_table_and_plots(tmp_path):
+    """Streaming runs log no plasticity diagnostics: their report shows the score alone."""
+    from sparserl.studies.scaling import DIAGNOSTICS, ScalingReport
+
+    row = {"env": "Hopper-v5", "variant": "dense", "sparsity": 0.0, "parameters": 100, "nonzero": 100, "seeds": 2,
+           "score_mean": 10.0, "score_ci_low": 9.0, "score_ci_high": 11.0, **{k: float("nan") for k in DIAGNOSTICS}}
+    bare = ScalingReport([row])
+    assert "srank" not in bare.markdown() and "| 10.0 [9.0, 11.0] |" in bare.markdown()
+    assert "critic srank" in ScalingReport([{**row, "diag_critic_srank": 3.0}]).markdown()
+    assert [p.name for p in bare.write(tmp_path)][-1] == "scaling_Hopper-v5.png"

@@ -55,15 +55,22 @@ def last_diagnostics(run: RunData) -> dict[str, float]:
 class ScalingReport:
     rows: list[dict]
 
+    def logged(self, key: str) -> bool:
+        """Whether any row has a value for diagnostic `key` (streaming runs log none)."""
+        return any(math.isfinite(r[key]) for r in self.rows)
+
     def markdown(self) -> str:
-        out = ["| env | network | parameters | after pruning | seeds | score: mean [95 % CI] | critic srank | "
-               "critic dormant (τ 0.1) | actor srank | critic grad norm |", "|---|---|---|---|---|---|---|---|---|---|"]
+        columns = [(key, title, fmt) for key, title, fmt in (
+            ("diag_critic_srank", "critic srank", ".1f"), ("diag_critic_dormant_0.1", "critic dormant (τ 0.1)", ".3f"),
+            ("diag_actor_srank", "actor srank", ".1f"), ("diag_critic_grad_norm", "critic grad norm", ".3g"))
+            if self.logged(key)]
+        head = ["env", "network", "parameters", "after pruning", "seeds", "score: mean [95 % CI]"]
+        out = ["| " + " | ".join(head + [title for _, title, _ in columns]) + " |",
+               "|" + "---|" * (len(head) + len(columns))]
         for r in self.rows:
-            out.append(f"| {r['env']} | {r['variant']} | {r['parameters']:,} | {r['nonzero']:,} | {r['seeds']} | "
-                       f"{r['score_mean']:.1f} [{r['score_ci_low']:.1f}, {r['score_ci_high']:.1f}] | "
-                       f"{r['diag_critic_srank']:.1f} | "
-                       f"{r['diag_critic_dormant_0.1']:.3f} | {r['diag_actor_srank']:.1f} | "
-                       f"{r['diag_critic_grad_norm']:.3g} |")
+            cells = [r["env"], r["variant"], f"{r['parameters']:,}", f"{r['nonzero']:,}", str(r["seeds"]),
+                     f"{r['score_mean']:.1f} [{r['score_ci_low']:.1f}, {r['score_ci_high']:.1f}]"]
+            out.append("| " + " | ".join(cells + [format(r[key], fmt) for key, _, fmt in columns]) + " |")
         return "\n".join(out) + "\n"
 
     def write(self, folder: str | Path) -> list[Path]:
@@ -84,10 +91,13 @@ class ScalingReport:
         from matplotlib.ticker import NullFormatter
 
         paths = []
-        panels = (("score_mean", "score_ci", "final return"), ("diag_critic_srank", None, "critic srank (δ 0.01)"),
-                  ("diag_critic_dormant_0.1", None, "critic dormant ratio (τ 0.1)"))
+        panels = [("score_mean", "score_ci", "final return")] + [
+            (key, None, title) for key, title in (("diag_critic_srank", "critic srank (δ 0.01)"),
+                                                  ("diag_critic_dormant_0.1", "critic dormant ratio (τ 0.1)"))
+            if self.logged(key)]
         for env in sorted({r["env"] for r in self.rows}):
-            fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), dpi=120)
+            fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6), dpi=120, squeeze=False)
+            axes = axes[0]
             series = sorted({(r["sparsity"], r["variant"]) for r in self.rows if r["env"] == env})
             for _, name in series:
                 rows = sorted((r for r in self.rows if r["env"] == env and r["variant"] == name),
