@@ -163,3 +163,20 @@ def test_run_json_keeps_every_machine_a_resumed_run_trained_on(tmp_path, monkeyp
     (tmp_path / "run.json").write_text("{damaged")
     files.write_status(tmp_path, "running", 0, {})  # a damaged file is replaced, not a reason to fail
     assert files.read_status(tmp_path)["machines"] == ["CPU A"]
+
+
+def test_report_takes_the_kind_of_the_reproduction_whose_sweep_it_reads(tmp_path):
+    """`sparserl report` on a streaming or scaling reproduction's sweep gives the report by network
+    size (its dense runs span several widths); any other folder, or a mix, the normalised one."""
+    from sparserl.studies.commands import report_kind
+
+    folders = {}
+    for name in ("reproduce-streaming-medium", "reproduce-scaling-small", "reproduce-rnm-td3-interval-medium", "x"):
+        folders[name] = tmp_path / name
+        folders[name].mkdir()
+        (folders[name] / "sweep.yaml").write_text(f"name: {name}\n")
+    assert report_kind([folders["reproduce-streaming-medium"]]) == "scaling"
+    assert report_kind([folders["reproduce-streaming-medium"], folders["reproduce-scaling-small"]]) == "scaling"
+    assert report_kind([folders["reproduce-rnm-td3-interval-medium"]]) == "normalised"
+    assert report_kind([folders["reproduce-streaming-medium"], folders["x"]]) == "normalised"
+    assert report_kind([tmp_path / "no-sweep-here"]) == "normalised"

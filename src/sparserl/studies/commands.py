@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 import tyro
 from rich.console import Console
 
+from sparserl.config.presets import read_mapping
 from sparserl.errors import ConfigError
 from sparserl.studies.reproduce import BUDGETS, REPRODUCTIONS
 
@@ -94,16 +95,34 @@ class ReportArgs:
     """Config keys whose values label the runs (default: the sweep's axes, or algorithm and sparsity)."""
     reps: int = 5000
     """Bootstrap resamples for the intervals."""
+    kind: Literal["auto", "normalised", "scaling"] = "auto"
+    """normalised (scores over the dense runs'), scaling (score against network size, per variant:
+    scaling.md and scaling_<env>.png), or auto: the kind of the reproduction whose sweep folders these
+    are (`sparserl reproduce streaming` and `scaling` sweeps: scaling), else normalised."""
+
+
+def report_kind(dirs: list[Path]) -> str:
+    """scaling where every folder is a sweep of a reproduction reported by size, else normalised."""
+    kinds = set()
+    for folder in dirs:
+        name = (read_mapping(folder / "sweep.yaml") or {}).get("name", "") if (folder / "sweep.yaml").is_file() else ""
+        paper = max((p for p in REPRODUCTIONS if name.startswith(f"reproduce-{p}-")), key=len, default=None)
+        kinds.add(REPRODUCTIONS[paper].report if paper else "normalised")
+    return "scaling" if kinds == {"scaling"} else "normalised"
 
 
 def cmd_report(argv: list[str]) -> int:
     from sparserl.studies.report import build_report
+    from sparserl.studies.scaling import build_scaling_report
 
     args = tyro.cli(ReportArgs, args=argv, prog="sparserl report")
     if args.last_k is not None and args.last_k < 1:
         raise ConfigError(f"--last-k must be a positive integer, got {args.last_k}")
-    report = build_report(list(args.dirs), last_k=args.last_k, baseline=args.baseline,
-                          label_by=list(args.label_by) or None, reps=args.reps)
+    if (report_kind(list(args.dirs)) if args.kind == "auto" else args.kind) == "scaling":
+        report = build_scaling_report(list(args.dirs), last_k=args.last_k)
+    else:
+        report = build_report(list(args.dirs), last_k=args.last_k, baseline=args.baseline,
+                              label_by=list(args.label_by) or None, reps=args.reps)
     out = args.out or args.dirs[0]
     written = report.write(out)
     _console.print(report.markdown(), markup=False)
