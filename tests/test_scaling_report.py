@@ -51,8 +51,9 @@ def test_diagnostics_no_run_logged_are_left_out_of_the_table_and_plots(tmp_path)
     from sparserl.studies.scaling import DIAGNOSTICS, ScalingReport
 
     row = {"env": "Hopper-v5", "variant": "dense", "sparsity": 0.0, "parameters": 100, "nonzero": 100, "seeds": 2,
-           "score_mean": 10.0, "score_ci_low": 9.0, "score_ci_high": 11.0, **{k: float("nan") for k in DIAGNOSTICS}}
+           "score_mean": 10.0, "score_ci_low": 9.0, "score_ci_high": 11.0, "per_seed": "9, 11", "wall_time_h": 0.5,
+           **{k: float("nan") for k in DIAGNOSTICS}}
     bare = ScalingReport([row])
-    assert "srank" not in bare.markdown() and "| 10.0 [9.0, 11.0] |" in bare.markdown()
+    assert "srank" not in bare.markdown() and "| 10.0 [9.0, 11.0] | 9, 11 | 0.50 |" in bare.markdown()
     assert "critic srank" in ScalingReport([{**row, "diag_critic_srank": 3.0}]).markdown()
     assert [p.name for p in bare.write(tmp_path)][-1] == "scaling_Hopper-v5.png"

@@ -2,7 +2,7 @@
 
 For every environment, sparsity level and network size (the dense parameter count of actor and
 critics): the score (mean of each run's last K evaluations, then the mean over seeds with a 95 %
-bootstrap interval), the
+bootstrap interval, and each seed's), the median wall time per run, the
 parameters left after pruning, and the mean over seeds of the last logged diagnostics (critic and
 actor srank, dormant ratio at tau = 0.1, critic parameter and gradient norms). Written as
 scaling.md, scaling.csv and one scaling_<env>.png with return, srank and dormant ratio against
@@ -64,12 +64,14 @@ class ScalingReport:
             ("diag_critic_srank", "critic srank", ".1f"), ("diag_critic_dormant_0.1", "critic dormant (τ 0.1)", ".3f"),
             ("diag_actor_srank", "actor srank", ".1f"), ("diag_critic_grad_norm", "critic grad norm", ".3g"))
             if self.logged(key)]
-        head = ["env", "network", "parameters", "after pruning", "seeds", "score: mean [95 % CI]"]
+        head = ["env", "network", "parameters", "after pruning", "seeds", "score: mean [95 % CI]", "per seed",
+                "time per run (h)"]
         out = ["| " + " | ".join(head + [title for _, title, _ in columns]) + " |",
                "|" + "---|" * (len(head) + len(columns))]
         for r in self.rows:
             cells = [r["env"], r["variant"], f"{r['parameters']:,}", f"{r['nonzero']:,}", str(r["seeds"]),
-                     f"{r['score_mean']:.1f} [{r['score_ci_low']:.1f}, {r['score_ci_high']:.1f}]"]
+                     f"{r['score_mean']:.1f} [{r['score_ci_low']:.1f}, {r['score_ci_high']:.1f}]", r["per_seed"],
+                     f"{r['wall_time_h']:.2f}"]
             out.append("| " + " | ".join(cells + [format(r[key], fmt) for key, _, fmt in columns]) + " |")
         return "\n".join(out) + "\n"
 
@@ -144,7 +146,8 @@ def build_scaling_report(dirs: list[str | Path], last_k: int | None = None) -> S
         row = {"env": env, "sparsity": level, "variant": name, "parameters": total,
                "nonzero": total - int(np.mean([p for _, p in members])), "seeds": len(members),
                "score_mean": float(scores.mean()), "score_ci_low": low, "score_ci_high": high,
-               "score_std": float(scores.std())}
+               "score_std": float(scores.std()), "per_seed": ", ".join(f"{v:.0f}" for v in scores),
+               "wall_time_h": float(np.median([run.wall_time for run, _ in members])) / 3600.0}
         for name in DIAGNOSTICS:
             values = [d[name] for d in diagnostics if not math.isnan(d[name])]
             row[name] = float(np.mean(values)) if values else math.nan
