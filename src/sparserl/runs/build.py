@@ -109,12 +109,10 @@ def check_memory(config: Config, info: EnvInfo) -> None:
     if ALGORITHMS.get(config.algo).streaming:
         return  # no replay buffer
     if config.pixels:
-        frame = frame_shape(config, info)
-        needed = FrameReplay.bytes_needed(frame, config.buffer_size, info.act_dim, config.frame_stack)
-        device = resolve_device(config.device)
-        if replay_home(device, needed).type == "cuda":
+        needed = frame_replay_bytes(config, info)
+        if replay_home(resolve_device(config.device), needed).type == "cuda":
             return  # it fits on the GPU
-        what = f"{'x'.join(map(str, frame))} uint8 frames, buffer_size counts frames"
+        what = f"{'x'.join(map(str, frame_shape(config, info)))} uint8 frames, buffer_size counts frames"
     else:
         needed = ReplayBuffer.bytes_needed(info.obs_dim, info.act_dim, config.buffer_size, config.population)
         what = f"{info.obs_dim} observations, {info.act_dim} actions per transition"
@@ -136,6 +134,11 @@ def parameter_count(config: Config, info: EnvInfo, networks: tuple[str, ...] = (
     return sum(arch.parameters(members) for name, (arch, members) in shapes.items() if name in networks)
 
 
+def frame_replay_bytes(config: Config, info: EnvInfo) -> int:
+    """Bytes a pixel run's frame replay allocates."""
+    return FrameReplay.bytes_needed(frame_shape(config, info), config.buffer_size, info.act_dim, config.frame_stack)
+
+
 def replay_home(device: torch.device, needed: int, free: int | None = None) -> torch.device:
     """Where a frame replay of `needed` bytes lives for an agent on `device`: on its GPU where the
     buffer takes at most half of the memory free there (`free`, read from the GPU if not given; the
@@ -150,10 +153,9 @@ def replay_home(device: torch.device, needed: int, free: int | None = None) -> t
 def make_replay(config: Config, info: EnvInfo, agent: Agent) -> ReplayBuffer | FrameReplay:
     """The replay of a replay-based run: frames stored once for a pixel agent, else transitions."""
     if agent.pixels:
-        frame = frame_shape(config, info)
-        needed = FrameReplay.bytes_needed(frame, config.buffer_size, info.act_dim, config.frame_stack)
-        return FrameReplay(frame, config.frame_stack, info.act_dim, config.buffer_size, seed=config.seed,
-                           device=replay_home(agent.device, needed), batch_device=agent.device)
+        return FrameReplay(frame_shape(config, info), config.frame_stack, info.act_dim, config.buffer_size,
+                           seed=config.seed, device=replay_home(agent.device, frame_replay_bytes(config, info)),
+                           batch_device=agent.device)
     return ReplayBuffer(info.obs_dim, info.act_dim, config.buffer_size, seed=config.seed, agents=agent.population,
                         device=agent.device)
 

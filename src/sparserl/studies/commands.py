@@ -111,18 +111,25 @@ def report_kind(dirs: list[Path]) -> str:
     return "scaling" if kinds == {"scaling"} else "normalised"
 
 
-def cmd_report(argv: list[str]) -> int:
-    from sparserl.studies.report import build_report
-    from sparserl.studies.scaling import build_scaling_report
+def build_kind_report(kind: str, dirs: list[Path], last_k: int | None = None, **normalised):
+    """The report of `kind` over `dirs`: by network size (scaling), or normalised to dense with the
+    `normalised` options (baseline, label_by, reps)."""
+    if kind == "scaling":
+        from sparserl.studies.scaling import build_scaling_report
 
+        return build_scaling_report(dirs, last_k=last_k)
+    from sparserl.studies.report import build_report
+
+    return build_report(dirs, last_k=last_k, **normalised)
+
+
+def cmd_report(argv: list[str]) -> int:
     args = tyro.cli(ReportArgs, args=argv, prog="sparserl report")
     if args.last_k is not None and args.last_k < 1:
         raise ConfigError(f"--last-k must be a positive integer, got {args.last_k}")
-    if (report_kind(list(args.dirs)) if args.kind == "auto" else args.kind) == "scaling":
-        report = build_scaling_report(list(args.dirs), last_k=args.last_k)
-    else:
-        report = build_report(list(args.dirs), last_k=args.last_k, baseline=args.baseline,
-                              label_by=list(args.label_by) or None, reps=args.reps)
+    dirs = list(args.dirs)
+    report = build_kind_report(report_kind(dirs) if args.kind == "auto" else args.kind, dirs, args.last_k,
+                               baseline=args.baseline, label_by=list(args.label_by) or None, reps=args.reps)
     out = args.out or args.dirs[0]
     written = report.write(out)
     _console.print(report.markdown(), markup=False)
@@ -161,7 +168,7 @@ class ReproduceArgs:
 def cmd_reproduce(argv: list[str]) -> int:
     import time
 
-    from sparserl.studies import build_report, run_sweep
+    from sparserl.studies import run_sweep
     from sparserl.studies.reproduce import reproduction_spec
     from sparserl.studies.spec import expand
 
@@ -181,11 +188,7 @@ def cmd_reproduce(argv: list[str]) -> int:
     start = time.perf_counter()
     result = run_sweep(spec, backend=args.backend, workers=args.workers, address=args.address,
                        log=lambda text: _console.print(text, markup=False))
-    if REPRODUCTIONS[args.paper].report == "scaling":
-        from sparserl.studies.scaling import build_scaling_report
-        report = build_scaling_report([spec.output_dir])
-    else:
-        report = build_report([spec.output_dir])
+    report = build_kind_report(REPRODUCTIONS[args.paper].report, [spec.output_dir])
     written = report.write(spec.output_dir / "report")
     _console.print(report.markdown(), markup=False)
     _console.print(f"wall time {time.perf_counter() - start:,.0f} s; written: "
