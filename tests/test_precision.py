@@ -37,24 +37,28 @@ def test_auto_takes_bf16_only_where_there_are_matrix_units(monkeypatch, units, d
                                                                                                       "bf16")
 
 
-def learner(precision):
+def learner(precision, updates_per_step=1, algo="td3"):
     torch.manual_seed(0)
-    agent = make_agent(INFO, Config(hidden=(32, 32)))
+    agent = make_agent(INFO, Config(algo=algo, hidden=(32, 32)))
     buffer = ReplayBuffer(INFO.obs_dim, INFO.act_dim, 1000, seed=0)
     generator = torch.Generator().manual_seed(1)
     for _ in range(300):
         obs, action = torch.randn(INFO.obs_dim, generator=generator), torch.rand(INFO.act_dim, generator=generator)
         buffer.add(obs.numpy(), action.numpy(), float(obs.sum()), (obs * 0.9).numpy(), False, False, action.numpy())
-    return OffPolicyLearner(agent, buffer, None, seed=0, start_steps=0, batch_size=64, updates_per_step=1,
-                            autocast=precision)
+    return OffPolicyLearner(agent, buffer, None, seed=0, start_steps=0, batch_size=64,
+                            updates_per_step=updates_per_step, autocast=precision)
+
+
+def transition():
+    zeros = torch.zeros(5).numpy(), torch.zeros(2).numpy()
+    return zeros[0], zeros[1], 0.0, zeros[0], False, False, zeros[1]
 
 
 def test_bf16_updates_keep_float32_weights_gradients_and_optimiser_state():
     fp32, bf16 = learner(None), learner(torch.bfloat16)
     for step in range(40):
         for run in (fp32, bf16):
-            run.observe(*[x.numpy() for x in (torch.zeros(5), torch.zeros(2))], 0.0, torch.zeros(5).numpy(),
-                        False, False, torch.zeros(2).numpy(), step)
+            run.observe(*transition(), step)
     for name, module in bf16.agent.networks.items():
         for p in module.parameters():
             assert p.dtype == torch.float32 and (p.grad is None or p.grad.dtype == torch.float32), name
@@ -66,6 +70,25 @@ def test_bf16_updates_keep_float32_weights_gradients_and_optimiser_state():
     assert ours["critic_loss"] == pytest.approx(theirs["critic_loss"], rel=0.1)
     for a, b in zip(bf16.agent.critic.parameters(), fp32.agent.critic.parameters()):
         torch.testing.assert_close(a, b, rtol=0.05, atol=0.02)
+
+
+@pytest.mark.parametrize("algo", ["td3", "sac"])
+def test_every_bf16_update_of_a_step_runs_on_the_weights_of_that_moment(algo):
+    """Two updates per environment step under bf16 equal two updates each in its own autocast region:
+    the second one's products use the weights the first one's optimiser steps left."""
+    per_step, one_by_one = learner(torch.bfloat16, updates_per_step=2, algo=algo), learner(None, algo=algo)
+    torch.manual_seed(1)  # a single agent's noise comes from the global generator: one learner at a time
+    for step in range(6):
+        per_step.observe(*transition(), step)
+    torch.manual_seed(1)
+    for _ in range(6):
+        one_by_one.buffer.add(*transition())
+        for _ in range(2):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                one_by_one.agent.update(one_by_one.buffer.sample(64))
+    for name, module in per_step.agent.networks.items():
+        for a, b in zip(module.parameters(), one_by_one.agent.networks[name].parameters()):
+            assert torch.equal(a, b), name
 
 
 def test_bf16_is_refused_for_a_streaming_algorithm():

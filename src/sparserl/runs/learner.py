@@ -68,9 +68,12 @@ class OffPolicyLearner:
                  autocast: torch.dtype | None = None):
         self.agent, self.buffer, self.capacity = agent, buffer, capacity
         self.autocast_dtype = autocast
-        self._precision = torch.autocast(agent.device.type, dtype=autocast) if autocast is not None \
-            else contextlib.nullcontext()
-        """Around every update: bf16 autocast (sparserl.hardware.update_dtype), or nothing."""
+        self._precision = torch.autocast(agent.device.type, dtype=autocast, cache_enabled=False) \
+            if autocast is not None else contextlib.nullcontext()
+        """Around the updates: bf16 autocast (sparserl.hardware.update_dtype), or nothing. Without its
+        cast cache: autocast keeps one bf16 copy of each weight for the whole region, which an
+        optimiser step inside the region would leave stale (a second update would run on the
+        weights from before the first)."""
         self.start_steps, self.batch_size, self.updates_per_step = start_steps, batch_size, updates_per_step
         self.update_every = update_every
         self.rng = np.random.default_rng(seed)  # warm-up actions
