@@ -103,6 +103,17 @@ def test_the_machine_line_names_the_cpu_and_its_extensions():
     assert set(hardware.cpu_extensions()) <= set(hardware.EXTENSIONS)
 
 
+def test_two_cpus_of_one_name_are_two_machines_in_a_runs_record(monkeypatch):
+    """run.json lists the machines a run trained on; `--precision auto` chose by their extensions."""
+    monkeypatch.setattr(hardware, "cuda_available", lambda: False)
+    names = set()
+    for flags in ({"avx2"}, {"avx2", "avx512f", "avx512_bf16"}):
+        monkeypatch.setattr(hardware, "_cpuinfo", lambda flags=flags: ("AMD EPYC", frozenset(flags)))
+        names.add(hardware.machine())
+        assert hardware.machine().startswith("AMD EPYC (avx2")
+    assert len(names) == 2
+
+
 def test_a_device_that_is_not_there_is_refused_by_name(monkeypatch):
     monkeypatch.setattr(hardware, "cuda_available", lambda: False)
     with pytest.raises(ConfigError, match="device cuda: no CUDA device is visible"):

@@ -56,6 +56,13 @@ def test_the_ablations_vary_their_one_setting_at_the_medium_budget():
     assert sorted({p.config.sparsity.level("critic") for p in scaling}) == [0.0, 0.8, 0.9]
 
 
+def test_a_reproduction_runs_in_the_precision_asked_for_and_fp32_by_default():
+    assert {p.config.precision for p in expand(reproduction_spec("rnm-td3", "small"))} == {"fp32"}
+    assert {p.config.precision for p in expand(reproduction_spec("rnm-td3", "small", precision="auto"))} == {"auto"}
+    with pytest.raises(ConfigError, match="precision bf16: stream-ac"):
+        expand(reproduction_spec("streaming", "small", precision="bf16"))
+
+
 def test_paper_budget_keeps_the_presets_schedule():
     plans = expand(reproduction_spec("rlx2-sac", "paper"))
     assert len(plans) == 3 * 4 * 8

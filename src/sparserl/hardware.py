@@ -115,8 +115,11 @@ def rng_untouched(device: torch.device | str = "cpu"):
 
 
 def machine() -> str:
-    """A short name of the machine a run trains on: the CPU, and the CUDA device if there is one."""
-    return f"{cpu_name()} + {torch.cuda.get_device_name(0)}" if cuda_available() else cpu_name()
+    """A short name of the machine a run trains on: the CPU with the extensions that decide its
+    kernels and `--precision auto` (two CPUs of one name may differ there), and the CUDA device if
+    there is one."""
+    cpu = f"{cpu_name()} ({', '.join(cpu_extensions()) or 'no ' + '/'.join(EXTENSIONS[:2])})"
+    return f"{cpu} + {torch.cuda.get_device_name(0)}" if cuda_available() else cpu
 
 
 def describe() -> str:

@@ -151,6 +151,10 @@ class ReproduceArgs:
     """Seeds per configuration instead of the budget's."""
     output: Path | None = None
     """Output folder (default: studies/reproduce-<paper>-<budget>)."""
+    precision: Literal["fp32", "bf16", "auto"] | None = None
+    """The replay updates' products (default: the presets', fp32). auto: bf16 on each machine whose CPU
+    or GPU has bfloat16 matrix units, fp32 elsewhere, so a sweep resumed on another machine may go on
+    in the other precision (run.json names every machine a run trained on)."""
     backend: Literal["local", "ray"] = "local"
     """local: a process per run, one torch thread each, as many at once as cores; ray: Ray tasks."""
     workers: int | None = None
@@ -174,7 +178,7 @@ def cmd_reproduce(argv: list[str]) -> int:
 
     args = tyro.cli(ReproduceArgs, args=argv, prog="sparserl reproduce")
     spec = reproduction_spec(args.paper, args.budget, envs=list(args.env) or None, seeds=args.seeds,
-                             output=str(args.output) if args.output else None)
+                             output=str(args.output) if args.output else None, precision=args.precision)
     spec = replace(spec, pack=args.pack)
     plans = expand(spec)
     _console.print(f"{REPRODUCTIONS[args.paper].description}; budget {args.budget}: {len(plans)} runs",

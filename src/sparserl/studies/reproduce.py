@@ -134,8 +134,9 @@ REPRODUCTIONS["streaming"] = Reproduction(
 
 
 def reproduction_spec(paper: str, budget: str = "small", envs: list[str] | None = None, seeds: int | None = None,
-                      output: str | None = None) -> SweepSpec:
-    """The sweep spec of `paper`'s comparison at `budget` (tasks and seed count may be overridden)."""
+                      output: str | None = None, precision: str | None = None) -> SweepSpec:
+    """The sweep spec of `paper`'s comparison at `budget` (tasks, seed count and the updates'
+    precision may be overridden)."""
     if paper not in REPRODUCTIONS:
         raise ConfigError(f"unknown paper {paper!r}; reproductions exist for {', '.join(REPRODUCTIONS)}")
     if budget not in BUDGETS:
@@ -152,6 +153,8 @@ def reproduction_spec(paper: str, budget: str = "small", envs: list[str] | None 
         base.update(eval_every=b.eval_every, checkpoint_every=b.eval_every * 4)
     if b.score_window and "score_window" not in r.base:
         base["score_window"] = b.score_window
+    if precision is not None:
+        base["precision"] = precision
     data: dict[str, Any] = {
         "name": f"reproduce-{paper}-{budget}",
         "preset": r.preset, "base": base,
