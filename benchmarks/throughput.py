@@ -6,6 +6,10 @@ warm-up, training segments of both run interleaved (A B A B ...) in this one pro
 noise hits both alike; the figures are medians over segments, and the speed-up is the median of
 the per-round ratios (each pair of segments ran back to back, so slow drift cancels within it).
 
+sparserl runs twice, with its update eager (`--step-compile off`) and compiled (`on`, what `auto`
+picks for runs of 50 000 updates or more: sparserl.runs.capture); the headline speed-up is the
+compiled one's.
+
 The floor: FLOPs of one TD3 update at these sizes divided by this machine's measured rate for the
 dominant GEMM shape (batch x 256 x 256), i.e. the update rate if every matmul ran at that rate and
 nothing else cost anything.
@@ -64,15 +68,15 @@ def gemm_rate(threads: int, repeats: int = 30) -> float:
 
 
 class Sparserl:
-    name = "sparserl"
-
-    def __init__(self, threads: int, warmup: int, run_dir: str):
+    def __init__(self, threads: int, warmup: int, run_dir: str, step_compile: str = "off"):
         from sparserl.config import Config
         from sparserl.runs.trainer import Trainer
 
+        self.name = "sparserl" if step_compile == "off" else "sparserl-compiled"
         config = Config(env=ENV, algo="td3", hidden=HIDDEN, batch_size=BATCH, start_steps=warmup,
                         total_steps=warmup, eval_every=10**9, checkpoint_every=10**9, threads=threads,
-                        progress=False, tensorboard=False, run_dir=run_dir, buffer_size=200_000)
+                        progress=False, tensorboard=False, run_dir=run_dir, buffer_size=200_000,
+                        step_compile=step_compile)
         self.trainer = Trainer(config, run_dir)
         self.trainer._train_loop()
 
@@ -82,12 +86,12 @@ class Sparserl:
         t._train_loop()
 
     def updates_per_second(self, updates: int = 300) -> float:
-        agent, buffer = self.trainer.agent, self.trainer.learner.buffer
+        update, buffer = self.trainer.learner._update, self.trainer.learner.buffer
         for _ in range(20):
-            agent.update(buffer.sample(BATCH))
+            update(buffer.sample(BATCH))
         start = time.perf_counter()
         for _ in range(updates):
-            agent.update(buffer.sample(BATCH))
+            update(buffer.sample(BATCH))
         return updates / (time.perf_counter() - start)
 
 
@@ -126,40 +130,50 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"machine: {hardware.describe()}, torch {torch.__version__}")
     with tempfile.TemporaryDirectory() as tmp:
-        ours = Sparserl(args.threads, args.warmup, f"{tmp}/run")
+        eager, compiled = (Sparserl(args.threads, args.warmup, f"{tmp}/{mode}", mode) for mode in ("off", "on"))
         sb3 = StableBaselines3(args.threads, args.warmup)
-        for learner in (ours, sb3):  # first learning steps (allocations, optimiser state) off the clock
+        learners = (eager, compiled, sb3)
+        for learner in learners:  # first learning steps (allocations, optimiser state, compiling) off the clock
             torch.set_num_threads(args.threads)
             learner.train(200)
-        rates: dict[str, list[float]] = {"sparserl": [], "sb3": []}
+        rates: dict[str, list[float]] = {learner.name: [] for learner in learners}
         for r in range(args.rounds):
-            for learner in (ours, sb3):
+            for learner in learners:
                 torch.set_num_threads(args.threads)
                 start = time.perf_counter()
                 learner.train(args.segment)
                 rates[learner.name].append(args.segment / (time.perf_counter() - start))
-            print(f"round {r + 1}: sparserl {rates['sparserl'][-1]:7.1f} steps/s   "
-                  f"sb3 {rates['sb3'][-1]:7.1f} steps/s   ratio {rates['sparserl'][-1] / rates['sb3'][-1]:.2f}")
+            print(f"round {r + 1}: " + "   ".join(f"{name} {rate[-1]:7.1f}" for name, rate in rates.items())
+                  + " steps/s")
         torch.set_num_threads(args.threads)
-        updates = statistics.median(ours.updates_per_second() for _ in range(5))
+        updates = {ours.name: statistics.median(ours.updates_per_second() for _ in range(5))
+                   for ours in (eager, compiled)}
 
-    info = ours.trainer.info
+    info = eager.trainer.info
     flops = td3_update_flops(info.obs_dim, info.act_dim)
     rate = gemm_rate(args.threads)
     floor = rate / flops
-    ours_sps, sb3_sps = statistics.median(rates["sparserl"]), statistics.median(rates["sb3"])
-    ratios = [a / b for a, b in zip(rates["sparserl"], rates["sb3"])]
-    speedup = statistics.median(ratios)  # each round's pair ran back to back: drift cancels within it
+    sps = {name: statistics.median(values) for name, values in rates.items()}
+    ratios = {name: [a / b for a, b in zip(rates[name], rates["sb3"])] for name in (eager.name, compiled.name)}
+    speedup = {name: statistics.median(r) for name, r in ratios.items()}  # each round's segments ran back to back
     print()
     print(f"env steps/s (median of {args.rounds} segments of {args.segment}): "
-          f"sparserl {ours_sps:.1f}, Stable-Baselines3 {sb3_sps:.1f} (ratio of medians {ours_sps / sb3_sps:.2f})")
-    print(f"speed-up: {speedup:.2f}x, median of per-round ratios {', '.join(f'{x:.2f}' for x in ratios)}")
+          + ", ".join(f"{name} {value:.1f}" for name, value in sps.items()))
+    for name, r in ratios.items():
+        print(f"{name} vs Stable-Baselines3: {speedup[name]:.2f}x, median of per-round ratios "
+              f"{', '.join(f'{x:.2f}' for x in r)}")
+    print(f"compiled vs eager update, in training: "
+          f"{statistics.median(a / b for a, b in zip(rates[compiled.name], rates[eager.name])):.2f}x")
     print(f"TD3 update at these sizes: {flops / 1e6:.0f} MFLOP; {BATCH}x256x256 GEMM runs at {rate / 1e9:.0f} GFLOP/s")
-    print(f"updates/s: sparserl {updates:.0f}; arithmetic floor {floor:.0f} ({updates / floor:.0%} of the floor)")
-    print(f"RESULT td3_speedup_vs_sb3 {speedup:.3f}")
-    print(f"RESULT sparserl_td3_env_steps_per_s {ours_sps:.1f}")
-    print(f"RESULT sb3_td3_env_steps_per_s {sb3_sps:.1f}")
-    print(f"RESULT sparserl_td3_updates_per_s {updates:.1f}")
+    for name, value in updates.items():
+        print(f"updates/s: {name} {value:.0f}; arithmetic floor {floor:.0f} ({value / floor:.0%} of the floor)")
+    print(f"RESULT td3_speedup_vs_sb3 {speedup[compiled.name]:.3f}")
+    print(f"RESULT td3_speedup_vs_sb3_eager {speedup[eager.name]:.3f}")
+    print(f"RESULT sparserl_td3_env_steps_per_s {sps[compiled.name]:.1f}")
+    print(f"RESULT sparserl_td3_env_steps_per_s_eager {sps[eager.name]:.1f}")
+    print(f"RESULT sb3_td3_env_steps_per_s {sps['sb3']:.1f}")
+    print(f"RESULT sparserl_td3_updates_per_s {updates[compiled.name]:.1f}")
+    print(f"RESULT sparserl_td3_updates_per_s_eager {updates[eager.name]:.1f}")
     print(f"RESULT td3_update_floor_per_s {floor:.1f}")
 
 

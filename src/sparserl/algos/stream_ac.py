@@ -38,7 +38,7 @@ class StreamAC(StreamingAgent):
     name = "stream-ac"
     stat_names = ("td_error", "value", "entropy", "step_size_policy", "step_size_value")
     settings = ("trace_lambda", "kappa_policy", "kappa_value", "obgd_lr", "obgd", "obgd_beta2", "entropy_coef",
-                "reward_scaling", "step_compile")
+                "reward_scaling")
     discrete_actions = True
     actor_class = ClippedGaussianActor
     defaults = {"network": "layernorm-mlp", "hidden": (128, 128), "init": "sparse", "obs_norm": True,

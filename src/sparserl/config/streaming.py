@@ -34,13 +34,6 @@ class Streaming:
     reward_scaling: bool = True
     """Stream AC: divide rewards by the running std of a discounted-return trace that restarts at
     each episode end (Elsayed et al.)."""
-    step_compile: Literal["auto", "on", "off"] = "auto"
-    """Streaming: run each step's update and next action as one graph compiled by torch.compile
-    (sparserl.streaming.capture; the same computation, 2.6x the eager step's speed at width 128,
-    after a compile of tens of seconds at the start): on, off, or auto (on for runs of at least
-    50 000 steps whose networks hold at most 300 000 parameters, where a C++ compiler is found and
-    execution is dense; wider networks are memory-bound and gain nothing)."""
-
     def problems(self) -> list[str]:
         out = []
         if not (math.isfinite(self.trace_lambda) and 0.0 <= self.trace_lambda <= 1.0):
@@ -49,12 +42,6 @@ class Streaming:
         out += require(self, ("entropy_coef",), checks.non_negative, ">= 0")
         if not 0.0 < self.obgd_beta2 < 1.0:
             out.append(f"obgd_beta2 must be in (0, 1), got {self.obgd_beta2!r}")
-        if self.step_compile == "on":
-            from sparserl.streaming.capture import compiler_problem
-
-            problem = compiler_problem(self)
-            if problem is not None:
-                out.append(f"step_compile on: {problem}")
         return out + streaming_problems(self)
 
 

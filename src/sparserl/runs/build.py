@@ -19,6 +19,7 @@ from sparserl.envs import EnvInfo, env_info, make_env
 from sparserl.errors import ConfigError
 from sparserl.hardware import resolve_device, update_dtype
 from sparserl.replay import DynamicCapacity, FrameReplay, ReplayBuffer
+from sparserl.runs.capture import wants_compiled_update
 from sparserl.runs.learner import Learner, OffPolicyLearner
 
 
@@ -188,7 +189,8 @@ def build_run(config: Config) -> Run:
     learner = OffPolicyLearner(agent, buffer, capacity, seed=c.seed, start_steps=c.start_steps,
                                batch_size=c.batch_size, updates_per_step=c.updates_per_step,
                                update_every=c.update_every,
-                               autocast=update_dtype(c.precision, agent.device.type))
+                               autocast=update_dtype(c.precision, agent.device.type),
+                               compiled=wants_compiled_update(c, agent.device))
     diagnostics = None
     if c.diagnostics_every:
         from sparserl.runs.probe import DiagnosticsProbe

@@ -21,6 +21,7 @@ import torch
 
 from sparserl.algos import Agent
 from sparserl.replay import Batch, DynamicCapacity, ReplayBuffer
+from sparserl.runs.capture import CompiledUpdate
 
 
 class Learner(Protocol):
@@ -65,8 +66,11 @@ class OffPolicyLearner:
 
     def __init__(self, agent: Agent, buffer: ReplayBuffer, capacity: DynamicCapacity | None, *, seed: int,
                  start_steps: int, batch_size: int, updates_per_step: int, update_every: int = 1,
-                 autocast: torch.dtype | None = None):
+                 autocast: torch.dtype | None = None, compiled: bool = False):
         self.agent, self.buffer, self.capacity = agent, buffer, capacity
+        self.compiled = CompiledUpdate(agent) if compiled else None
+        """The update as compiled graphs (sparserl.runs.capture), or None: eager."""
+        self._update = self.compiled if compiled else agent.update
         self.autocast_dtype = autocast
         self._precision = torch.autocast(agent.device.type, dtype=autocast, cache_enabled=False) \
             if autocast is not None else contextlib.nullcontext()
@@ -96,7 +100,7 @@ class OffPolicyLearner:
         if step >= self.start_steps and (step - self.start_steps) % self.update_every == 0:
             with self._precision:
                 for _ in range(self.updates_per_step):
-                    agent.update(buffer.sample(self.batch_size, min(agent.horizon, len(buffer))))
+                    self._update(buffer.sample(self.batch_size, min(agent.horizon, len(buffer))))
         if self.capacity is not None:
             self.capacity.maybe_check(step + 1, agent.policy)
 
