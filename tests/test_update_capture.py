@@ -81,9 +81,9 @@ SIMBA = {"network": "simba", "actor_width": 16, "critic_width": 16, "critic_bloc
 
 
 @pytest.mark.parametrize("algo,settings,graph_updates", [
-    ("td3", {"sparsity": STATIC}, UPDATES), ("sac", {"sparsity": STATIC}, UPDATES), ("sac", SIMBA, UPDATES),
+    ("td3", {"sparsity": STATIC}, UPDATES), ("sac", {**SIMBA, "sparsity": STATIC}, UPDATES),
     ("td3", {"sparsity": RIGL}, UPDATES - 3),
-], ids=["td3-static", "sac-static", "sac-simba-adamw", "td3-rigl"])
+], ids=["td3-static", "sac-simba-adamw-static", "td3-rigl"])
 def test_the_compiled_update_takes_the_eager_updates(algo, settings, graph_updates):
     compiled, learner = train("on", algo, **settings)
     eager, eager_learner = train("off", algo, **settings)
