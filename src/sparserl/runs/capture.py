@@ -19,7 +19,9 @@ topology update or N:M re-projection: Method.plain), and every update after a fa
 `step_compile` decides (sparserl.config.scale): `auto` compiles single-agent runs on the CPU whose
 learning takes at least AUTO_MIN_UPDATES updates, with dense execution, state observations and a
 C++ compiler; `on` insists (refused where impossible); `off` keeps every update eager. Populations
-stay eager (each agent's random draws come from its own generator, which a graph cannot hold).
+stay eager: each agent draws from its own generator, which a graph cannot hold, and with the draws
+kept outside the graph a compiled K = 5 bf16 population's update measured 1.01x the eager one on a
+Zen 4 core (its batched products already share the per-operation overhead).
 """
 
 from __future__ import annotations
