@@ -123,8 +123,28 @@ def test_last_k_option_and_outputs(tmp_path):
 
 def test_no_runs_is_an_error(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ConfigError, match="no runs with evaluations"):
+    with pytest.raises(ConfigError, match="no finished runs with evaluations"):
         build_report([tmp_path / "empty"])
+
+
+def test_runs_still_training_are_left_out_of_both_reports_and_named(tmp_path):
+    from sparserl.studies.scaling import build_scaling_report
+
+    truth = synthetic(tmp_path / "runs")
+    running = make_run(tmp_path / "runs", "late", "Hopper-v5", 7, returns=[-1e6] * 6)
+    (running / "run.json").write_text(json.dumps({"status": "running"}))
+    report = build_report([tmp_path / "runs"], reps=200)
+    row = next(r for r in report.rows if r["env"] == "Hopper-v5" and r["label"] == "td3 dense")
+    assert row["seeds"] == 3 and row["score_mean"] == pytest.approx(
+        np.mean([np.mean(truth[("Hopper-v5", "dense", s)][-3:]) for s in range(3)]))
+    assert "left out: 1 run(s) not finished yet (late)" in report.notes
+    hopper = {"id": "Hopper-v5", "obs_dim": 11, "act_dim": 3, "max_episode_steps": 1000}
+    for seed, (status, final) in enumerate([("finished", 100.0), ("finished", 300.0), ("interrupted", -1e6)]):
+        run = make_run(tmp_path / "sizes", f"dense-{seed}", "Hopper-v5", seed, returns=[final] * 6)
+        (run / "run.json").write_text(json.dumps({"status": status, "env": hopper}))
+    scaling = build_scaling_report([tmp_path / "sizes"])
+    assert [(r["seeds"], r["score_mean"]) for r in scaling.rows] == [(2, 200.0)]
+    assert "left out: 1 run(s) not finished yet (dense-2)" in scaling.markdown()
 
 
 def test_incompatible_runs_under_one_label_are_refused_and_label_by_splits_them(tmp_path):

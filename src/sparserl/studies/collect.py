@@ -43,8 +43,10 @@ class RunData:
         return float(np.mean(self.returns[-k:]))
 
 
-def collect_runs(dirs: list[str | Path]) -> list[RunData]:
-    """Every run directory (config.yaml + metrics.csv with evaluations) under `dirs`."""
+def collect_runs(dirs: list[str | Path], unfinished: list[Path] | None = None) -> list[RunData]:
+    """Every finished run directory (config.yaml + metrics.csv with evaluations) under `dirs`. A run
+    whose run.json says it is still running, interrupted or failed is left out of the results (its
+    scores would be an earlier step's) and appended to `unfinished` when given."""
     runs = []
     for root in map(Path, dirs):
         if not root.exists():
@@ -59,12 +61,24 @@ def collect_runs(dirs: list[str | Path]) -> list[RunData]:
             if not rows:
                 continue
             status = files.read_status(path) or {}
+            if status.get("status", "finished") != "finished":
+                if unfinished is not None:
+                    unfinished.append(path)
+                continue
             runs.append(RunData(path, config, np.array([r["step"] for r in rows]),
                                 np.array([r[measure] for r in rows]), files.read_sparsity(path),
                                 float(every[-1].get("wall_time", math.nan)), tuple(status.get("machines", ()))))
     if not runs:
-        raise ConfigError(f"report: no runs with evaluations under {', '.join(map(str, dirs))}")
+        raise ConfigError(f"report: no finished runs with evaluations under {', '.join(map(str, dirs))}")
     return runs
+
+
+def unfinished_note(unfinished: list[Path]) -> str | None:
+    """The report's note on the runs left out because they have not finished, or None."""
+    if not unfinished:
+        return None
+    names = ", ".join(path.name for path in unfinished[:3]) + (", ..." if len(unfinished) > 3 else "")
+    return f"left out: {len(unfinished)} run(s) not finished yet ({names})"
 
 
 def describe(config: Config) -> str:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from sparserl.errors import ConfigError
-from sparserl.studies.collect import RunData, check_groups, collect_runs, label_runs
+from sparserl.studies.collect import RunData, check_groups, collect_runs, label_runs, unfinished_note
 from sparserl.studies.stats import (
     bootstrap_mean_band,
     iqm,
@@ -156,7 +156,8 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 def build_report(dirs: list[str | Path], last_k: int | None = None, baseline: str | None = None,
                  label_by: list[str] | None = None, reps: int = 5000, seed: int = 0) -> Report:
     """Aggregate the runs under `dirs` (see the module docstring)."""
-    runs = collect_runs(dirs)
+    unfinished: list[Path] = []
+    runs = collect_runs(dirs, unfinished)
     label_runs(runs, label_by)
     groups: dict[tuple[str, str], list[RunData]] = {}
     for run in runs:
@@ -223,6 +224,8 @@ def build_report(dirs: list[str | Path], last_k: int | None = None, baseline: st
         improvement_rows.append({"label": label, "baseline": baseline_name, "tasks": len(paired),
                                  "probability": probability_of_improvement(x, y), "ci_low": low, "ci_high": high})
     notes.append(_machines_note([run for group in groups.values() for run in group]))
+    if unfinished_note(unfinished):
+        notes.append(unfinished_note(unfinished))
     k_text = f"the last {last_k}" if last_k else "each run's last score_window"
     measured = {run.config.measure for group in groups.values() for run in group}
     what = "evaluations" if measured == {"eval_return"} else \

@@ -22,7 +22,7 @@ from sparserl.envs import EnvInfo
 from sparserl.runs.build import parameter_count
 from sparserl.runs.files import read_status
 from sparserl.runs.metrics import read_metrics
-from sparserl.studies.collect import RunData, collect_runs, describe
+from sparserl.studies.collect import RunData, collect_runs, describe, unfinished_note
 from sparserl.studies.report import _slug
 from sparserl.studies.stats import mean_ci
 
@@ -54,6 +54,8 @@ def last_diagnostics(run: RunData) -> dict[str, float]:
 @dataclass
 class ScalingReport:
     rows: list[dict]
+    note: str | None = None
+    """What the table leaves out (runs not finished yet), or None."""
 
     def logged(self, key: str) -> bool:
         """Whether any row has a value for diagnostic `key` (streaming runs log none)."""
@@ -73,6 +75,8 @@ class ScalingReport:
                      f"{r['score_mean']:.1f} [{r['score_ci_low']:.1f}, {r['score_ci_high']:.1f}]", r["per_seed"],
                      f"{r['wall_time_h']:.2f}"]
             out.append("| " + " | ".join(cells + [format(r[key], fmt) for key, _, fmt in columns]) + " |")
+        if self.note:
+            out += ["", f"- {self.note}"]
         return "\n".join(out) + "\n"
 
     def write(self, folder: str | Path) -> list[Path]:
@@ -134,7 +138,8 @@ def variant(config) -> str:
 
 def build_scaling_report(dirs: list[str | Path], last_k: int | None = None) -> ScalingReport:
     groups: dict[tuple, list] = {}
-    for run in collect_runs(dirs):
+    unfinished: list[Path] = []
+    for run in collect_runs(dirs, unfinished):
         level = run.config.sparsity.level("critic")
         total, pruned = parameter_counts(run)
         groups.setdefault((run.env, level, variant(run.config), total), []).append((run, pruned))
@@ -152,4 +157,4 @@ def build_scaling_report(dirs: list[str | Path], last_k: int | None = None) -> S
             values = [d[name] for d in diagnostics if not math.isnan(d[name])]
             row[name] = float(np.mean(values)) if values else math.nan
         rows.append(row)
-    return ScalingReport(rows)
+    return ScalingReport(rows, unfinished_note(unfinished))
