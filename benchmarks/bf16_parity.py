@@ -19,11 +19,10 @@ from sparserl.studies.collect import collect_runs
 
 
 def final_returns(study: str) -> dict[str, dict[int, float]]:
-    """Per precision: each seed's final return, for the finished runs under `study`."""
+    """Per precision: each seed's final return, for the finished runs under `study` (collect_runs
+    leaves out those still training)."""
     out: dict[str, dict[int, float]] = {}
     for run in collect_runs([study]):
-        if run.steps[-1] < run.config.total_steps:
-            continue  # still training
         out.setdefault(run.config.precision, {})[run.config.seed] = run.score(None)
     return out
 

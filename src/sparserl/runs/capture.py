@@ -64,8 +64,8 @@ def wants_compiled_update(config, device: torch.device) -> bool:
         return False
     if config.step_compile == "on":
         return True  # (impossible cases are refused by the configuration's checks)
-    updates = (config.total_steps - config.start_steps) * config.updates_per_step // max(1, config.update_every)
-    return device.type == "cpu" and updates >= AUTO_MIN_UPDATES and update_compiler_problem(config) is None
+    return device.type == "cpu" and config.learning_updates >= AUTO_MIN_UPDATES and \
+        update_compiler_problem(config) is None
 
 
 class CompiledUpdate:

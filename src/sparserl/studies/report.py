@@ -224,8 +224,8 @@ def build_report(dirs: list[str | Path], last_k: int | None = None, baseline: st
         improvement_rows.append({"label": label, "baseline": baseline_name, "tasks": len(paired),
                                  "probability": probability_of_improvement(x, y), "ci_low": low, "ci_high": high})
     notes.append(_machines_note([run for group in groups.values() for run in group]))
-    if unfinished_note(unfinished):
-        notes.append(unfinished_note(unfinished))
+    if note := unfinished_note(unfinished):
+        notes.append(note)
     k_text = f"the last {last_k}" if last_k else "each run's last score_window"
     measured = {run.config.measure for group in groups.values() for run in group}
     what = "evaluations" if measured == {"eval_return"} else \
