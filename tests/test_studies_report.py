@@ -200,3 +200,17 @@ def test_report_takes_the_kind_of_the_reproduction_whose_sweep_it_reads(tmp_path
     assert report_kind([folders["reproduce-rnm-td3-interval-medium"]]) == "normalised"
     assert report_kind([folders["reproduce-streaming-medium"], folders["x"]]) == "normalised"
     assert report_kind([tmp_path / "no-sweep-here"]) == "normalised"
+
+
+def test_curves_name_the_returns_they_plot(tmp_path):
+    synthetic(tmp_path / "runs")
+    assert build_report([tmp_path / "runs"], reps=100).curve_kind == "evaluation return"
+    for run in (tmp_path / "runs").iterdir():  # every run measured by training returns
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        (run / "config.yaml").write_text(yaml.safe_dump({**cfg, "eval_episodes": 0}))
+        csv = (run / "metrics.csv").read_text().splitlines()
+        rows = [line.split(",") for line in csv[1:]]
+        for row in rows:
+            row[4], row[6] = row[6], ""
+        (run / "metrics.csv").write_text("\n".join([csv[0]] + [",".join(r) for r in rows]) + "\n")
+    assert build_report([tmp_path / "runs"], reps=100).curve_kind == "training return"

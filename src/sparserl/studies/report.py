@@ -53,6 +53,8 @@ class Report:
     improvement_rows: list[dict] = field(default_factory=list)
     """One per label other than the baseline: P(a run of it beats a dense run), with its interval."""
     notes: list[str] = field(default_factory=list)
+    curve_kind: str = "evaluation return"
+    """What the curves plot: evaluation or training returns (streaming runs measure the latter)."""
 
     # --- output -----------------------------------------------------------------------------------
     def markdown(self) -> str:
@@ -102,7 +104,7 @@ class Report:
             for label, (steps, mean, low, high) in by_label.items():
                 (line,) = ax.plot(steps, mean, label=label, linewidth=1.8)
                 ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
-            ax.set_title(f"{env}: evaluation return (mean over seeds, 95 % bootstrap band)", fontsize=10)
+            ax.set_title(f"{env}: {self.curve_kind} (mean over seeds, 95 % bootstrap band)", fontsize=10)
             ax.set_xlabel("environment steps")
             ax.set_ylabel("return")
             ax.grid(alpha=0.3)
@@ -231,7 +233,9 @@ def build_report(dirs: list[str | Path], last_k: int | None = None, baseline: st
     what = "evaluations" if measured == {"eval_return"} else \
         "rows' training returns" if measured == {"train_return"} else "evaluations (or rows' training returns)"
     notes.append(f"score: mean of {k_text} {what} per run, then mean ± std over seeds")
-    return Report(rows, iqm_rows, curves, improvement_rows, notes)
+    curve_kind = {frozenset({"eval_return"}): "evaluation return",
+                  frozenset({"train_return"}): "training return"}.get(frozenset(measured), "return")
+    return Report(rows, iqm_rows, curves, improvement_rows, notes, curve_kind)
 
 
 def _machines_note(runs: list[RunData]) -> str:

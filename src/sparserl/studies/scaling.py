@@ -102,7 +102,7 @@ class ScalingReport:
                                                   ("diag_critic_dormant_0.1", "critic dormant ratio (τ 0.1)"))
             if self.logged(key)]
         for env in sorted({r["env"] for r in self.rows}):
-            fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6), dpi=120, squeeze=False)
+            fig, axes = plt.subplots(1, len(panels), figsize=(max(4 * len(panels), 6), 3.6), dpi=120, squeeze=False)
             axes = axes[0]
             series = sorted({(r["sparsity"], r["variant"]) for r in self.rows if r["env"] == env})
             for _, name in series:
