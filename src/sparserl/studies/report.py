@@ -230,11 +230,10 @@ def build_report(dirs: list[str | Path], last_k: int | None = None, baseline: st
         notes.append(note)
     k_text = f"the last {last_k}" if last_k else "each run's last score_window"
     measured = {run.config.measure for group in groups.values() for run in group}
-    what = "evaluations" if measured == {"eval_return"} else \
-        "rows' training returns" if measured == {"train_return"} else "evaluations (or rows' training returns)"
+    what, curve_kind = {frozenset({"eval_return"}): ("evaluations", "evaluation return"),
+                        frozenset({"train_return"}): ("rows' training returns", "training return")}.get(
+        frozenset(measured), ("evaluations (or rows' training returns)", "return"))
     notes.append(f"score: mean of {k_text} {what} per run, then mean ± std over seeds")
-    curve_kind = {frozenset({"eval_return"}): "evaluation return",
-                  frozenset({"train_return"}): "training return"}.get(frozenset(measured), "return")
     return Report(rows, iqm_rows, curves, improvement_rows, notes, curve_kind)
 
 
