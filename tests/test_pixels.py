@@ -13,23 +13,26 @@ from sparserl.errors import EnvError
 TASK = "dm_control/cartpole-swingup-v0"
 
 
-def test_frames_are_the_cameras_render_stacked_and_rendered_once_per_decision():
+def test_frames_are_the_cameras_render_stacked_and_rendered_once_per_decision(monkeypatch):
+    from dm_control.mujoco import Camera
+
+    renders = []
+    render = Camera.render
+    monkeypatch.setattr(Camera, "render", lambda self, *a, **k: renders.append(1) or render(self, *a, **k))
     env = make_env(TASK, action_repeat=2, pixels=PixelSettings(size=32, frame_stack=3))
     physics = env.unwrapped._env.physics
-    renders = []
-    render = physics.render
-    physics.render = lambda *a, **k: renders.append(1) or render(*a, **k)  # counts the renders
     obs, _ = env.reset(seed=3)
     assert obs.shape == (9, 32, 32) and obs.dtype == np.uint8 and env.observation_space.contains(obs)
     assert np.array_equal(obs[0:3], obs[3:6]) and np.array_equal(obs[3:6], obs[6:9])  # a reset repeats its frame
-    expected = render(32, 32, camera_id=0).transpose(2, 0, 1)
-    assert np.array_equal(obs[6:9], expected)  # the frame is the camera's image, channels first
     previous = obs
     for _ in range(4):
+        # the newest frame is the one dm_control's own render draws (the kept camera re-posed), channels first
+        assert np.array_equal(obs[6:9], physics.render(32, 32, camera_id=0).transpose(2, 0, 1))
         obs, *_ = env.step(np.array([0.8], dtype=np.float32))
         assert np.array_equal(obs[:6], previous[3:])  # the stack shifts by one frame per decision
+        assert not np.array_equal(obs[6:9], previous[6:9])  # a new frame, not the camera's last buffer again
         previous = obs
-    assert len(renders) == 5  # one per reset or decision, not per repeated physics step
+    assert len(renders) == 5 + 4  # one per reset or decision (not per repeated physics step), and the checks'
     assert not np.array_equal(obs[0:3], obs[6:9])  # the pole moved
     env.close()
 

@@ -45,6 +45,8 @@ def test_random_shift_is_drqv2s_grid_shift(size, pad, seed):
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-9)
     centred = random_shift(images, torch.full((5, 2), pad), pad)
     assert torch.equal(centred, images)  # offset pad is no shift at all
+    frames = images.to(torch.uint8)  # frames are cropped as they are stored, before they become floats
+    assert torch.equal(random_shift(frames, offsets, pad).double(), random_shift(frames.double(), offsets, pad))
 
 
 def test_shift_offsets_are_uniform_over_the_2pad_plus_1_values():

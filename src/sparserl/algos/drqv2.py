@@ -143,7 +143,7 @@ class DrQV2(ReplayAgent):
 
     def augment(self, frames: torch.Tensor) -> torch.Tensor:
         """Random shift of each stack (one offset per stack, shared by its frames)."""
-        return random_shift(frames.float(), shift_offsets(self.draws.uniform((frames.shape[0], 2)), self.pad), self.pad)
+        return random_shift(frames, shift_offsets(self.draws.uniform((frames.shape[0], 2)), self.pad), self.pad)
 
     def noisy_action(self, h: torch.Tensor, actor_input: torch.Tensor | None = None) -> torch.Tensor:
         mean = self.actor(h if actor_input is None else actor_input)

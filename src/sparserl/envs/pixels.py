@@ -6,7 +6,9 @@ Rendering is headless through MuJoCo's EGL backend (`MUJOCO_GL=egl`): a GPU driv
 machine, Mesa's software renderer (llvmpipe) on a CPU one. On a CPU most of a frame's cost is the
 scene's shadow map and multisampling, not its size; `quality="fast"` renders without both (about
 4x faster on llvmpipe, frames differing by about 1/255 per pixel on average), `quality="model"`
-with the task's own settings, as DrQ-v2 rendered them.
+with the task's own settings, as DrQ-v2 rendered them. One camera (and its scene) serves every
+frame of an environment: dm_control's `physics.render` builds and frees a scene per call, which
+cost more than drawing a small frame.
 """
 
 from __future__ import annotations
@@ -82,15 +84,26 @@ class PixelObservation(gym.ObservationWrapper):
             raise EnvError(f"{env_id} has cameras 0..{self.physics.model.ncam - 1} (and -1, the free camera); "
                            f"got camera {self.camera}")
         self.observation_space = gym.spaces.Box(0, 255, (3, self.size, self.size), dtype=np.uint8)
+        self._view = None  # the camera, made at the first frame (its scene is re-posed for each frame)
 
     def observation(self, obs) -> np.ndarray:
         try:
-            frame = self.physics.render(self.size, self.size, camera_id=self.camera)
+            if self._view is None:
+                from dm_control.mujoco import Camera
+
+                self._view = Camera(self.physics, self.size, self.size, camera_id=self.camera)
+            frame = self._view.render()
         except Exception as exc:  # the backend failed to create a context: name what to change
             raise EnvError(f"rendering with MUJOCO_GL={os.environ.get('MUJOCO_GL')} failed ({type(exc).__name__}: "
                            f"{exc}); install an EGL driver (libegl1 and Mesa on a CPU machine) or set "
                            f"MUJOCO_GL=osmesa with OSMesa installed") from None
-        return np.ascontiguousarray(frame.transpose(2, 0, 1))
+        return frame.transpose(2, 0, 1).copy()  # the camera reuses its buffer for the next frame
+
+    def close(self):
+        if self._view is not None:
+            self._view.scene.free()
+            self._view = None
+        super().close()
 
 
 class FrameStack(gym.Wrapper):

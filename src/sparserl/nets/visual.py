@@ -15,7 +15,6 @@ Convolutions and linear layers start orthogonal (ReLU gain for convolutions), bi
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from sparserl.errors import ConfigError
@@ -69,7 +68,10 @@ class Encoder(nn.Module):
         return {f"{name}.weight": side * side for name, side in zip(convs, feature_map_sides(self.size))}
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = obs.float() / 255.0 - 0.5
+        # channels-last: oneDNN's convolutions forward and backward took 1.24x less time than on
+        # channels-first tensors (an update's encoder passes, 24 x 24, batch 64, one Zen 3 core); the
+        # features are flattened in (channel, row, column) order still
+        x = (obs.float() / 255.0 - 0.5).contiguous(memory_format=torch.channels_last)
         return self.convs(x).flatten(1)
 
 
@@ -87,13 +89,14 @@ class Trunk(nn.Module):
 
 def random_shift(images: torch.Tensor, offsets: torch.Tensor, pad: int = 4) -> torch.Tensor:
     """Each image of (B, C, H, W) padded by `pad` (edge pixels repeated) and cropped back to H x W
-    at its (row, column) offset in `offsets` (B, 2), integers in [0, 2 pad]."""
-    b, _, h, w = images.shape
-    padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")
-    rows = offsets[:, 0, None] + torch.arange(h, device=images.device)  # (B, H)
-    cols = offsets[:, 1, None] + torch.arange(w, device=images.device)  # (B, W)
-    batch = torch.arange(b, device=images.device)[:, None, None]
-    return padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    at its (row, column) offset in `offsets` (B, 2), integers in [0, 2 pad]. Repeating the edge is
+    clamping the source index, so no padded copy is made: one gather, of any dtype (uint8 frames are
+    cropped before they become floats; 3x faster than indexing a padded float copy at 84 x 84)."""
+    b, c, h, w = images.shape
+    rows = (offsets[:, 0, None] - pad + torch.arange(h, device=images.device)).clamp_(0, h - 1)  # (B, H)
+    cols = (offsets[:, 1, None] - pad + torch.arange(w, device=images.device)).clamp_(0, w - 1)  # (B, W)
+    source = (rows[:, :, None] * w + cols[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
+    return images.reshape(b, c, h * w).gather(2, source).view(b, c, h, w)
 
 
 def shift_offsets(uniform: torch.Tensor, pad: int = 4) -> torch.Tensor:

@@ -30,14 +30,8 @@ import sys
 import types
 
 import torch
-import torch._dynamo
-import torch._dynamo.exc
-import torch._inductor.config
 
 from sparserl.optim import LeanAdam
-
-COMPILE_FAILURES = (torch._dynamo.exc.TorchDynamoException, torch._dynamo.exc.FailOnRecompileLimitHit)
-"""What torch.compile raises when it cannot compile a graph (before running any of it)."""
 
 AUTO_MIN_UPDATES = 50_000
 """`step_compile auto` compiles runs of at least this many updates (the compile, tens of seconds,
@@ -156,7 +150,7 @@ class CompiledUpdate:
             with _tracing_gradients():
                 self.graph(batch, agent.updates, log, masks)
         except Exception as exc:  # noqa: BLE001 (a compiler failure leaves the run eager; nothing ran)
-            if self.compiled and not isinstance(exc, COMPILE_FAILURES):  # (a later kind of update compiles later)
+            if self.compiled and not isinstance(exc, compile_failures()):  # (a later kind of update compiles later)
                 raise
             self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             print(f"sparserl: the update step could not be compiled ({self.failed}); running eagerly",
@@ -174,11 +168,22 @@ class CompiledUpdate:
                 agent.sparsifier.count_plain_step(entry[1])
 
 
+def compile_failures() -> tuple[type[Exception], ...]:
+    """What torch.compile raises when it cannot compile a graph (before running any of it). Imported
+    here, not with the module: torch's compiler stack adds about a second to every process's start."""
+    import torch._dynamo.exc
+
+    return torch._dynamo.exc.TorchDynamoException, torch._dynamo.exc.FailOnRecompileLimitHit
+
+
 class _tracing_gradients:
     """torch.autograd.grad traced into the graph, and random draws through ATen's generator (the
     eager stream: a compiled update draws what the eager one would)."""
 
     def __enter__(self):
+        import torch._dynamo
+        import torch._inductor.config
+
         self._saved = torch._dynamo.config.trace_autograd_ops, torch._inductor.config.fallback_random
         torch._dynamo.config.trace_autograd_ops = True
         torch._inductor.config.fallback_random = True
