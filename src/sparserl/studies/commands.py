@@ -11,7 +11,7 @@ from rich.console import Console
 
 from sparserl.config.presets import read_mapping
 from sparserl.errors import ConfigError
-from sparserl.studies.reproduce import BUDGETS, REPRODUCTIONS
+from sparserl.studies.reproduce import BUDGETS, REPRODUCTIONS, budgets_help
 
 _console = Console(highlight=False, soft_wrap=True, emoji=False)
 
@@ -142,9 +142,7 @@ class ReproduceArgs:
     """Run a paper's comparison at a CPU-sized budget and print its table normalised to dense."""
 
     paper: tyro.conf.Positional[Annotated[str, tyro.conf.arg(help=f"The comparison: {', '.join(REPRODUCTIONS)}.")]]
-    budget: Literal[tuple(BUDGETS)] = "small"
-    """small: 20k steps, 3 seeds, one task (streaming: 100k steps, 2 seeds, two widths); medium: 200k
-    steps, 5 seeds, two tasks (streaming: 1M steps, 2 seeds, two widths); paper: the paper's."""
+    budget: Annotated[Literal[tuple(BUDGETS)], tyro.conf.arg(help=budgets_help())] = "small"
     env: tuple[str, ...] = ()
     """Tasks to run instead of the budget's choice of the paper's."""
     seeds: int | None = None

@@ -7,9 +7,9 @@ seeds) and a report: ``sparserl reproduce rlx2-td3 --budget small`` is
     each run's schedule compressed to 20 000 steps (sparserl.studies.budget.compress_schedule),
     then a report normalised to the dense runs (mean of the last 3 evaluations of each run).
 
-Budgets: ``small`` (20k steps, 3 seeds, one task: tens of minutes on 2 cores), ``medium`` (200k
-steps, 5 seeds, the paper's first two tasks: a workstation's day), ``paper`` (the presets' own
-schedules, tasks and seed counts).
+Budgets: ``small`` (20k steps, 3 seeds, one task: tens of minutes on 2 cores), ``medium`` (150k
+steps, 5 seeds, the paper's first two tasks: one packed population of 5 seeds per core finishes in
+about two hours on a Zen 3 core), ``paper`` (the presets' own schedules, tasks and seed counts).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class Budget:
 
 BUDGETS = {
     "small": Budget(total_steps=20_000, start_steps=5_000, seeds=3, eval_every=2_500, score_window=3, tasks=1),
-    "medium": Budget(total_steps=200_000, start_steps=25_000, seeds=5, eval_every=5_000, score_window=10, tasks=2),
+    "medium": Budget(total_steps=150_000, start_steps=25_000, seeds=5, eval_every=5_000, score_window=5, tasks=2),
     "paper": Budget(total_steps=None, start_steps=None, seeds=None, eval_every=None, score_window=None, tasks=None),
 }
 
@@ -131,6 +131,22 @@ REPRODUCTIONS["streaming"] = Reproduction(
                                                                   "hidden": [[128, 128], [512, 512]]}},
         "paper": {"steps": (2_000_000, 0)},
     })
+
+
+def _steps(n: int) -> str:
+    return f"{n // 1_000_000}M" if n % 1_000_000 == 0 else f"{n // 1000}k"
+
+
+def budgets_help() -> str:
+    """One line per budget for the command line, from BUDGETS (and streaming's own steps)."""
+    def text(name: str, b: Budget) -> str:
+        if b.total_steps is None:
+            return f"{name}: the paper's schedules, tasks and seeds"
+        tasks = "one task" if b.tasks == 1 else f"{b.tasks} tasks"
+        stream = REPRODUCTIONS["streaming"].budget_changes.get(name, {})
+        note = f" (streaming: {_steps(stream['steps'][0])} steps, {stream['seeds']} seeds)" if "seeds" in stream else ""
+        return f"{name}: {_steps(b.total_steps)} steps, {b.seeds} seeds, {tasks}{note}"
+    return "; ".join(text(name, b) for name, b in BUDGETS.items()) + "."
 
 
 def reproduction_spec(paper: str, budget: str = "small", envs: list[str] | None = None, seeds: int | None = None,
