@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -14,6 +14,27 @@ from sparserl.errors import ConfigError
 from sparserl.studies.reproduce import BUDGETS, REPRODUCTIONS, budgets_help
 
 _console = Console(highlight=False, soft_wrap=True, emoji=False)
+
+
+@dataclass
+class LaunchArgs:
+    """How a sweep's runs are launched: the flags `sweep` and `reproduce` share."""
+
+    backend: Literal["local", "ray"] = "local"
+    """local: a process per run, as many at once as cores / threads; ray: a Ray task per run."""
+    workers: int | None = None
+    """Runs at once (default: cores / threads)."""
+    address: str | None = None
+    """Ray cluster address (e.g. auto); default: start a local Ray instance."""
+    dry_run: bool = False
+    """List the runs and stop."""
+    pack: bool = False
+    """Train the seeds of runs that differ only in their seed as one population each (one process,
+    each layer one batched product for all of them; sparserl.population); each seed keeps its own
+    agent directory inside the population's."""
+
+
+_Launch = Annotated[LaunchArgs, tyro.conf.OmitArgPrefixes]
 
 
 @dataclass
@@ -32,18 +53,7 @@ class SweepArgs:
     """Output folder (default: studies/<name>)."""
     threads: int | None = None
     """Torch threads per run (default 1: runs go side by side)."""
-    backend: Literal["local", "ray"] = "local"
-    """local: a process per run, as many at once as cores / threads; ray: a Ray task per run."""
-    workers: int | None = None
-    """Runs at once (default: cores / threads)."""
-    address: str | None = None
-    """Ray cluster address (e.g. auto); default: start a local Ray instance."""
-    dry_run: bool = False
-    """List the runs and stop."""
-    pack: bool = False
-    """Train the seeds of runs that differ only in their seed as one population each (one process,
-    each layer one batched product for all of them; sparserl.population); each seed keeps its own
-    agent directory inside the population's."""
+    launch: _Launch = field(default_factory=lambda: LaunchArgs())
 
 
 def cmd_sweep(argv: list[str]) -> int:
@@ -63,18 +73,18 @@ def cmd_sweep(argv: list[str]) -> int:
     for key in ("name", "threads"):
         if getattr(args, key) is not None:
             data[key] = getattr(args, key)
-    if args.pack:
+    if args.launch.pack:
         data["pack"] = True
     if args.output is not None:
         data["output"] = str(args.output)
     elif args.name is not None and args.spec is not None:
         data["output"] = None
     spec = spec_from_dict(data, source=str(args.spec or "command line"))
-    if args.dry_run:
+    if args.launch.dry_run:
         for plan in expand(spec):
             _console.print(f"{plan.run_id}  ->  {plan.run_dir}", markup=False)
         return 0
-    result = run_sweep(spec, backend=args.backend, workers=args.workers, address=args.address,
+    result = run_sweep(spec, backend=args.launch.backend, workers=args.launch.workers, address=args.launch.address,
                        log=lambda text: _console.print(text, markup=False))
     return 1 if result.failed else 0
 
@@ -153,18 +163,7 @@ class ReproduceArgs:
     """The replay updates' products (default: the presets', fp32). auto: bf16 on each machine whose CPU
     or GPU has bfloat16 matrix units, fp32 elsewhere, so a sweep resumed on another machine may go on
     in the other precision (run.json names every machine a run trained on)."""
-    backend: Literal["local", "ray"] = "local"
-    """local: a process per run, one torch thread each, as many at once as cores; ray: Ray tasks."""
-    workers: int | None = None
-    """Runs at once (default: the number of cores)."""
-    address: str | None = None
-    """Ray cluster address (e.g. auto); default: start a local Ray instance."""
-    dry_run: bool = False
-    """List the runs and stop."""
-    pack: bool = False
-    """Train the seeds of runs that differ only in their seed as one population each (one process,
-    each layer one batched product for all of them; sparserl.population); each seed keeps its own
-    agent directory inside the population's."""
+    launch: _Launch = field(default_factory=lambda: LaunchArgs())
 
 
 def cmd_reproduce(argv: list[str]) -> int:
@@ -177,18 +176,18 @@ def cmd_reproduce(argv: list[str]) -> int:
     args = tyro.cli(ReproduceArgs, args=argv, prog="sparserl reproduce")
     spec = reproduction_spec(args.paper, args.budget, envs=list(args.env) or None, seeds=args.seeds,
                              output=str(args.output) if args.output else None, precision=args.precision)
-    spec = replace(spec, pack=args.pack)
+    spec = replace(spec, pack=args.launch.pack)
     plans = expand(spec)
     _console.print(f"{REPRODUCTIONS[args.paper].description}; budget {args.budget}: {len(plans)} runs",
                    markup=False)
-    if args.dry_run:
+    if args.launch.dry_run:
         for plan in plans:
             c = plan.config
             _console.print(f"{plan.run_id}  ->  {plan.run_dir}  ({c.total_steps:,} steps, {c.sparsity.method})",
                            markup=False)
         return 0
     start = time.perf_counter()
-    result = run_sweep(spec, backend=args.backend, workers=args.workers, address=args.address,
+    result = run_sweep(spec, backend=args.launch.backend, workers=args.launch.workers, address=args.launch.address,
                        log=lambda text: _console.print(text, markup=False))
     report = build_kind_report(REPRODUCTIONS[args.paper].report, [spec.output_dir])
     written = report.write(spec.output_dir / "report")
