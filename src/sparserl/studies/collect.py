@@ -104,15 +104,18 @@ def _config_value(config: Config, key: str):
     raise ConfigError(f"report: unknown label key {key!r} (use config keys, e.g. algo, sparsity, hidden)")
 
 
-def _sweep_values(path: Path) -> dict | None:
+def _sweep_values(path: Path) -> tuple[dict | None, bool]:
+    """The axis values the sweep log beside `path` gives its run, and whether `path` is one agent of
+    a packed population (whose seed- and level-axes then hold every agent's values)."""
     for parent in path.parents:
         log = parent / "sweep.json"
         if log.is_file():
             for run in json.loads(log.read_text()).get("runs", []):
-                if Path(run["run_dir"]).resolve() == path.resolve():
-                    return run["values"]
-            return None
-    return None
+                run_dir = Path(run["run_dir"]).resolve()
+                if run_dir in (path.resolve(), path.parent.resolve()):
+                    return run["values"], run_dir != path.resolve()
+            return None, False
+    return None, False
 
 
 def label_runs(runs: list[RunData], label_by: list[str] | None = None) -> None:
@@ -120,10 +123,12 @@ def label_runs(runs: list[RunData], label_by: list[str] | None = None) -> None:
         if label_by:
             run.label = ", ".join(f"{k}={_value_text(_config_value(run.config, k))}" for k in label_by)
             continue
-        values = _sweep_values(run.path) or {}
-        varying = {k: v for k, v in values.items() if k not in ("env", "seed")}
-        # a sparsity value reads as the method and its levels (rigl 0.5/0.5), whatever form the axis gave it in
-        run.label = (", ".join(f"{k}={_value_text(_config_value(run.config, k) if k == 'sparsity' else v)}"
+        values, agent = _sweep_values(run.path)
+        varying = {k: v for k, v in (values or {}).items() if k not in ("env", "seed")}
+        # a sparsity value reads as the method and its levels (rigl 0.5/0.5), whatever form the axis gave it
+        # in; a population's agent reads the values its population lists for all agents from its own config
+        own = {k for k, v in varying.items() if k == "sparsity" or (agent and isinstance(v, list))}
+        run.label = (", ".join(f"{k}={_value_text(_config_value(run.config, k) if k in own else v)}"
                                for k, v in varying.items()) if varying else describe(run.config))
 
 

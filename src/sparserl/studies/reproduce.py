@@ -57,6 +57,9 @@ class Reproduction:
     """Per budget: axes, tasks or base settings that replace the paper's (e.g. a smaller width grid)."""
     report: str = "normalised"
     """normalised (to dense, per task) or scaling (against network size)."""
+    shares: str | None = None
+    """The reproduction one of whose configurations this one repeats (an ablation's default cell):
+    its finished runs at the same budget are copied, not trained again (sparserl.studies.reuse)."""
 
 
 REPRODUCTIONS = {
@@ -81,12 +84,12 @@ REPRODUCTIONS["rnm-td3-interval"] = Reproduction(
     "RNM-TD3's mask-update interval: 2:4 re-projected every 1, 100, 1 000 and 10 000 steps, with SR-STE and with "
     "masked gradients on a dense shadow (a budget's shorter schedule shrinks the intervals with it)",
     preset="rnm-td3", axes={"update_interval": [1, 100, 1_000, 10_000], "nm_gradient": ["srste", "shadow"]},
-    envs=["HalfCheetah-v5", "Ant-v5"], seeds=5,
+    envs=["HalfCheetah-v5", "Ant-v5"], seeds=5, shares="rnm-td3",
     budget_changes={"medium": {"envs": ["HalfCheetah-v5"]}})  # an ablation: the main comparison's first task
 REPRODUCTIONS["rlx2-td3-nstep"] = Reproduction(
     "RLx2-TD3's multi-step target: n = 1 against RLx2's n = 3 (delayed), with everything else RLx2's",
     preset="rlx2-td3", axes={"nstep": [1, 3]},
-    envs=["Hopper-v5", "HalfCheetah-v5", "Walker2d-v5", "Ant-v5"], seeds=8,
+    envs=["Hopper-v5", "HalfCheetah-v5", "Walker2d-v5", "Ant-v5"], seeds=8, shares="rlx2-td3",
     budget_changes={"medium": {"envs": ["Hopper-v5"]}})
 
 
@@ -176,6 +179,8 @@ def reproduction_spec(paper: str, budget: str = "small", envs: list[str] | None 
         "preset": r.preset, "base": base,
         "axes": {"env": list(envs), **axes, "seed": list(range(seeds))},
         "threads": 1, "output": output}
+    if r.shares:
+        data["reuse"] = [f"studies/reproduce-{r.shares}-{budget}"]
     total, start = changes.get("steps", (b.total_steps, b.start_steps))
     if total:
         data["budget"] = {"total_steps": total, "start_steps": start}

@@ -43,7 +43,7 @@ from sparserl.studies.budget import compress_schedule
 LEVEL_KEYS = tuple(f"{network}_{kind}" for network in LEVELS for kind in ("sparsity", "levels"))
 """The sparsity section's level settings: packed runs may differ in them."""
 
-SPEC_KEYS = ("name", "preset", "base", "axes", "threads", "output", "budget", "pack")
+SPEC_KEYS = ("name", "preset", "base", "axes", "threads", "output", "budget", "pack", "reuse")
 
 
 @dataclass
@@ -76,6 +76,9 @@ class SweepSpec:
     pack: bool = False
     """Train runs that differ only in their seed and their sparsity levels (of one method) as one
     population each."""
+    reuse: list[str] = field(default_factory=list)
+    """Other sweeps' output folders whose finished runs of identical settings are copied instead of
+    trained (sparserl.studies.reuse)."""
 
     @property
     def output_dir(self) -> Path:
@@ -83,7 +86,8 @@ class SweepSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "preset": self.preset, "base": self.base, "axes": self.axes,
-                "threads": self.threads, "output": str(self.output_dir), "budget": self.budget, "pack": self.pack}
+                "threads": self.threads, "output": str(self.output_dir), "budget": self.budget, "pack": self.pack,
+                "reuse": list(self.reuse)}
 
 
 def load_spec(path: str | Path) -> SweepSpec:
@@ -118,10 +122,13 @@ def spec_from_dict(data: dict[str, Any], default_name: str = "sweep", source: st
     pack = data.get("pack", False)
     if not isinstance(pack, bool):
         raise ConfigError(f"{source}: pack must be true or false, got {pack!r}")
+    reuse = data.get("reuse") or []
+    if not isinstance(reuse, list) or not all(isinstance(v, str) for v in reuse):
+        raise ConfigError(f"{source}: reuse must be a list of sweep output folders, got {reuse!r}")
     spec = SweepSpec(name=str(data.get("name") or default_name),
                      axes={k: _as_list(k, v, source) for k, v in axes.items()},
                      base=dict(base), preset=data.get("preset"), threads=threads, output=data.get("output"),
-                     budget=budget, pack=pack)
+                     budget=budget, pack=pack, reuse=list(reuse))
     expand(spec)  # validates every axis and value now, before anything runs
     return spec
 

@@ -34,6 +34,7 @@ from sparserl.errors import ConfigError
 from sparserl.runs import files
 from sparserl.runs.build import check_sparsity
 from sparserl.runs.checkpoint import atomic_write, list_checkpoints
+from sparserl.studies.reuse import copy_run, find_donor, is_finished
 from sparserl.studies.spec import RunPlan, SweepSpec, expand
 
 #: Config keys that do not change what a run computes (ignored when comparing configurations).
@@ -45,7 +46,7 @@ class RunOutcome:
     run_id: str
     status: str
     """finished (trained now), resumed (continued from a checkpoint), skipped (already finished),
-    or failed."""
+    reused (copied from a finished run of another sweep, see `reuse`), or failed."""
     error: str | None = None
     score: float | None = None
     seconds: float = 0.0
@@ -64,7 +65,7 @@ class SweepResult:
         return [o for o in self.outcomes if o.status == "failed"]
 
     def summary(self) -> str:
-        counts = ", ".join(f"{self.count(s)} {s}" for s in ("finished", "resumed", "skipped", "failed"))
+        counts = ", ".join(f"{self.count(s)} {s}" for s in ("finished", "resumed", "skipped", "reused", "failed"))
         lines = [f"sweep {self.spec.name}: {len(self.outcomes)} runs: {counts}"]
         lines += [f"  failed {o.run_id}: {o.error}" for o in self.failed]
         return "\n".join(lines)
@@ -86,10 +87,7 @@ def run_state(plan: RunPlan) -> str:
         differ = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
         raise ConfigError(f"run {plan.run_id} already exists in {plan.run_dir} with a different configuration "
                           f"(differs in: {', '.join(differ)}); use another output folder or remove that run")
-    status = files.read_status(plan.run_dir)
-    if status is not None and status.get("status") == "finished" and status.get("step", 0) >= plan.config.total_steps:
-        return "finished"
-    return "resume"
+    return "finished" if is_finished(plan.run_dir, plan.config.total_steps) else "resume"
 
 
 def execute(config_dict: dict) -> dict:
@@ -160,8 +158,13 @@ def run_sweep(spec: SweepSpec, backend: str = "local", workers: int | None = Non
     result = SweepResult(spec)
     todo = []
     for plan in plans:
+        donor = find_donor(plan, spec.reuse, comparable) if states[plan.run_id] == "new" and spec.reuse else None
         if states[plan.run_id] == "finished":
             result.outcomes.append(RunOutcome(plan.run_id, "skipped"))
+        elif donor is not None:
+            copy_run(donor, plan)
+            result.outcomes.append(RunOutcome(plan.run_id, "reused"))
+            log(f"  {plan.run_id}: the same run as {donor}, finished there: copied")
         else:
             todo.append(plan)
     log(f"sweep {spec.name}: {len(plans)} runs, {len(plans) - len(todo)} already finished, "
