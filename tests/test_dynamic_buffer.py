@@ -128,3 +128,65 @@ def test_config_rejects_bad_dynamic_buffer_settings(changes, message):
     else:  # a value no buffer could use is refused even while the buffer is fixed
         with pytest.raises(ConfigError, match=message):
             Config(dynamic_buffer=False, **changes).validate()
+
+
+class StalePopulation(nn.Module):
+    """StalePolicy for each agent of a population, each with its own boundary."""
+
+    def __init__(self, agents: int):
+        super().__init__()
+        self.boundaries = torch.zeros(agents)
+
+    def forward(self, obs):
+        return (obs[..., :1] < self.boundaries.view(-1, 1, 1)).float().expand(*obs.shape[:-1], ACT)
+
+
+@settings(max_examples=40, deadline=None)
+@given(capacity=st.integers(20, 80), min_size=st.integers(1, 40), fraction=st.floats(0.01, 0.6),
+       samples=st.integers(1, 30), until_below=st.booleans(),
+       schedule=st.lists(st.tuples(st.integers(1, 50), st.lists(st.integers(0, 30), min_size=3, max_size=3)),
+                         min_size=1, max_size=6))
+def test_each_agent_of_a_population_shrinks_its_own_window_as_a_single_buffer_would(
+        capacity, min_size, fraction, samples, until_below, schedule):
+    """Agents whose policies drift apart: every agent's live window, its D and what it samples are a
+    single buffer's under the same rule and the same drift."""
+    min_size, agents = min(min_size, capacity), 3
+    settings_ = dict(every=1, threshold=0.2, min_size=min_size, drop_fraction=fraction, samples=samples,
+                     until_below=until_below)
+    population = ReplayBuffer(OBS, ACT, capacity, seed=0, agents=agents)
+    rule = DynamicCapacity(population, **settings_)
+    policies = StalePopulation(agents)
+    singles = [ReplayBuffer(OBS, ACT, capacity, seed=0) for _ in range(agents)]
+    rules = [DynamicCapacity(b, **settings_) for b in singles]
+    single_policies = [StalePolicy() for _ in range(agents)]
+    index = 0
+    for appended, drifts in schedule:
+        for _ in range(appended):
+            obs = np.array([index, 0.0], np.float32)
+            zeros = np.zeros((agents, ACT), np.float32)
+            population.add(np.tile(obs, (agents, 1)), zeros, np.zeros(agents), np.tile(obs, (agents, 1)),
+                           np.zeros(agents, bool), np.zeros(agents, bool), zeros)
+            for b in singles:
+                add(b, index)
+            index += 1
+        for k, drift in enumerate(drifts):
+            policies.boundaries[k] += drift
+            single_policies[k].boundary += drift
+        dropped = rule.check(policies)
+        assert dropped == sum(r.check(p) for r, p in zip(rules, single_policies))
+        window = population.oldest(capacity).obs[..., 0].long()
+        sampled = population.sample(128).obs[..., 0].long()
+        for k, (single, r) in enumerate(zip(singles, rules)):
+            assert population.live(k) == len(single)
+            assert rule.last_distances[k] == pytest.approx(r.last_distance)
+            contents = single.oldest(len(single)).obs[:, 0].long().tolist()
+            assert set(sampled[k].tolist()) <= set(contents)
+            assert window[k].tolist() == contents[: window.shape[1]]  # (oldest: the smallest window's size)
+    state = rule.state_dict()
+    again = DynamicCapacity(ReplayBuffer(OBS, ACT, capacity, seed=0, agents=agents), **settings_)
+    again.load_state_dict(state)
+    assert again.dropped_by_agent.tolist() == rule.dropped_by_agent.tolist()
+    restored = ReplayBuffer(OBS, ACT, capacity, seed=0, agents=agents)
+    restored.load_state_dict(population.state_dict())
+    assert [restored.live(k) for k in range(agents)] == [population.live(k) for k in range(agents)]
+    assert torch.equal(restored.oldest(capacity).obs, population.oldest(capacity).obs)

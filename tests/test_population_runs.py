@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import subprocess
@@ -156,7 +157,6 @@ def test_population_sigkill_and_resume_gives_identical_metrics_for_every_agent(t
     ({"seeds": (1, 1, 2)}, "seeds must differ"),
     ({"algo": "stream-ac", "start_steps": 0, "batch_size": 256, "buffer_size": 1_000_000, "step_compile": "on"},
      "step_compile on: a population's streaming step runs eagerly"),
-    ({"dynamic_buffer": True}, "dynamic_buffer"),
     ({"execution": "csr", "sparsity": "rigl"}, "execution csr"),
     ({"sparsity": {"method": "rigl", "critic_levels": (0.5, 0.9)}},
      "critic_levels lists 2 levels for a population of 3"),
@@ -186,16 +186,30 @@ def test_a_packed_sweep_trains_each_seed_group_as_one_population(tmp_path):
     lines = []
     result = run_sweep(spec(True), workers=2, log=lines.append)
     ids = sorted(o.run_id for o in result.outcomes)
-    # the dynamic buffer cannot be batched: those three seeds stay single runs
-    assert ids == ["seed=0+1+2_dynamic_buffer=False", "seed=0_dynamic_buffer=True", "seed=1_dynamic_buffer=True",
-                   "seed=2_dynamic_buffer=True"]
-    assert any("3 runs trained as 1 populations" in line and "3 runs on their own" in line for line in lines)
+    # RLx2's dynamic buffer packs too: each agent's capacity shrinks on its own
+    assert ids == ["seed=0+1+2_dynamic_buffer=False", "seed=0+1+2_dynamic_buffer=True"]
+    assert any("6 runs trained as 2 populations" in line and "0 runs on their own" in line for line in lines)
     assert {o.status for o in result.outcomes} == {"finished"}
     population = tmp_path / "packed" / "runs" / "seed=0+1+2_dynamic_buffer=False"
     assert sorted(p.name for p in population.glob("seed-*")) == ["seed-0", "seed-1", "seed-2"]
-    assert len(collect_runs([tmp_path / "packed"])) == 6  # every seed, packed or not, reads as a run
+    dynamic = tmp_path / "packed" / "runs" / "seed=0+1+2_dynamic_buffer=True"
+    for member in dynamic.glob("seed-*"):
+        sizes = [float(r["buffer_size"]) for r in csv.DictReader((member / "metrics.csv").open()) if r["buffer_size"]]
+        assert sizes and max(sizes) <= 300
+    assert len(collect_runs([tmp_path / "packed"])) == 6  # every seed reads as a run
     again = run_sweep(spec(True), workers=2, log=lines.append)
     assert {o.status for o in again.outcomes} == {"skipped"}
+
+
+def test_runs_a_population_cannot_batch_stay_single_in_a_packed_sweep(tmp_path):
+    from sparserl.studies import expand, spec_from_dict
+
+    spec = spec_from_dict({
+        "name": "mixed", "pack": True, "output": str(tmp_path / "mixed"),
+        "base": {"algo": "stream-ac", "env": "Pendulum-v1", "total_steps": 300},
+        "axes": {"seed": [0, 1, 2], "step_compile": ["off", "on"]}})
+    assert sorted(plan.run_id for plan in expand(spec)) == [
+        "seed=0+1+2_step_compile=off", "seed=0_step_compile=on", "seed=1_step_compile=on", "seed=2_step_compile=on"]
 
 
 def test_a_packed_sweep_trains_a_level_axis_as_one_population_per_method(tmp_path):

@@ -64,9 +64,6 @@ class Scale:
         if self.algo in ALGORITHMS and ALGORITHMS.get(self.algo).streaming and self.step_compile == "on":
             out.append("step_compile on: a population's streaming step runs eagerly (its batched products "
                        "already share the per-step overhead); use step_compile auto or off")
-        if self.dynamic_buffer:
-            out.append("dynamic_buffer (RLx2's) resizes each agent's buffer on its own schedule, which one "
-                       "population buffer does not; train without it or one agent per run")
         if self.execution != "dense":
             out.append(f"execution {self.execution}: a population runs masked dense products; use execution dense")
         return out

@@ -12,7 +12,10 @@ transitions (RLx2's dynamic capacity) only moves ``start``.
 
 A population's buffer (`agents` K) holds one ring per agent in one (K, capacity, row) tensor: `add`
 takes each field with a leading K axis, `sample` draws every agent's own minibatch in one gather,
-fields (K, B, ...). The agents step in lockstep, so their rings fill alike.
+fields (K, B, ...). The agents step in lockstep, so their rings fill alike; an agent's dynamic
+capacity drops its own oldest transitions (`drop_oldest(count, agent=k)`): agent k's live window is
+the shared one less its `skip[k]` oldest rows, which shrinks by one whenever a full ring overwrites its
+oldest row, so each window grows back by one per step, as a one-agent buffer's does after a drop.
 
 On a GPU (`device`) the storage, the sampling and its generator live there: `add` writes the
 transition into a pinned host row and copies it over in one transfer; minibatches never leave the
@@ -69,6 +72,8 @@ class ReplayBuffer:
         self._offsets = torch.arange(agents or 1, device=device).unsqueeze(1) * capacity  # each agent's first row
         self._start = 0
         self.size = 0
+        self.skip = np.zeros(agents or 1, dtype=np.int64)
+        """Per agent: the oldest rows of the shared window it has dropped (all 0 but after a drop)."""
         self.generator = torch.Generator(device).manual_seed(seed)
 
     @staticmethod
@@ -105,12 +110,22 @@ class ReplayBuffer:
             self.size += 1
         else:
             self._start = (self._start + 1) % self.capacity
+            np.maximum(self.skip - 1, 0, out=self.skip)  # the overwritten row was the oldest of all
 
-    def drop_oldest(self, count: int) -> None:
-        """Forget the `count` oldest transitions (RLx2's dynamic capacity)."""
+    def live(self, agent: int = 0) -> int:
+        """Transitions in agent `agent`'s live window (a single buffer: len)."""
+        return self.size - int(self.skip[agent])
+
+    def drop_oldest(self, count: int, agent: int | None = None) -> None:
+        """Forget the `count` oldest transitions (RLx2's dynamic capacity): of every agent, or of
+        agent `agent` of a population alone."""
+        if agent is not None and self.agents is not None:
+            self.skip[agent] += max(0, min(count, self.live(agent)))
+            return
         count = max(0, min(count, self.size))
         self._start = (self._start + count) % self.capacity
         self.size -= count
+        np.maximum(self.skip - count, 0, out=self.skip)
 
     def _physical(self, logical: torch.Tensor) -> torch.Tensor:
         if self._start == 0:  # the live window has not wrapped: logical positions are rows
@@ -126,12 +141,17 @@ class ReplayBuffer:
         `generator` replaces the buffer's own (which then does not advance). With `agent` k, agent
         k's minibatch alone, shaped and drawn as a one-agent buffer's (a population's diagnostics).
         """
-        if self.size < n:
-            raise ValueError(f"cannot sample windows of {n} from a buffer holding {self.size}")
-        agents = 1 if agent is not None else self._storage.shape[0]
+        low = self.skip[[agent or 0]] if agent is not None else self.skip
+        if self.size - int(low.max()) < n:
+            raise ValueError(f"cannot sample windows of {n} from a buffer holding {self.size - int(low.max())}")
         generator = generator or self.generator
-        starts = torch.randint(0, self.size - n + 1, (agents, batch_size), generator=generator,
-                               device=generator.device).to(self._storage.device)
+        if not low.any():
+            starts = torch.randint(0, self.size - n + 1, (len(low), batch_size), generator=generator,
+                                   device=generator.device).to(self._storage.device)
+        else:  # each agent uniform over its own window
+            low_t = torch.as_tensor(low, device=generator.device).unsqueeze(1)
+            u = torch.rand((len(low), batch_size), generator=generator, device=generator.device, dtype=torch.float64)
+            starts = (low_t + (u * (self.size - n + 1 - low_t)).long()).to(self._storage.device)
         logical = starts if n == 1 else starts.unsqueeze(-1) + torch.arange(n, device=starts.device)
         return self._fields(self._gather(logical, agent))
 
@@ -158,21 +178,23 @@ class ReplayBuffer:
             truncated=rows[..., s["truncated"].start],
         )
 
-    def _arange(self, count: int) -> torch.Tensor:
-        """Logical positions 0..count-1 of every agent's ring."""
-        return torch.arange(count, device=self._storage.device).expand(self._storage.shape[0], count)
+    def _arange(self, count: int, first: np.ndarray | None = None) -> torch.Tensor:
+        """Logical positions first..first+count-1 of every agent's ring (first: 0 for all)."""
+        positions = torch.arange(count, device=self._storage.device).expand(self._storage.shape[0], count)
+        return positions if first is None else positions + torch.as_tensor(first, device=positions.device)[:, None]
 
     def oldest(self, count: int) -> Batch:
-        """The `count` oldest transitions, in insertion order."""
-        count = min(count, self.size)
-        return self._fields(self._gather(self._arange(count)))
+        """The `count` oldest transitions of each agent's live window, in insertion order (at most
+        the smallest window's size)."""
+        count = min(count, min(self.live(k) for k in range(len(self.skip))))
+        return self._fields(self._gather(self._arange(count, self.skip)))
 
     # --- checkpointing ---------------------------------------------------------------------------
     def state_dict(self) -> dict:
         """Contents in insertion order (a copy), sizes and the sampling generator's state."""
         rows = self._gather(self._arange(self.size)).cpu()
         return {"rows": rows, "capacity": self.capacity, "row_width": self.row_width,
-                "generator": self.generator.get_state()}
+                "generator": self.generator.get_state(), "skip": self.skip.tolist()}
 
     def load_state_dict(self, state: dict) -> None:
         if state["capacity"] != self.capacity or state["row_width"] != self.row_width:
@@ -186,6 +208,7 @@ class ReplayBuffer:
         self.size = rows.shape[-2]
         self._storage[:, : self.size] = rows
         self._start = 0
+        self.skip[:] = state.get("skip", 0)  # (checkpoints from before per-agent drops have none)
         try:
             self.generator.set_state(state["generator"])
         except RuntimeError:  # saved on another kind of device: sampling restarts from the seed's stream

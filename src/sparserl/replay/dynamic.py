@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -23,7 +24,8 @@ from sparserl.replay.buffer import ReplayBuffer
 
 
 class DynamicCapacity:
-    """Shrinks a ReplayBuffer when the policy has drifted from its oldest transitions."""
+    """Shrinks a ReplayBuffer when the policy has drifted from its oldest transitions; a
+    population's agents each by their own policy's drift from their own oldest transitions."""
 
     def __init__(self, buffer: ReplayBuffer, *, every: int = 10_000, threshold: float = 0.2,
                  min_size: int = 100_000, drop_fraction: float = 0.1, samples: int = 2048,
@@ -35,16 +37,30 @@ class DynamicCapacity:
         self.buffer, self.every, self.threshold = buffer, every, threshold
         self.min_size, self.drop_fraction, self.samples = min_size, drop_fraction, samples
         self.until_below = until_below
-        self.last_distance = math.nan
-        """D measured at the latest check, before it shrank anything (NaN before the first check)."""
-        self.dropped = 0
-        """Transitions dropped by all checks so far."""
+        agents = buffer.agents or 1
+        self.last_distances = np.full(agents, math.nan)
+        """Per agent: D measured at the latest check, before it shrank anything (NaN before the first)."""
+        self.dropped_by_agent = np.zeros(agents, dtype=np.int64)
+        """Per agent: transitions dropped by all checks so far."""
+
+    @property
+    def last_distance(self) -> float:
+        return float(self.last_distances[0])
+
+    @property
+    def dropped(self) -> int:
+        return int(self.dropped_by_agent[0])
 
     @torch.no_grad()
-    def distance(self, policy: nn.Module) -> float:
-        """D of `policy` over the oldest `samples` transitions."""
+    def distances(self, policy: nn.Module) -> np.ndarray:
+        """D of `policy` over each agent's oldest `samples` transitions, one per agent."""
         oldest = self.buffer.oldest(self.samples)
-        return 0.5 * float((policy(oldest.obs) - oldest.policy_action).square().mean())
+        gap = (policy(oldest.obs) - oldest.policy_action).square()
+        return 0.5 * gap.flatten(-2).mean(-1).reshape(-1).double().cpu().numpy()
+
+    def distance(self, policy: nn.Module) -> float:
+        """D of `policy` over the oldest `samples` transitions (a single agent's)."""
+        return float(self.distances(policy)[0])
 
     def maybe_check(self, step: int, policy: nn.Module) -> bool:
         """Check at every `every`-th environment step; True if a check ran."""
@@ -54,21 +70,32 @@ class DynamicCapacity:
         return True
 
     def check(self, policy: nn.Module) -> int:
-        """Measure D and shrink as the rule says; returns how many transitions were dropped."""
-        dropped = 0
-        distance = self.last_distance = self.distance(policy)
-        while distance > self.threshold and len(self.buffer) > self.min_size:
-            count = min(max(1, int(self.drop_fraction * len(self.buffer))), len(self.buffer) - self.min_size)
-            self.buffer.drop_oldest(count)
-            dropped += count
-            if not self.until_below:
+        """Measure D and shrink as the rule says; returns how many transitions were dropped (all
+        agents together)."""
+        distances = self.distances(policy)
+        self.last_distances[:] = distances
+        dropped = np.zeros_like(self.dropped_by_agent)
+        pending = list(range(len(distances)))
+        while pending:
+            again = []
+            for k in pending:
+                live = self.buffer.live(k)
+                if distances[k] > self.threshold and live > self.min_size:
+                    count = min(max(1, int(self.drop_fraction * live)), live - self.min_size)
+                    self.buffer.drop_oldest(count, agent=k if self.buffer.agents is not None else None)
+                    dropped[k] += count
+                    again.append(k)
+            if not (self.until_below and again):
                 break
-            distance = self.distance(policy)
-        self.dropped += dropped
-        return dropped
+            pending, distances = again, self.distances(policy)
+        self.dropped_by_agent += dropped
+        return int(dropped.sum())
 
     def state_dict(self) -> dict:
-        return {"last_distance": self.last_distance, "dropped": self.dropped}
+        if self.buffer.agents is None:
+            return {"last_distance": self.last_distance, "dropped": self.dropped}
+        return {"last_distance": self.last_distances.tolist(), "dropped": self.dropped_by_agent.tolist()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.last_distance, self.dropped = float(state["last_distance"]), int(state["dropped"])
+        self.last_distances[:] = np.asarray(state["last_distance"], dtype=np.float64)
+        self.dropped_by_agent[:] = np.asarray(state["dropped"], dtype=np.int64)

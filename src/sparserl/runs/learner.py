@@ -105,14 +105,18 @@ class OffPolicyLearner:
             self.capacity.maybe_check(step + 1, agent.policy)
 
     def pop_agent_stats(self) -> list[dict[str, float]]:
-        return self.agent.pop_agent_stats()  # (a population has no dynamic capacity: config.scale)
+        return [self._capacity_stats(stats, k) for k, stats in enumerate(self.agent.pop_agent_stats())]
 
     def pop_stats(self) -> dict[str, float]:
-        stats = self.agent.pop_stats()
+        return self._capacity_stats(self.agent.pop_stats(), 0)
+
+    def _capacity_stats(self, stats: dict[str, float], k: int) -> dict[str, float]:
+        """`stats` with agent k's replay size and policy distance when the capacity is dynamic."""
         if self.capacity is not None:
-            stats["buffer_size"] = float(len(self.buffer))
-            if not math.isnan(self.capacity.last_distance):  # no distance before the first check
-                stats["policy_distance"] = self.capacity.last_distance
+            stats["buffer_size"] = float(self.buffer.live(k))
+            distance = self.capacity.last_distances[k]
+            if not math.isnan(distance):  # no distance before the first check
+                stats["policy_distance"] = float(distance)
         return stats
 
     def state_dict(self) -> dict:
