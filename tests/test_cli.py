@@ -190,3 +190,12 @@ def test_reproduce_dry_run_and_bad_paper(capsys):
     assert code == 0 and "9 runs" in out and "env=Hopper-v5_preset=rlx2-td3_seed=2" in out
     code, out = run_main(capsys, "reproduce", "rlx3-td3")
     assert code != 0 and "unknown paper 'rlx3-td3'" in out
+
+
+def test_reproduce_pack_size_lists_the_populations_it_would_train(capsys):
+    code, out = run_main(capsys, "reproduce", "rlx2-td3", "--pack-size", "2", "--dry-run")
+    assert code == 0 and "9 runs: 0 finished, 9 to train as 6 populations or runs" in out
+    assert "env=Hopper-v5_preset=rlx2-td3_seed=0+1 " in out and "2 agents)" in out
+    assert "env=Hopper-v5_preset=rlx2-td3_seed=2 " in out
+    code, out = run_main(capsys, "reproduce", "rlx2-td3", "--pack-size", "0", "--dry-run")
+    assert code == 2 and "pack_size must be a positive integer" in out

@@ -30,21 +30,20 @@ def test_an_ablation_copies_the_run_it_shares_and_trains_only_the_rest(tmp_path)
                                "output": str(tmp_path / "abl"), "reuse": [str(tmp_path / "main")],
                                "axes": {"update_interval": [1, 50], "seed": [0, 1]}})
     first = run_sweep(ablation, workers=2, log=lines.append)
+    # each agent of the main comparison's 2:4 population is copied as a run of its own
     assert {o.run_id: o.status for o in first.outcomes} == {
-        "update_interval=1_seed=0+1": "reused", "update_interval=50_seed=0+1": "finished"}
-    assert "1 reused" in lines[-1]
+        "update_interval=1_seed=0": "reused", "update_interval=1_seed=1": "reused",
+        "update_interval=50_seed=0+1": "finished"}
+    assert "2 reused" in lines[-1]
 
     donor = tmp_path / "main" / "runs" / "sparsity=nm-2-4_seed=0+1"
-    copy = tmp_path / "abl" / "runs" / "update_interval=1_seed=0+1"
-    assert (copy / REUSED_NOTE).read_text().strip() == str(donor)
-    assert not (copy / "checkpoints").exists()
-    assert files.read_run_config(copy).run_dir == str(copy)
-    assert files.read_status(copy)["agents"] == [str(copy / f"seed-{s}") for s in (0, 1)]
     for seed in (0, 1):
-        member = copy / f"seed-{seed}"
-        assert files.read_run_config(member).run_dir == str(member)
-        assert yaml.safe_load((member / "config.yaml").read_text())["seed"] == seed
-        assert (member / "metrics.csv").read_text() == (donor / f"seed-{seed}" / "metrics.csv").read_text()
+        copy = tmp_path / "abl" / "runs" / f"update_interval=1_seed={seed}"
+        assert (copy / REUSED_NOTE).read_text().strip() == str(donor / f"seed-{seed}")
+        assert not (copy / "checkpoints").exists()
+        assert files.read_run_config(copy).run_dir == str(copy)
+        assert yaml.safe_load((copy / "config.yaml").read_text())["seed"] == seed
+        assert (copy / "metrics.csv").read_text() == (donor / f"seed-{seed}" / "metrics.csv").read_text()
 
     runs = collect_runs([tmp_path / "abl"])  # the report sees all four agents, labelled by the ablation's axis
     label_runs(runs)

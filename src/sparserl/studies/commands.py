@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -32,6 +32,16 @@ class LaunchArgs:
     """Train the seeds of runs that differ only in their seed as one population each (one process,
     each layer one batched product for all of them; sparserl.population); each seed keeps its own
     agent directory inside the population's."""
+    pack_size: int | None = None
+    """At most this many agents per population (implies --pack; default: all of a group's): smaller
+    populations finish sooner and spread one group over several workers. Runs finished before, however
+    they were packed, are not trained again."""
+
+    def spec_changes(self) -> dict:
+        """The sweep spec keys these flags set."""
+        if self.pack_size is not None:
+            return {"pack": True, "pack_size": self.pack_size}
+        return {"pack": True} if self.pack else {}
 
 
 _Launch = Annotated[LaunchArgs, tyro.conf.OmitArgPrefixes]
@@ -56,9 +66,24 @@ class SweepArgs:
     launch: _Launch = field(default_factory=lambda: LaunchArgs())
 
 
+def _print_plan(spec) -> None:
+    """What a sweep would do now (--dry-run): each run or population to train, and how many runs
+    are finished already or would be copied."""
+    from sparserl.studies.sweep import plan_sweep
+
+    plan = plan_sweep(spec)
+    copies = f"{len(plan.copies)} to copy from {', '.join(spec.reuse)}, " if spec.reuse else ""
+    _console.print(f"{len(plan.runs)} runs: {len(plan.finished)} finished, {copies}{plan.trained} to train"
+                   + (f" as {len(plan.units)} populations or runs" if spec.pack else ""), markup=False)
+    for unit in plan.units:
+        c = unit.config
+        agents = f", {unit.agents} agents" if unit.agents > 1 else ""
+        _console.print(f"{unit.run_id}  ->  {unit.run_dir}  ({c.total_steps:,} steps, {c.sparsity.method}{agents})",
+                       markup=False)
+
+
 def cmd_sweep(argv: list[str]) -> int:
     from sparserl.studies import load_spec, parse_axis, run_sweep, spec_from_dict
-    from sparserl.studies.spec import expand
 
     args = tyro.cli(SweepArgs, args=argv, prog="sparserl sweep")
     if args.spec is None and not args.axis:
@@ -73,16 +98,14 @@ def cmd_sweep(argv: list[str]) -> int:
     for key in ("name", "threads"):
         if getattr(args, key) is not None:
             data[key] = getattr(args, key)
-    if args.launch.pack:
-        data["pack"] = True
+    data.update(args.launch.spec_changes())
     if args.output is not None:
         data["output"] = str(args.output)
     elif args.name is not None and args.spec is not None:
         data["output"] = None
     spec = spec_from_dict(data, source=str(args.spec or "command line"))
     if args.launch.dry_run:
-        for plan in expand(spec):
-            _console.print(f"{plan.run_id}  ->  {plan.run_dir}", markup=False)
+        _print_plan(spec)
         return 0
     result = run_sweep(spec, backend=args.launch.backend, workers=args.launch.workers, address=args.launch.address,
                        log=lambda text: _console.print(text, markup=False))
@@ -169,22 +192,16 @@ class ReproduceArgs:
 def cmd_reproduce(argv: list[str]) -> int:
     import time
 
-    from sparserl.studies import run_sweep
+    from sparserl.studies import run_sweep, spec_from_dict
     from sparserl.studies.reproduce import reproduction_spec
-    from sparserl.studies.spec import expand
 
     args = tyro.cli(ReproduceArgs, args=argv, prog="sparserl reproduce")
     spec = reproduction_spec(args.paper, args.budget, envs=list(args.env) or None, seeds=args.seeds,
                              output=str(args.output) if args.output else None, precision=args.precision)
-    spec = replace(spec, pack=args.launch.pack)
-    plans = expand(spec)
-    _console.print(f"{REPRODUCTIONS[args.paper].description}; budget {args.budget}: {len(plans)} runs",
-                   markup=False)
+    spec = spec_from_dict({**spec.to_dict(), **args.launch.spec_changes()}, source=f"reproduction {args.paper}")
+    _console.print(f"{REPRODUCTIONS[args.paper].description}; budget {args.budget}", markup=False)
     if args.launch.dry_run:
-        for plan in plans:
-            c = plan.config
-            _console.print(f"{plan.run_id}  ->  {plan.run_dir}  ({c.total_steps:,} steps, {c.sparsity.method})",
-                           markup=False)
+        _print_plan(spec)
         return 0
     start = time.perf_counter()
     result = run_sweep(spec, backend=args.launch.backend, workers=args.launch.workers, address=args.launch.address,

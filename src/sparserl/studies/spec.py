@@ -10,6 +10,8 @@
     threads: 1                    # torch threads per run (runs go side by side)
     output: studies/nm-vs-rigl    # default: studies/<name>
     budget: {total_steps: 20000, start_steps: 5000}   # optional: compress each run's schedule
+    pack: true                    # optional: train seeds (and levels of one method) as populations
+    pack_size: 3                  # optional: at most this many agents per population (implies pack)
 
 ``preset`` may also be an axis (``preset: [rlx2-td3, rlx2-td3-ss, rlx2-td3-dense]``); presets with
 per-environment settings get those of each run's env. A ``budget`` compresses every run's whole
@@ -43,7 +45,7 @@ from sparserl.studies.budget import compress_schedule
 LEVEL_KEYS = tuple(f"{network}_{kind}" for network in LEVELS for kind in ("sparsity", "levels"))
 """The sparsity section's level settings: packed runs may differ in them."""
 
-SPEC_KEYS = ("name", "preset", "base", "axes", "threads", "output", "budget", "pack", "reuse")
+SPEC_KEYS = ("name", "preset", "base", "axes", "threads", "output", "budget", "pack", "pack_size", "reuse")
 
 
 @dataclass
@@ -76,6 +78,9 @@ class SweepSpec:
     pack: bool = False
     """Train runs that differ only in their seed and their sparsity levels (of one method) as one
     population each."""
+    pack_size: int | None = None
+    """The most agents per population (None: all runs of a group): smaller populations finish sooner
+    and spread one group over several workers."""
     reuse: list[str] = field(default_factory=list)
     """Other sweeps' output folders whose finished runs of identical settings are copied instead of
     trained (sparserl.studies.reuse)."""
@@ -87,7 +92,7 @@ class SweepSpec:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "preset": self.preset, "base": self.base, "axes": self.axes,
                 "threads": self.threads, "output": str(self.output_dir), "budget": self.budget, "pack": self.pack,
-                "reuse": list(self.reuse)}
+                "pack_size": self.pack_size, "reuse": list(self.reuse)}
 
 
 def load_spec(path: str | Path) -> SweepSpec:
@@ -119,16 +124,21 @@ def spec_from_dict(data: dict[str, Any], default_name: str = "sweep", source: st
                                or not all(isinstance(v, int) for v in budget.values())):
         raise ConfigError(f"{source}: budget must be a mapping with integer total_steps and start_steps, "
                           f"got {budget!r}")
-    pack = data.get("pack", False)
+    pack_size = data.get("pack_size")
+    if pack_size is not None and (isinstance(pack_size, bool) or not isinstance(pack_size, int) or pack_size < 1):
+        raise ConfigError(f"{source}: pack_size must be a positive integer (agents per population), got {pack_size!r}")
+    pack = data.get("pack", pack_size is not None)
     if not isinstance(pack, bool):
         raise ConfigError(f"{source}: pack must be true or false, got {pack!r}")
+    if pack_size is not None and not pack:
+        raise ConfigError(f"{source}: pack_size {pack_size} needs pack: true (it sizes the populations packing makes)")
     reuse = data.get("reuse") or []
     if not isinstance(reuse, list) or not all(isinstance(v, str) for v in reuse):
         raise ConfigError(f"{source}: reuse must be a list of sweep output folders, got {reuse!r}")
     spec = SweepSpec(name=str(data.get("name") or default_name),
                      axes={k: _as_list(k, v, source) for k, v in axes.items()},
                      base=dict(base), preset=data.get("preset"), threads=threads, output=data.get("output"),
-                     budget=budget, pack=pack, reuse=list(reuse))
+                     budget=budget, pack=pack, pack_size=pack_size, reuse=list(reuse))
     expand(spec)  # validates every axis and value now, before anything runs
     return spec
 
@@ -143,8 +153,9 @@ def _as_list(key: str, value: Any, source: str) -> list[Any]:
 _KNOWN_AXES = sorted({f.name for f in dataclasses.fields(Config)} | SPARSITY_KEYS | {"method", "preset"})
 
 
-def expand(spec: SweepSpec) -> list[RunPlan]:
-    """The runs of a sweep (cartesian product of the axes), each with a validated configuration."""
+def expand(spec: SweepSpec, packed: bool = True) -> list[RunPlan]:
+    """The runs of a sweep (cartesian product of the axes), each with a validated configuration,
+    packed into populations where the spec asks for it and `packed` allows."""
     for key in spec.axes:
         if key not in _KNOWN_AXES or key in ("run_dir", "runs_root"):
             hint = difflib.get_close_matches(key, _KNOWN_AXES, n=3)
@@ -186,36 +197,51 @@ def expand(spec: SweepSpec) -> list[RunPlan]:
         plans.append(RunPlan(run_id, values, config))
     for env, pixels in sorted({(plan.config.env, plan.config.pixels) for plan in plans}):
         check_env_id(env, pixels)
-    return pack_runs(plans, spec) if spec.pack else plans
+    return pack_runs(plans, spec) if spec.pack and packed else plans
 
 
 def pack_runs(plans: list[RunPlan], spec: SweepSpec) -> list[RunPlan]:
     """Runs that differ only in their seed and in their networks' levels of one sparsity method, as
     one population each (sparserl.population), its agents at their own seeds and levels: run id
     `seed=0+1+2_...` (every value of a packed axis), written to that folder with an agent directory
-    per run. Runs a population cannot batch (config.scale says which) stay as they are."""
+    per run; at most `spec.pack_size` agents each (a group's runs in order, split evenly). Runs a
+    population cannot batch (config.scale says which) stay as they are."""
     groups: dict[str, list[RunPlan]] = {}
     for plan in plans:
         groups.setdefault(_pack_key(plan.config), []).append(plan)
-    out = []
-    for group in groups.values():
-        if len(group) == 1:
-            out += group
-            continue
-        values = {key: _distinct([plan.values[key] for plan in group]) for key in group[0].values}
-        run_id = "_".join(f"{k}={'+'.join(_slug(v) for v in vs)}" for k, vs in values.items())
-        config = group[0].config.replace(population=len(group), seeds=tuple(plan.config.seed for plan in group),
-                                         sparsity=_agent_levels([plan.config.sparsity for plan in group]),
-                                         run_dir=str(spec.output_dir / "runs" / run_id))
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConfigWarning)  # (diagnostics: said once, by the run)
-                config.validate()
-        except ConfigError:
-            out += group  # not batchable: the runs stay separate
-            continue
-        out.append(RunPlan(run_id, {k: vs[0] if len(vs) == 1 else vs for k, vs in values.items()}, config))
+    out: list[RunPlan] = []
+    for whole in groups.values():
+        for group in _split(whole, spec.pack_size):
+            out += _population(group, spec, taken={plan.run_id for plan in out})
     return out
+
+
+def _split(group: list[RunPlan], size: int | None) -> list[list[RunPlan]]:
+    """`group` in order, in as few parts of at most `size` as there can be, as even as they can be."""
+    parts = 1 if size is None else -(-len(group) // size)
+    cuts = [-(-k * len(group) // parts) for k in range(parts + 1)]  # the larger parts first
+    return [group[a:b] for a, b in zip(cuts, cuts[1:])]
+
+
+def _population(group: list[RunPlan], spec: SweepSpec, taken: set[str]) -> list[RunPlan]:
+    """`group`'s runs as one population (its id numbered where another part of a split group lists
+    the same values), or as they are: one run, or runs a population cannot batch."""
+    if len(group) == 1:
+        return group
+    values = {key: _distinct([plan.values[key] for plan in group]) for key in group[0].values}
+    run_id = "_".join(f"{k}={'+'.join(_slug(v) for v in vs)}" for k, vs in values.items())
+    run_id = next(f"{run_id}_part-{k}" for k in itertools.count(2) if f"{run_id}_part-{k}" not in taken) \
+        if run_id in taken else run_id
+    config = group[0].config.replace(population=len(group), seeds=tuple(plan.config.seed for plan in group),
+                                     sparsity=_agent_levels([plan.config.sparsity for plan in group]),
+                                     run_dir=str(spec.output_dir / "runs" / run_id))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConfigWarning)  # (diagnostics: said once, by the run)
+            config.validate()
+    except ConfigError:
+        return group  # not batchable: the runs stay separate
+    return [RunPlan(run_id, {k: vs[0] if len(vs) == 1 else vs for k, vs in values.items()}, config)]
 
 
 def _pack_key(config: Config) -> str:

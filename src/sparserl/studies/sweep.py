@@ -34,8 +34,8 @@ from sparserl.errors import ConfigError
 from sparserl.runs import files
 from sparserl.runs.build import check_sparsity
 from sparserl.runs.checkpoint import atomic_write, list_checkpoints
-from sparserl.studies.reuse import copy_run, find_donor, is_finished
-from sparserl.studies.spec import RunPlan, SweepSpec, expand
+from sparserl.studies.reuse import copy_run, finished_runs, is_finished
+from sparserl.studies.spec import RunPlan, SweepSpec, expand, pack_runs
 
 #: Config keys that do not change what a run computes (ignored when comparing configurations).
 BOOKKEEPING = ("run_dir", "runs_root", "threads", "progress", "tensorboard", "checkpoint_every", "keep_checkpoints")
@@ -76,6 +76,11 @@ def comparable(config: Config) -> dict:
     for key in BOOKKEEPING:
         data.pop(key, None)
     return data
+
+
+def run_key(config: Config) -> str:
+    """What identifies a run's computation (its configuration less bookkeeping), as one string."""
+    return json.dumps(comparable(config), sort_keys=True, default=str)
 
 
 def run_state(plan: RunPlan) -> str:
@@ -125,13 +130,15 @@ def _execute(config: Config, run_dir: Path) -> dict:
                 "traceback": traceback.format_exc(), "seconds": time.perf_counter() - start}
 
 
-def _write_log(result: SweepResult, plans: list[RunPlan]) -> None:
+def _write_log(result: SweepResult, logged: list[tuple[RunPlan, Path]]) -> None:
+    """sweep.json: every run or population of this sweep, where its files are (a finished run found
+    in another population's folder is listed there, with its own values), and how it stands."""
     by_id = {o.run_id: o for o in result.outcomes}
     runs = []
-    for plan in plans:
+    for plan, run_dir in logged:
         outcome = by_id.get(plan.run_id)
         state = "pending" if outcome is None else ("failed" if outcome.status == "failed" else "finished")
-        runs.append({"run_id": plan.run_id, "values": plan.values, "run_dir": str(plan.run_dir), "state": state,
+        runs.append({"run_id": plan.run_id, "values": plan.values, "run_dir": str(run_dir), "state": state,
                      "this_sweep": outcome.status if outcome else "pending",
                      "error": outcome.error if outcome else None,
                      "score": outcome.score if outcome else None})
@@ -139,52 +146,86 @@ def _write_log(result: SweepResult, plans: list[RunPlan]) -> None:
     atomic_write(result.spec.output_dir / "sweep.json", lambda f: f.write(json.dumps(data, indent=2).encode()))
 
 
+@dataclass
+class SweepPlan:
+    """What a sweep would do now: its runs, those finished already (where), those to copy from the
+    reuse folders (from where), and what to train: runs, or populations of them where packed."""
+
+    runs: list[RunPlan]
+    finished: dict[str, Path]
+    copies: dict[str, Path]
+    units: list[RunPlan]
+
+    @property
+    def trained(self) -> int:
+        return sum(unit.agents for unit in self.units)
+
+
+def plan_sweep(spec: SweepSpec) -> SweepPlan:
+    """The plan of `spec` against what its output folder (and its reuse folders) hold; refuses an
+    impossible sparsity budget or a run directory holding another configuration, before any work."""
+    runs = expand(spec, packed=False)
+    checked = set()
+    for run in runs:  # impossible sparsity budgets (once per distinct network setup)
+        key = json.dumps({k: v for k, v in comparable(run.config).items() if k != "seed"}, sort_keys=True)
+        if run.config.sparsity.enabled and key not in checked:
+            check_sparsity(run.config)
+            checked.add(key)
+    done = finished_runs([spec.output_dir], run_key)  # on their own or as agents of populations, however packed
+    donors = finished_runs(spec.reuse, run_key) if spec.reuse else {}
+    finished, copies, todo = {}, {}, []
+    for run in runs:
+        if run_key(run.config) in done:
+            finished[run.run_id] = done[run_key(run.config)]
+        elif run_key(run.config) in donors and run_state(run) == "new":
+            copies[run.run_id] = donors[run_key(run.config)]
+        else:
+            todo.append(run)
+    units = pack_runs(todo, spec) if spec.pack else todo
+    for unit in units:
+        run_state(unit)
+    return SweepPlan(runs, finished, copies, units)
+
+
 def run_sweep(spec: SweepSpec, backend: str = "local", workers: int | None = None, address: str | None = None,
               log: Callable[[str], None] = print) -> SweepResult:
     """Run every run of `spec` that is not finished yet; returns what happened to each."""
     if backend not in ("local", "ray"):
         raise ConfigError(f"unknown backend {backend!r}; allowed: local, ray")
-    plans = expand(spec)
-    states = {plan.run_id: run_state(plan) for plan in plans}  # refuses changed configs before any work
-    checked = set()
-    for plan in plans:  # impossible sparsity budgets, before any work (once per distinct network setup)
-        key = json.dumps({k: v for k, v in comparable(plan.config).items() if k != "seed"}, sort_keys=True)
-        if plan.config.sparsity.enabled and key not in checked:
-            check_sparsity(plan.config)
-            checked.add(key)
+    plan = plan_sweep(spec)
+    by_id = {run.run_id: run for run in plan.runs}
     out = spec.output_dir
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "sweep.yaml", lambda f: f.write(yaml.safe_dump(spec.to_dict(), sort_keys=False).encode()))
     result = SweepResult(spec)
-    todo = []
-    for plan in plans:
-        donor = find_donor(plan, spec.reuse, comparable) if states[plan.run_id] == "new" and spec.reuse else None
-        if states[plan.run_id] == "finished":
-            result.outcomes.append(RunOutcome(plan.run_id, "skipped"))
-        elif donor is not None:
-            copy_run(donor, plan)
-            result.outcomes.append(RunOutcome(plan.run_id, "reused"))
-            log(f"  {plan.run_id}: the same run as {donor}, finished there: copied")
-        else:
-            todo.append(plan)
-    log(f"sweep {spec.name}: {len(plans)} runs, {len(plans) - len(todo)} already finished, "
-        f"{len(todo)} to run on the {backend} backend")
+    result.outcomes += [RunOutcome(run_id, "skipped") for run_id in plan.finished]
+    logged = [(by_id[run_id], path) for run_id, path in plan.finished.items()]
+    for run_id, donor in plan.copies.items():
+        copy_run(donor, by_id[run_id])
+        result.outcomes.append(RunOutcome(run_id, "reused"))
+        logged.append((by_id[run_id], by_id[run_id].run_dir))
+        log(f"  {run_id}: the same run as {donor}, finished there: copied")
+    units = plan.units
+    logged += [(unit, unit.run_dir) for unit in units]
+    log(f"sweep {spec.name}: {len(plan.runs)} runs, {len(plan.finished) + len(plan.copies)} already finished, "
+        f"{plan.trained} to run on the {backend} backend")
     if spec.pack:
-        packed = [plan for plan in plans if plan.agents > 1]
-        log(f"  packed: {sum(p.agents for p in packed)} runs trained as {len(packed)} populations (one process "
-            f"and one batched network per population), {len(plans) - len(packed)} runs on their own")
-    _write_log(result, plans)
+        packed = [unit for unit in units if unit.agents > 1]
+        size = f" of at most {spec.pack_size}" if spec.pack_size else ""
+        log(f"  packed: {sum(p.agents for p in packed)} runs trained as {len(packed)} populations{size} (one "
+            f"process and one batched network per population), {len(units) - len(packed)} runs on their own")
+    _write_log(result, logged)
     runner = _run_local if backend == "local" else _run_ray
-    for plan, outcome in runner(todo, spec, workers, address):
+    for count, (unit, outcome) in enumerate(runner(units, spec, workers, address), 1):
         result.outcomes.append(outcome)
         text = f"{outcome.status} after {outcome.seconds:.0f} s"
         if outcome.error:
             text += f": {outcome.error}"
-        log(f"  [{len(result.outcomes)}/{len(plans)}] {plan.run_id}: {text}")
-        _write_log(result, plans)
-    order = {plan.run_id: i for i, plan in enumerate(plans)}
-    result.outcomes.sort(key=lambda o: order[o.run_id])
-    _write_log(result, plans)
+        log(f"  [{count}/{len(units)}] {unit.run_id}: {text}")
+        _write_log(result, logged)
+    order = {plan.run_id: i for i, (plan, _) in enumerate(logged)}
+    result.outcomes.sort(key=lambda o: order.get(o.run_id, len(order)))
+    _write_log(result, logged)
     log(result.summary())
     return result
 
